@@ -1,0 +1,3 @@
+from bohmpower.cli import main
+
+raise SystemExit(main())

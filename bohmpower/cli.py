@@ -1,0 +1,170 @@
+"""Command line: ``bohmpower exact | check | info`` (SPEC.md "Command line").
+
+Exit codes: 0 success; 2 bad run file or arguments (one message naming the key); 1 numerical failure
+(with the step and time); 75 stopped cleanly with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from bohmpower.errors import BohmpowerError, ConfigError
+
+log = logging.getLogger("bohmpower")
+
+DEMO_EXACT = "exact_demo.toml"
+
+
+def _demo_path(name: str) -> Path:
+    return Path(str(resources.files("bohmpower") / "demo" / name))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bohmpower",
+        description="Local energy and local power of driven interacting electrons "
+        "(Albareda, Traversa, Oriols 2016) from exact wavefunctions and Bohmian trajectories.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("exact", help="exact many-electron wavefunction on the full grid (N <= 3)")
+    p.add_argument("run_file", nargs="?", type=Path,
+                   help="run file (TOML); without it a built-in two-electron demo runs")
+    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.h5 beside RUN.toml)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    p.add_argument("--seed", type=int, help="override [trajectories] seed")
+    p.add_argument("--samples", type=int, help="override [trajectories] count")
+    p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
+    _common(p)
+
+    p = sub.add_parser("check", help="validate a run file and print the resolved setup; runs nothing")
+    p.add_argument("run_file", type=Path)
+    _common(p)
+
+    p = sub.add_parser("info", help="what a result file holds")
+    p.add_argument("result_file", type=Path)
+    _common(p)
+    return ap
+
+
+def _setup_logging(args) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # numba's own debug output is not ours to show.
+    logging.getLogger("numba").setLevel(logging.WARNING)
+
+
+def _load(run_file: Path, command: str, args=None):
+    from bohmpower.config import load_config
+
+    config = load_config(run_file)
+    if args is not None and (getattr(args, "seed", None) is not None
+                             or getattr(args, "samples", None) is not None):
+        import dataclasses
+
+        if config.trajectories is None:
+            raise ConfigError("--seed/--samples", "the run file has no [trajectories] section")
+        changes = {k: v for k, v in (("seed", args.seed), ("count", args.samples)) if v is not None}
+        if changes.get("count", 1) < 1:
+            raise ConfigError("--samples", "must be a positive integer")
+        trajectories = dataclasses.replace(config.trajectories, **changes)
+        config = dataclasses.replace(config, trajectories=trajectories)
+    config.check_command(command)
+    return config
+
+
+def cmd_exact(args) -> int:
+    import numpy as np  # noqa: F401  (import cost paid before the timer)
+
+    from bohmpower import io
+    from bohmpower.driver import ExactSolver
+
+    if args.run_file is None:
+        run_file = _demo_path(DEMO_EXACT)
+        output = args.output or Path.cwd() / "bohmpower_demo_exact.h5"
+        log.info("no run file given: running the built-in demo (%s)", run_file)
+    else:
+        run_file = args.run_file
+        output = args.output or run_file.with_suffix(".h5")
+    config = _load(run_file, "exact", args)
+    io.check_output_path(output, args.overwrite)
+    log.info("exact run: %s", config.title or run_file.name)
+    solver = ExactSolver(config, workers=args.workers)
+    for w in solver.warnings:
+        log.warning("warning: %s", w)
+    progress = _progress(len(config.time.frame_steps), args.quiet, "frames")
+    t0 = time.perf_counter()
+    try:
+        result = solver.run(observers=(lambda step, t, fr: progress.update(1),))
+    finally:
+        progress.close()
+    path = io.write_exact_result(output, result, config, overwrite=args.overwrite)
+    wall = time.perf_counter() - t0
+    g = result.globals
+    log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %.8g -> %.8g hartree",
+             wall, len(result.time), g["norm"][0], g["norm"][-1], g["energy"][0], g["energy"][-1])
+    log.info("result: %s  (inspect: bohmpower info %s)", path, path)
+    return 0
+
+
+def _progress(total: int, quiet: bool, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, disable=quiet or not sys.stderr.isatty(),
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def cmd_check(args) -> int:
+    from bohmpower.config import describe
+
+    config = _load(args.run_file, "run" if config_has_method(args.run_file) else "exact")
+    print(describe(config))
+    from bohmpower.estimates import describe_estimates
+
+    print(describe_estimates(config))
+    return 0
+
+
+def config_has_method(path: Path) -> bool:
+    import tomllib
+
+    try:
+        return "method" in tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def cmd_info(args) -> int:
+    from bohmpower.io import describe_result
+
+    print(describe_result(args.result_file))
+    return 0
+
+
+COMMANDS = {"exact": cmd_exact, "check": cmd_check, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    except BohmpowerError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130

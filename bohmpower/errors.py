@@ -1,0 +1,44 @@
+"""Error hierarchy. Each message says what to change; the CLI maps classes to exit codes."""
+
+from __future__ import annotations
+
+
+class BohmpowerError(Exception):
+    """Base class of every error bohmpower raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(BohmpowerError):
+    """A run file or argument that cannot be used. ``key`` is the dotted key to change."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class ResultFileError(BohmpowerError):
+    """A result file that cannot be read or compared."""
+
+    exit_code = 2
+
+
+class NumericalError(BohmpowerError):
+    """A run that went bad (norm loss, NaN, lost resolution): says the step, the time and the cause."""
+
+    exit_code = 1
+
+    def __init__(self, step: int, time: float, cause: str, time_unit: str = "atomic_unit_of_time"):
+        self.step = step
+        self.time = time
+        self.cause = cause
+        super().__init__(f"numerical failure at step {step} (t = {time:.6g} {time_unit}): {cause}")
+
+
+class StoppedEarly(BohmpowerError):
+    """A run stopped cleanly (signal, wall-time limit) after writing a checkpoint."""
+
+    exit_code = 75

@@ -1,0 +1,67 @@
+"""Memory and run-time estimates printed by ``bohmpower check`` (nothing is propagated)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+#: Measured cost of one split-operator step plus amortised observables, in units of one forward
+#: plus one inverse N-d FFT of the same shape (benchmarks/README.md gives the measured step ratio).
+STEP_COST_IN_FFT_PAIRS = 1.3
+#: Cost of the grid observables of one stored frame, in FFT pairs (about 20 one-axis transforms
+#: on the 2x-refined grid).
+FRAME_COST_IN_FFT_PAIRS = 25.0
+
+
+def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3) -> float:
+    """Time one in-place forward + inverse complex FFT of ``shape`` (minimum of ``repeats``)."""
+    import scipy.fft as sfft
+
+    a = np.zeros(shape, dtype=np.complex128)
+    a[(0,) * len(shape)] = 1.0
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a = sfft.fftn(a, overwrite_x=True, workers=workers)
+        a = sfft.ifftn(a, overwrite_x=True, workers=workers)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def describe_estimates(config) -> str:
+    """Resolved-model facts, memory and time estimates for an exact run of ``config``."""
+    from bohmpower.model import build_model
+    from bohmpower.model.resolution import exact_memory_bytes
+
+    atomic = config.to_atomic() if config.units.system != "atomic" else config
+    model, warnings = build_model(atomic, command="exact")
+    n, n_x = model.n_particles, model.grid.n_x
+    shape = (n_x,) * n
+    mem = exact_memory_bytes(n_x, n)
+    t_pair = fft_pair_seconds(shape, workers=atomic.numerics.fft_workers)
+    n_steps = atomic.time.n_steps
+    n_frames = atomic.time.n_frames
+    seconds = t_pair * (STEP_COST_IN_FFT_PAIRS * n_steps + FRAME_COST_IN_FFT_PAIRS * n_frames)
+    lines = [
+        "exact-run estimates:",
+        f"  wavefunction: {n_x}^{n} = {n_x ** n:,} complex values "
+        f"({16 * n_x ** n / 2**20:.1f} MiB per array)",
+        f"  peak memory: about {mem / 2**20:.0f} MiB",
+        f"  steps: {n_steps:,}; stored frames: {n_frames}",
+        f"  run time: about {_human(seconds)} on {atomic.numerics.fft_workers} FFT thread(s) "
+        f"(one FFT pair measured here: {t_pair * 1e3:.2f} ms)",
+    ]
+    if getattr(model, "absorber_report", None):
+        lines.append(f"  absorbing layers: {model.absorber_report}")
+    for w in warnings:
+        lines.append(f"  warning: {w}")
+    return "\n".join(lines)
+
+
+def _human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
