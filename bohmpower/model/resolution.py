@@ -1,0 +1,315 @@
+"""Resolution rules (SPEC.md "Resolution rules"): is the grid fine enough and dt short enough?
+
+All inputs are explicit numbers in atomic units, so each rule can be tested on its own.
+
+Notes
+-----
+Wavenumber content of the initial orbitals:
+
+- packet:    k = |k0| + 6 / (2 width)           (width = density standard deviation, so 1/(2 width) is the
+                                                 spectral standard deviation: k0 plus 6 of them)
+- eigenstate (or any grid orbital): the |k| below which 1 - 1e-10 of the orbital's spectral weight lies
+
+k_content is the maximum over orbitals. The wavenumber reached by falling through the whole drive drop and
+the largest interaction energy is
+
+    k_reach = sqrt(k_content^2 + 2 m (|total bias| + W_max))
+
+(|total bias| = sum over drives of |bias|, or |force| times the grid length for a `uniform` field; each
+profile has |f(t)| <= 1, so that is the most the drives can give.) Rules, with
+numerics.resolution_fraction (0.8), max_phase (1 rad) and warn_phase (pi):
+
+1. refuse on "grid.points" when k_reach > resolution_fraction * pi / dx; the message gives the minimum
+   number of points, ceil(length k_reach / (resolution_fraction pi));
+2. refuse on "time.dt" when dt (k_reach^2 / 2m + potential range) > max_phase, with potential range =
+   max U0 - min U0 + |total bias| + W_max; the message gives the largest dt allowed;
+3. warn when dt (pi/dx)^2 / 2m > warn_phase (the grid's largest kinetic phase per step).
+
+At equality a rule passes (refusal is strictly above the threshold).
+
+Memory of an exact run (`exact_memory_bytes`): 16 n_x^N bytes per complex N-d array, counting 2 for the
+propagator (psi and one FFT work array) and 8 for the observables (psi's first and second derivatives
+along an axis, H psi, h_k psi and their products for the power terms, and the 2x zero-padded marginal
+workspace counted as two), 10 in all. An exact run is refused on "grid.points" when this exceeds
+numerics.max_memory_gb (GB = 1e9 bytes; default half the physical memory, from os.sysconf).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bohmpower.errors import ConfigError
+
+__all__ = [
+    "EXACT_ARRAYS",
+    "SPECTRAL_WEIGHT_FRACTION",
+    "ResolutionReport",
+    "check_exact_memory",
+    "check_grid_resolution",
+    "check_time_step",
+    "exact_memory_bytes",
+    "grid_phase_warning",
+    "k_reach",
+    "maximum_dt",
+    "minimum_points",
+    "orbital_k_content",
+    "packet_k_content",
+    "physical_memory_bytes",
+    "resolve",
+]
+
+logger = logging.getLogger(__name__)
+
+#: An orbital's wavenumber content is where this fraction of its spectral weight lies below.
+SPECTRAL_WEIGHT_FRACTION = 1.0 - 1e-10
+#: Complex N-d arrays an exact run holds at once (2 propagator + 8 observables).
+EXACT_ARRAYS = 10
+
+
+def packet_k_content(wavenumber: float, width: float) -> float:
+    """|k0| + 6/(2 width) [1/bohr] of a Gaussian packet with density standard deviation ``width``."""
+    return abs(wavenumber) + 6.0 / (2.0 * width)
+
+
+def orbital_k_content(
+    orbital: np.ndarray, k: np.ndarray, fraction: float = SPECTRAL_WEIGHT_FRACTION
+) -> float:
+    """Smallest |k| [1/bohr] below which ``fraction`` of the orbital's spectral weight lies.
+
+    Parameters
+    ----------
+    orbital : ndarray, shape (n_x,)
+        Orbital on the grid.
+    k : ndarray, shape (n_x,)
+        The grid's angular FFT wavenumbers (`Grid.k`).
+    fraction : float
+        Spectral-weight fraction (default 1 - 1e-10).
+    """
+    w = np.abs(np.fft.fft(orbital)) ** 2
+    order = np.argsort(np.abs(k), kind="stable")
+    cum = np.cumsum(w[order])
+    i = int(np.searchsorted(cum, fraction * cum[-1]))
+    return float(np.abs(k[order][min(i, len(k) - 1)]))
+
+
+def k_reach(k_content: float, mass: float, bias_drop: float, w_max: float) -> float:
+    """sqrt(k_content^2 + 2 m (|bias| + W_max)) [1/bohr]."""
+    return math.sqrt(k_content**2 + 2.0 * mass * (abs(bias_drop) + abs(w_max)))
+
+
+def minimum_points(length: float, k: float, resolution_fraction: float) -> int:
+    """Fewest grid points with k <= resolution_fraction pi / dx, dx = length / n."""
+    return math.ceil(length * k / (resolution_fraction * math.pi) - 1e-12)
+
+
+def maximum_dt(k: float, mass: float, potential_range: float, max_phase: float) -> float:
+    """Largest dt with dt (k^2/2m + potential range) <= max_phase [a.u. time]."""
+    return max_phase / (k**2 / (2.0 * mass) + potential_range)
+
+
+def check_grid_resolution(k: float, length: float, n_x: int, resolution_fraction: float) -> None:
+    """Rule 1: refuse on "grid.points" when k > resolution_fraction pi / dx.
+
+    Parameters
+    ----------
+    k : float
+        k_reach [1/bohr].
+    length : float
+        Cell length [bohr].
+    n_x : int
+        Grid points.
+    resolution_fraction : float
+        Allowed fraction of pi / dx.
+    """
+    dx = length / n_x
+    k_allowed = resolution_fraction * math.pi / dx
+    if k > k_allowed:
+        n_min = minimum_points(length, k, resolution_fraction)
+        raise ConfigError(
+            "grid.points",
+            f"the run reaches wavenumber {k:.6g} 1/bohr (packets' content plus falling through the bias and "
+            f"the largest interaction energy), above {resolution_fraction:g} pi/dx = {k_allowed:.6g} 1/bohr: "
+            f"use at least {n_min} points (or raise numerics.resolution_fraction)",
+        )
+
+
+def check_time_step(
+    k: float, mass: float, potential_range: float, dt: float, max_phase: float
+) -> None:
+    """Rule 2: refuse on "time.dt" when dt (k^2/2m + potential range) > max_phase."""
+    phase = dt * (k**2 / (2.0 * mass) + potential_range)
+    if phase > max_phase:
+        dt_max = maximum_dt(k, mass, potential_range, max_phase)
+        raise ConfigError(
+            "time.dt",
+            f"dt = {dt:.6g} a.u. gives a phase of {phase:.4g} rad per step (kinetic energy {k**2 / (2 * mass):.6g} "
+            f"plus potential range {potential_range:.6g} hartree), above numerics.max_phase = {max_phase:g}: "
+            f"use dt <= {dt_max:.6g} atomic_unit_of_time",
+        )
+
+
+def grid_phase_warning(dx: float, mass: float, dt: float, warn_phase: float) -> list[str]:
+    """Rule 3: a warning when dt (pi/dx)^2 / 2m > warn_phase."""
+    phase = dt * (math.pi / dx) ** 2 / (2.0 * mass)
+    if phase > warn_phase:
+        return [
+            (
+                f"time.dt: the grid's largest kinetic energy (pi/dx)^2/2m advances {phase:.4g} rad per step "
+                f"(> numerics.warn_phase = {warn_phase:.4g}); components near the grid's cut-off are not "
+                "resolved in time"
+            )
+        ]
+    return []
+
+
+def exact_memory_bytes(n_x: int, n_particles: int) -> int:
+    """Bytes of an exact run: EXACT_ARRAYS (10) complex128 arrays of shape (n_x,)*N (module Notes)."""
+    return EXACT_ARRAYS * 16 * int(n_x) ** int(n_particles)
+
+
+def physical_memory_bytes() -> int | None:
+    """Physical memory from os.sysconf, or None when unavailable."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_exact_memory(n_x: int, n_particles: int, max_memory_gb: float | None) -> int:
+    """Refuse on "grid.points" an exact run needing more than max_memory_gb (None: half the physical
+    memory); return the estimate in bytes."""
+    need = exact_memory_bytes(n_x, n_particles)
+    if max_memory_gb is None:
+        phys = physical_memory_bytes()
+        if phys is None:
+            return need
+        limit = 0.5 * phys
+        origin = "half the physical memory"
+    else:
+        limit = float(max_memory_gb) * 1e9
+        origin = "numerics.max_memory_gb"
+    if need > limit:
+        n_max = math.floor((limit / (EXACT_ARRAYS * 16)) ** (1.0 / n_particles))
+        raise ConfigError(
+            "grid.points",
+            f"an exact run with {n_particles} electrons on {n_x} points needs about {need / 1e9:.3g} GB "
+            f"({EXACT_ARRAYS} arrays of {n_x}^{n_particles} complex numbers), more than {limit / 1e9:.3g} GB "
+            f"({origin}): use at most {n_max} points (or raise numerics.max_memory_gb)",
+        )
+    return need
+
+
+@dataclass(frozen=True)
+class ResolutionReport:
+    """What the resolution rules saw and decided (atomic units), for `bohmpower check` and the result file.
+
+    Attributes
+    ----------
+    k_content : float
+        Max wavenumber content of the initial orbitals [1/bohr].
+    k_reach : float
+        [1/bohr].
+    k_grid : float
+        pi / dx [1/bohr].
+    bias_drop : float
+        |total bias| [hartree].
+    w_max : float
+        [hartree].
+    potential_range : float
+        max U0 - min U0 + bias_drop + w_max [hartree].
+    phase : float
+        dt (k_reach^2/2m + potential_range) [rad].
+    grid_phase : float
+        dt (pi/dx)^2/2m [rad].
+    min_points : int
+        Fewest grid points rule 1 allows.
+    max_dt : float
+        Largest dt rule 2 allows [a.u. time].
+    memory_bytes : int or None
+        Exact-run estimate (None for conditional-wavefunction runs).
+    warnings : tuple of str
+    """
+
+    k_content: float
+    k_reach: float
+    k_grid: float
+    bias_drop: float
+    w_max: float
+    potential_range: float
+    phase: float
+    grid_phase: float
+    min_points: int
+    max_dt: float
+    memory_bytes: int | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+
+def resolve(
+    *,
+    k_content: float,
+    mass: float,
+    length: float,
+    n_x: int,
+    dt: float,
+    u0_range: float,
+    bias_drop: float,
+    w_max: float,
+    resolution_fraction: float = 0.8,
+    max_phase: float = 1.0,
+    warn_phase: float = math.pi,
+    n_particles: int | None = None,
+    max_memory_gb: float | None = None,
+) -> ResolutionReport:
+    """Apply all rules; raise ConfigError on a refusal, else return the report (with warnings).
+
+    Parameters
+    ----------
+    k_content : float
+        [1/bohr]
+    mass : float
+        [m_e]
+    length : float
+        Cell length [bohr].
+    n_x : int
+    dt : float
+        [a.u. time]
+    u0_range : float
+        max U0 - min U0 on the grid [hartree].
+    bias_drop : float
+        |total bias| [hartree].
+    w_max : float
+        Largest interaction energy [hartree].
+    resolution_fraction, max_phase, warn_phase : float
+        numerics thresholds.
+    n_particles : int, optional
+        Given for exact runs: the memory rule is applied.
+    max_memory_gb : float, optional
+    """
+    kr = k_reach(k_content, mass, bias_drop, w_max)
+    check_grid_resolution(kr, length, n_x, resolution_fraction)
+    prange = float(u0_range) + abs(bias_drop) + abs(w_max)
+    check_time_step(kr, mass, prange, dt, max_phase)
+    dx = length / n_x
+    warnings = grid_phase_warning(dx, mass, dt, warn_phase)
+    memory = None
+    if n_particles is not None:
+        memory = check_exact_memory(n_x, n_particles, max_memory_gb)
+    return ResolutionReport(
+        k_content=float(k_content),
+        k_reach=kr,
+        k_grid=math.pi / dx,
+        bias_drop=abs(bias_drop),
+        w_max=abs(w_max),
+        potential_range=prange,
+        phase=dt * (kr**2 / (2.0 * mass) + prange),
+        grid_phase=dt * (math.pi / dx) ** 2 / (2.0 * mass),
+        min_points=minimum_points(length, kr, resolution_fraction),
+        max_dt=maximum_dt(kr, mass, prange, max_phase),
+        memory_bytes=memory,
+        warnings=tuple(warnings),
+    )
