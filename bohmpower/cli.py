@@ -51,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_file", type=Path)
     _common(p)
 
+    p = sub.add_parser("compare", help="exact grid values against trajectory or CW estimates")
+    p.add_argument("exact_file", type=Path, help="exact result (the reference)")
+    p.add_argument("other_file", type=Path, help="cw result, or an exact result with trajectories")
+    p.add_argument("--plot", type=Path, metavar="FIG.png", help="also draw the comparison")
+    p.add_argument("--alpha", type=float, default=1e-3,
+                   help="family-wise false-alarm probability of the agreement bounds")
+    p.add_argument("--fail-on-disagreement", action="store_true",
+                   help="exit with code 3 when the bounds are exceeded")
+    _common(p)
+
+    p = sub.add_parser("plot", help="standard figures of a result file")
+    p.add_argument("result_file", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="figure file (default: OUT.png)")
+    _common(p)
+
     p = sub.add_parser("info", help="what a result file holds")
     p.add_argument("result_file", type=Path)
     _common(p)
@@ -70,15 +85,7 @@ def _load(run_file: Path, command: str, args=None):
     config = load_config(run_file)
     if args is not None and (getattr(args, "seed", None) is not None
                              or getattr(args, "samples", None) is not None):
-        import dataclasses
-
-        if config.trajectories is None:
-            raise ConfigError("--seed/--samples", "the run file has no [trajectories] section")
-        changes = {k: v for k, v in (("seed", args.seed), ("count", args.samples)) if v is not None}
-        if changes.get("count", 1) < 1:
-            raise ConfigError("--samples", "must be a positive integer")
-        trajectories = dataclasses.replace(config.trajectories, **changes)
-        config = dataclasses.replace(config, trajectories=trajectories)
+        config = config.with_overrides(samples=args.samples, seed=args.seed)
     config.check_command(command)
     return config
 
@@ -151,7 +158,31 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"exact": cmd_exact, "check": cmd_check, "info": cmd_info}
+def cmd_compare(args) -> int:
+    from bohmpower.compare import compare_files, plot_comparison
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError("--alpha", "must lie between 0 and 1")
+    cmp = compare_files(args.exact_file, args.other_file, alpha=args.alpha)
+    print(cmp.table())
+    if args.plot:
+        plot_comparison(cmp, args.plot)
+        log.info("figure: %s", args.plot)
+    if args.fail_on_disagreement and cmp.overall is not None and not cmp.overall.ok:
+        return 3
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from bohmpower.plot import plot_result
+
+    out = plot_result(args.result_file, args.output)
+    log.info("figure: %s", out)
+    return 0
+
+
+COMMANDS = {"exact": cmd_exact, "check": cmd_check, "info": cmd_info, "compare": cmd_compare,
+            "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

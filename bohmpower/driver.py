@@ -37,7 +37,10 @@ class ExactResult:
     fields : dict name -> (n_t, n_x) array.
     volumes : dict volume name -> dict quantity -> (n_t,) array.
     globals : dict name -> (n_t,) array.
-    diagnostics : dict of arrays and scalars (health checks, P_N direct minus balance).
+    diagnostics : dict of arrays and scalars (health checks, P_N direct minus balance, crossings).
+    windows : dict volume name -> dict quantity -> (n_w,) window averages (and ``t_start``).
+    trajectory_estimates : estimator results (``power.estimators``) when trajectories ran.
+    stored_trajectories : dict name -> (n_store, n_t, N) arrays (weights: (n_store, n_t)).
     """
 
     model: Model
@@ -48,12 +51,14 @@ class ExactResult:
     diagnostics: dict = field(default_factory=dict)
     wall_time: float = 0.0
     warnings: list = field(default_factory=list)
+    windows: dict = field(default_factory=dict)
+    trajectory_estimates: dict | None = None
+    stored_trajectories: dict | None = None
+    samples: int = 0
 
 
 def initial_state(model: Model, workers: int = 1) -> np.ndarray:
     """Psi0 on the N-d grid: orbitals' determinant/product, or a many-body eigenstate."""
-    from bohmpower.model.initial import many_body_product
-
     if model.many_body_state is not None:
         from bohmpower.exact.eigen import many_body_eigenstate
 
@@ -70,7 +75,7 @@ def initial_state(model: Model, workers: int = 1) -> np.ndarray:
         )
         log.info("many-body state %d: energy %.10g hartree", model.many_body_state, energy)
         return psi.astype(np.complex128, copy=False)
-    return many_body_product(model.orbitals, model.statistics)
+    return model.initial_state()
 
 
 class ExactSolver:
@@ -122,27 +127,190 @@ class ExactSolver:
             t = step * self.dt
             yield step, t, psi
 
-    def run(self, observers: tuple[Callable, ...] = ()) -> ExactResult:
-        """Propagate to t_end, evaluating the grid observables at every stored frame.
+    def steps(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Yield ``(step, t, psi)`` after every time step (and at step 0)."""
+        psi = self.psi
+        t = 0.0
+        yield 0, t, psi
+        for step in range(1, self.time_config.n_steps + 1):
+            self.propagator.advance(psi, t, 1)
+            t = step * self.dt
+            yield step, t, psi
 
-        Observers are called as ``observer(step, t, frame)`` after each frame.
+    def run(self, observers: tuple[Callable, ...] = ()) -> ExactResult:
+        """Propagate to t_end: grid observables at every stored frame, every volume term at every
+        step (for the window averages), and exact Bohmian trajectories when the run asks for them.
+
+        Observers are called as ``observer(step, t, frame)`` after each stored frame.
         """
         start = _time.perf_counter()
         m = self.model
+        tc = self.time_config
+        frame_slots = {s: i for i, s in enumerate(tc.frame_steps)}
         frames = []
         health = HealthMonitor(m, self.dt)
-        for step, t, psi in self.frames():
-            fr = grid_frame(psi, m, t, workers=self.workers)
-            health.check(step, t, psi, fr)
-            frames.append(fr)
-            for obs in observers:
-                obs(step, t, fr)
+        windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt)
+        traj = TrajectoryRun(self) if self.trajectories is not None else None
+        for step, t, psi in self.steps():
+            is_frame = step in frame_slots
+            fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame)
+            windows.record(step, fr.volumes)
+            if traj is not None:
+                traj.record(step, t, psi, frame_slots.get(step))
+            if is_frame:
+                health.check(step, t, psi, fr)
+                frames.append(fr)
+                for obs in observers:
+                    obs(step, t, fr)
         wall = _time.perf_counter() - start
         result = collect_frames(m, frames)
+        result.windows = windows.results()
+        if traj is not None:
+            result.trajectory_estimates, result.stored_trajectories, crossings = traj.results()
+            result.diagnostics["crossings"] = crossings
+            result.samples = traj.n_samples
         result.diagnostics.update(health.summary())
         result.wall_time = wall
         result.warnings = list(self.warnings) + health.warnings
         return result
+
+    @property
+    def window_steps(self) -> int:
+        return int(round(self.time_config.window_length / self.dt))
+
+    @property
+    def trajectories(self):
+        return self.model.config.trajectories
+
+
+#: Worlds per block of sample ids: the unit of accumulation and merging (SPEC.md "Reproducibility").
+#: Fixed by the code, never by the number of processes.
+BLOCK_SIZE = 64
+
+
+class ExactWindows:
+    """Window averages of the grid values over [t_s, t_s + T], accumulated at every step.
+
+    ``power`` is (E_Omega(t_s + T) - E_Omega(t_s)) / T exactly; every other term is the trapezoid
+    average of its instantaneous values (O(dt^2)); ``quantum_nonlocal`` is the window balance, so
+    power = field_work + interaction + quantum_flux + quantum_nonlocal + boundary_flux - absorbed
+    holds for the window averages too.
+    """
+
+    TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed",
+             "particle_flux")
+
+    def __init__(self, names, window_steps: int, n_steps: int, dt: float):
+        self.names = list(names)
+        self.window_steps = window_steps
+        self.n_windows = n_steps // window_steps
+        self.dt = dt
+        self.energy_start = {n: np.zeros(self.n_windows) for n in self.names}
+        self.energy_end = {n: np.zeros(self.n_windows) for n in self.names}
+        self.sums = {n: {q: np.zeros(self.n_windows) for q in self.TERMS} for n in self.names}
+
+    def record(self, step: int, volumes: dict) -> None:
+        w, r = divmod(step, self.window_steps)
+        for name in self.names:
+            vol = volumes[name]
+            if r == 0 and w < self.n_windows:
+                self.energy_start[name][w] = vol["energy"]
+                for q in self.TERMS:
+                    self.sums[name][q][w] += 0.5 * vol[q]
+            if r == 0 and 0 < w <= self.n_windows:
+                self.energy_end[name][w - 1] = vol["energy"]
+                for q in self.TERMS:
+                    self.sums[name][q][w - 1] += 0.5 * vol[q]
+            elif r != 0 and w < self.n_windows:
+                for q in self.TERMS:
+                    self.sums[name][q][w] += vol[q]
+
+    def results(self) -> dict:
+        T = self.window_steps * self.dt
+        out = {}
+        for name in self.names:
+            d = {"t_start": np.arange(self.n_windows) * T,
+                 "power": (self.energy_end[name] - self.energy_start[name]) / T}
+            for q in self.TERMS:
+                d[q] = self.sums[name][q] / self.window_steps
+            d["quantum_nonlocal"] = (d["power"] - d["field_work"] - d["interaction"]
+                                     - d["quantum_flux"] - d["boundary_flux"] + d["absorbed"])
+            d["quantum"] = d["quantum_flux"] + d["quantum_nonlocal"]
+            out[name] = d
+        return out
+
+
+class TrajectoryRun:
+    """Exact Bohmian trajectories of one exact run, fed to the ensemble estimators.
+
+    Initial configurations are drawn from |Psi0|^2 on the grid, one random stream per sample id;
+    all worlds move together (they share Psi) but are accumulated in fixed blocks of sample ids and
+    merged in id order, so the estimates are the same however the ids would be split.
+    """
+
+    def __init__(self, solver: ExactSolver):
+        from bohmpower.exact.trajectories import BohmianEnsemble, BohmianGuide
+        from bohmpower.model.sampling import sample_configurations
+        from bohmpower.power.estimators import EnsembleEstimator
+
+        m = solver.model
+        tr = solver.trajectories
+        tc = solver.time_config
+        self.n_samples = int(tr.count)
+        self.n_store = int(min(tr.store or 0, self.n_samples))
+        ids = np.arange(self.n_samples)
+        X0 = sample_configurations("grid", solver.psi, m.grid.x, int(tr.seed), ids)
+        self.guide = BohmianGuide.from_model(m, workers=solver.workers)
+        self.guide.update(solver.psi, 0.0)
+        self.ensemble = BohmianEnsemble(self.guide, X0)
+
+        def estimator():
+            return EnsembleEstimator(m.volumes, solver.dt, tc.n_steps, tc.save_every,
+                                     solver.window_steps, grid_x=m.grid.x)
+
+        self._estimator = estimator
+        self.blocks = []
+        for first in range(0, self.n_samples, BLOCK_SIZE):
+            sl = slice(first, min(first + BLOCK_SIZE, self.n_samples))
+            est = estimator()
+            est.begin_block(ids[sl])
+            self.blocks.append((sl, est))
+        n_t = len(tc.frame_steps)
+        n = m.n_particles
+        self.stored = {k: np.full((self.n_store, n_t, n), np.nan)
+                       for k in ("positions", "velocities", "energies", "quantum_potentials")}
+        self.stored["weights"] = np.zeros((self.n_store, n_t))
+        self.identical = m.statistics == "fermion" and n > 1
+        self._order = None
+        self.crossed = np.zeros(self.n_samples, dtype=bool)
+
+    def record(self, step: int, t: float, psi: np.ndarray, frame_slot: int | None) -> None:
+        if step > 0:
+            self.guide.update(psi, t)
+            self.ensemble.step(self.guide)
+        s = self.ensemble.state
+        for sl, est in self.blocks:
+            est.record(step, s.X[sl], s.v[sl], s.e[sl], s.field_power[sl], s.pair_power[sl],
+                       s.weight[sl], s.gamma_total[sl])
+        if self.identical:
+            order = np.argsort(np.nan_to_num(s.X, nan=np.inf), axis=1)
+            alive = s.weight > 0
+            if self._order is not None:
+                self.crossed |= alive & np.any(order != self._order, axis=1)
+            self._order = order
+        if frame_slot is not None and self.n_store:
+            k = self.n_store
+            self.stored["positions"][:, frame_slot] = s.X[:k]
+            self.stored["velocities"][:, frame_slot] = s.v[:k]
+            self.stored["energies"][:, frame_slot] = s.e[:k]
+            self.stored["quantum_potentials"][:, frame_slot] = s.Q[:k]
+            self.stored["weights"][:, frame_slot] = s.weight[:k]
+
+    def results(self):
+        total = self._estimator()
+        for _, est in self.blocks:
+            total.merge(est.end_block())
+        return total.results(), self.stored, int(self.crossed.sum())
 
 
 def collect_frames(model: Model, frames: list) -> ExactResult:

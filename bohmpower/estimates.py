@@ -30,12 +30,16 @@ def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3)
 
 
 def describe_estimates(config) -> str:
-    """Resolved-model facts, memory and time estimates for an exact run of ``config``."""
+    """Resolved-model facts, memory and time estimates for an exact run of ``config``.
+
+    For a ``run`` file (one with [method]) the figures are those of the exact solver on the same
+    grid, which is what a comparison run would cost.
+    """
     from bohmpower.model import build_model
     from bohmpower.model.resolution import exact_memory_bytes
 
     atomic = config.to_atomic() if config.units.system != "atomic" else config
-    model, warnings = build_model(atomic, command="exact")
+    model, warnings = build_model(atomic, command="check")
     n, n_x = model.n_particles, model.grid.n_x
     shape = (n_x,) * n
     mem = exact_memory_bytes(n_x, n)

@@ -45,6 +45,13 @@ VOLUME_DIMENSIONS = {
     "boundary_flux": "power",
     "absorbed": "power",
 }
+TRAJECTORY_DIMENSIONS = {
+    "positions": "length",
+    "velocities": "velocity",
+    "energies": "energy",
+    "quantum_potentials": "energy",
+    "weights": "dimensionless",
+}
 GLOBAL_DIMENSIONS = {
     "norm": "dimensionless",
     "energy": "energy",
@@ -117,7 +124,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
             "units_system": config.units.system,
             "ranks": 1,
             "seed": config.trajectories.seed if config.trajectories else -1,
-            "samples": 0,
+            "samples": result.samples,
             "wall_time": result.wall_time,
             "include_drive_potential": bool(model.include_drive_potential),
             "window": us.from_atomic(model.config.time.window or
@@ -157,17 +164,16 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
             ds.dims[0].attach_scale(t)
             ds.dims[1].attach_scale(x)
 
-        vg = f.create_group("volumes")
-        for vol in model.volumes:
-            grp = vg.create_group(vol.name)
-            for key, val in (("x_min", vol.x_min), ("x_max", vol.x_max),
-                             ("smoothing", vol.smoothing)):
-                grp.attrs[key] = us.from_atomic(val, "length")
-            grp.attrs["units"] = us.unit("length")
-            for q, data in result.volumes[vol.name].items():
-                dim = VOLUME_DIMENSIONS[q]
-                ds = _dataset(grp, q, us.from_atomic(data, dim), us.unit(dim))
-                ds.dims[0].attach_scale(t)
+        _write_volumes(f.create_group("volumes"), model.volumes, result.volumes,
+                       result.windows, us, t)
+        if result.trajectory_estimates is not None:
+            _write_estimates(f.create_group("trajectory_estimates"), model.volumes,
+                             result.trajectory_estimates, us, t, x)
+            tg = f.create_group("trajectories")
+            for name, data in result.stored_trajectories.items():
+                dim = TRAJECTORY_DIMENSIONS[name]
+                ds = _dataset(tg, name, us.from_atomic(data, dim), us.unit(dim))
+                ds.dims[1].attach_scale(t)
 
         gg = f.create_group("global")
         for q, data in result.globals.items():
@@ -176,7 +182,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
             ds.dims[0].attach_scale(t)
 
         dg = f.create_group("diagnostics")
-        _dataset(dg, "crossings", 0, "dimensionless")
+        _dataset(dg, "crossings", result.diagnostics.get("crossings", 0), "dimensionless")
         _dataset(dg, "discarded_samples", 0, "dimensionless")
         pn = result.diagnostics.get("pn_direct_minus_balance", {})
         pg = dg.create_group("pn_direct_minus_balance")
@@ -190,6 +196,80 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
         hg.attrs["warnings"] = "\n".join(result.warnings)
     os.replace(tmp, path)
     return path
+
+
+def _volume_group(parent, vol, us):
+    grp = parent.create_group(vol.name)
+    for key, val in (("x_min", vol.x_min), ("x_max", vol.x_max), ("smoothing", vol.smoothing)):
+        grp.attrs[key] = us.from_atomic(val, "length")
+    grp.attrs["units"] = us.unit("length")
+    return grp
+
+
+def _write_series(grp, data: dict, us, scale=None):
+    """Datasets named by quantity (``_stderr`` twins share the quantity's dimension)."""
+    for q, values in data.items():
+        if q == "t_start" or q.endswith("/t_start"):
+            continue
+        base = q[: -len("_stderr")] if q.endswith("_stderr") else q
+        dim = VOLUME_DIMENSIONS[base]
+        ds = _dataset(grp, q, us.from_atomic(values, dim), us.unit(dim))
+        if scale is not None:
+            ds.dims[0].attach_scale(scale)
+
+
+def _write_window(grp, window: dict, us):
+    """``window/t_start`` (a scale) and ``window/<quantity>`` averages over [t, t + window]."""
+    if not window:
+        return
+    wg = grp.create_group("window")
+    ts = _dataset(wg, "t_start", us.from_atomic(window["t_start"], "time"), us.unit("time"))
+    ts.make_scale("t_start")
+    _write_series(wg, {q: v for q, v in window.items() if q != "t_start"}, us, ts)
+
+
+def _write_volumes(parent, volumes, values: dict, windows: dict, us, t):
+    for vol in volumes:
+        grp = _volume_group(parent, vol, us)
+        _write_series(grp, values[vol.name], us, t)
+        _write_window(grp, windows.get(vol.name, {}), us)
+
+
+def _write_estimates(parent, volumes, est: dict, us, t, x):
+    """Ensemble estimates (``power.estimators`` results) under ``parent``, SPEC.md names."""
+    parent.attrs["samples"] = est["n_samples"]
+    vg = parent.create_group("volumes")
+    for vol in volumes:
+        d = est["volumes"][vol.name]
+        grp = _volume_group(vg, vol, us)
+        _write_series(grp, {q: v for q, v in d.items() if not q.startswith("window/")}, us, t)
+        window = {q.split("/", 1)[1]: v for q, v in d.items() if q.startswith("window/")}
+        _write_window(grp, window, us)
+    fields = est.get("fields")
+    if fields:
+        fg = parent.create_group("fields")
+        fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
+        fg.attrs["profile_bandwidth_units"] = us.unit("length")
+        for q, values in fields.items():
+            if q.startswith("window/"):
+                continue
+            base = q[: -len("_stderr")] if q.endswith("_stderr") else q
+            dim = FIELD_DIMENSIONS[base]
+            ds = _dataset(fg, q, us.from_atomic(values, dim), us.unit(dim))
+            ds.dims[0].attach_scale(t)
+            ds.dims[1].attach_scale(x)
+        wg = fg.create_group("window")
+        ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"),
+                      us.unit("time"))
+        ts.make_scale("t_start")
+        for q, values in fields.items():
+            if q.startswith("window/") and q != "window/t_start":
+                name = q.split("/", 1)[1]
+                base = name[: -len("_stderr")] if name.endswith("_stderr") else name
+                ds = _dataset(wg, name, us.from_atomic(values, FIELD_DIMENSIONS[base]),
+                              us.unit(FIELD_DIMENSIONS[base]))
+                ds.dims[0].attach_scale(ts)
+                ds.dims[1].attach_scale(x)
 
 
 def open_result(path: Path) -> h5py.File:
@@ -243,3 +323,51 @@ def _walk(f) -> list[str]:
     names = []
     f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
     return names
+
+
+def _read_group_arrays(grp) -> dict:
+    return {k: grp[k][()] for k in grp if isinstance(grp[k], h5py.Dataset)}
+
+
+def _read_volumes(grp) -> dict:
+    out = {}
+    for name, vg in grp.items():
+        out[name] = {
+            "attrs": {k: vg.attrs[k] for k in ("x_min", "x_max", "smoothing") if k in vg.attrs},
+            "data": _read_group_arrays(vg),
+            "window": _read_group_arrays(vg["window"]) if "window" in vg else {},
+            "units": {k: vg[k].attrs.get("units", "") for k in vg if isinstance(vg[k], h5py.Dataset)},
+        }
+    return out
+
+
+def read_result(path: Path, fields: bool = False) -> dict:
+    """Read a result file into plain arrays (in the file's units).
+
+    Returns a dict with ``attrs``, ``time``, ``x``, ``units`` (of time and x), ``volumes`` and, when
+    present, ``trajectory_estimates`` (the same layout), ``global`` and, with ``fields=True``,
+    ``fields`` (n_t, n_x) arrays and ``trajectories``.
+    """
+    with open_result(path) as f:
+        out = {
+            "path": str(path),
+            "attrs": {k: f.attrs[k] for k in f.attrs},
+            "time": f["time"][()],
+            "x": f["grid/x"][()],
+            "units": {"time": f["time"].attrs["units"], "x": f["grid/x"].attrs["units"]},
+            "volumes": _read_volumes(f["volumes"]),
+            "global": _read_group_arrays(f["global"]) if "global" in f else {},
+            "global_units": ({k: f["global"][k].attrs["units"] for k in f["global"]}
+                             if "global" in f else {}),
+        }
+        if "trajectory_estimates/volumes" in f:
+            out["trajectory_estimates"] = _read_volumes(f["trajectory_estimates/volumes"])
+        if fields:
+            out["fields"] = _read_group_arrays(f["fields"])
+            out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]}
+            if "model/U0" in f:
+                out["U0"] = f["model/U0"][()]
+                out["U0_units"] = f["model/U0"].attrs["units"]
+            if "trajectories" in f:
+                out["trajectories"] = _read_group_arrays(f["trajectories"])
+    return out

@@ -101,13 +101,16 @@ def test_kohn_theorem_driven_harmonic_two_interacting_electrons(statistics):
 # --- identities 1, 3, 5 and 10 through the whole pipeline, N = 1, 2, 3 ----------------------------
 
 
-def _driven_case(n, points, dt=0.02, t_end=0.8, save_every=1):
-    packets = [{"center": -4.0, "width": 1.5, "wavenumber": 0.6},
-               {"center": 1.0, "width": 1.5, "wavenumber": -0.3},
-               {"center": 5.0, "width": 1.5, "wavenumber": 0.1}][:n]
+def _driven_case(n, points, dt=0.02, t_end=0.8, save_every=1, half_length=20.0):
+    # Packets stay > 6 widths away from the periodic return field around the seam, whose edges
+    # (width ell/24) the test grids do not resolve.
+    packets = [{"center": -3.0, "width": 1.0, "wavenumber": 0.6},
+               {"center": 0.5, "width": 1.0, "wavenumber": -0.3},
+               {"center": 3.5, "width": 1.0, "wavenumber": 0.1}][:n]
     return make_config(
         particles={"count": n, "mass": 1.0, "statistics": "fermion"},
-        grid={"x_min": -20.0, "x_max": 20.0, "points": points, "boundary": "periodic"},
+        grid={"x_min": -half_length, "x_max": half_length, "points": points,
+              "boundary": "periodic"},
         time={"dt": dt, "t_end": t_end, "save_every": save_every},
         potential=[{"kind": "gaussian", "center": 0.0, "width": 1.5, "height": 0.3}],
         interaction={"kind": "soft_coulomb", "softening": 1.0},
@@ -119,34 +122,36 @@ def _driven_case(n, points, dt=0.02, t_end=0.8, save_every=1):
     )
 
 
-@pytest.mark.parametrize("n,points", [(1, 128), (2, 64), (3, 48)])
-def test_energy_balance_and_local_power_identities(n, points):
-    """Identity 1: E(t) - E(0) = int (P_field - P_absorbed) dt; identity 3: the exact local power
-    equals the time derivative of E_Omega; identity 10: antisymmetry preserved to round-off.
+@pytest.mark.parametrize("n,points,half_length", [(1, 128, 20.0), (2, 128, 20.0), (3, 80, 12.8)])
+def test_energy_balance_and_local_power_identities(n, points, half_length):
+    """Identity 1: E(t) - E(0) = int (P_field - P_absorbed) dt; identity 2 over all space;
+    identity 3: the exact local power equals the time derivative of E_Omega; identity 10.
 
-    dE/dt is taken by a fourth-order central difference of frames one step apart, and the integral
-    by Simpson's rule: both O(dt^4), so the comparison measures the propagator's O(dt^2) error,
-    (dt * largest energy)^2 ~ 1e-4 of the power's size for dt = 0.02 (the slow test shows the order).
+    dE/dt is taken by a fourth-order central difference of frames one step apart and the integral by
+    Simpson's rule, both O(dt^4), so the mismatches measure the propagator's O(dt^2) splitting error.
+    Measured (scripts/run_slow_tests.sh shows the order 2.0): identity 1 mismatch / (dt^2 t_end) =
+    2.4e-3 (N=1), 6.3e-3 (N=2), 3.8e-3 (N=3); identity 3 mismatch / dt^2 = 4.7e-3 .. 7.5e-3 hartree
+    per time unit. The bounds below are about three times those constants.
     """
-    cfg = _driven_case(n, points)
+    cfg = _driven_case(n, points, half_length=half_length)
     solver = ExactSolver(cfg)
     res = solver.run()
     dt = cfg.time.dt
     g = res.globals
-    # identity 1 (periodic, no absorber): internal energy changes only by the field's work
     gained = g["energy"] - g["energy"][0]
     work = simpson_cumulative(g["total_power"], dt)
-    scale = np.abs(g["total_power"]).max() * res.time[-1]
-    assert np.abs(gained - work)[::2].max() < 2e-4 * scale
+    assert np.abs(gained - work)[::2].max() < 0.02 * dt**2 * res.time[-1]
+    # Whole space (identity 2): the grid's H and the h_k on the refined grid differ by aliasing
+    # only, which falls exponentially with 1/dx (measured relative to the power: 5e-15 for N = 1,
+    # 1e-8 for N = 2 at dx = 0.31, 5e-8 for N = 3 at dx = 0.32; 3e-7 for N = 2 at dx = 0.5).
     np.testing.assert_allclose(g["total_power"], g["power"] - g["absorbed_power"],
-                               atol=1e-9 * np.abs(g["power"]).max())
-    # identity 3 for each volume: 4th-order central difference of E_Omega
+                               atol=2e-7 * np.abs(g["power"]).max())
     for name, vol in res.volumes.items():
         e = vol["energy"]
         de = (e[:-4] - 8 * e[1:-3] + 8 * e[3:-1] - e[4:]) / (12 * dt)
         p = vol["power"][2:-2]
-        assert np.abs(de - p).max() < 2e-3 * np.abs(p).max() + 1e-9, name
-        # identity 5 is structural in observables; here: the balance reproduces power
+        assert np.abs(de - p).max() < 0.025 * dt**2, name
+        # the balance that defines quantum_nonlocal reproduces power to round-off
         total = (vol["field_work"] + vol["interaction"] + vol["quantum_flux"]
                  + vol["quantum_nonlocal"] + vol["boundary_flux"] - vol["absorbed"])
         np.testing.assert_allclose(total, vol["power"], atol=1e-12 * np.abs(p).max() + 1e-15)
@@ -159,16 +164,20 @@ def test_energy_balance_and_local_power_identities(n, points):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n,points", [(1, 128), (2, 64)])
+@pytest.mark.parametrize("n,points", [(1, 128), (2, 128)])
 def test_local_power_error_converges_at_second_order_in_dt(n, points):
-    """The measured order that justifies the tolerances above: halving dt divides the
-    dE_Omega/dt-versus-power mismatch (dominated by the splitting error) by ~4."""
-    errors = []
+    """The measured order that justifies the tolerances above: halving dt divides both the
+    dE_Omega/dt-versus-power mismatch and the energy-balance mismatch by ~4."""
+    local, balance = [], []
     for dt in (0.04, 0.02, 0.01):
         cfg = _driven_case(n, points, dt=dt, t_end=0.8)
         res = ExactSolver(cfg).run()
         e = res.volumes["sharp"]["energy"]
         de = (e[:-4] - 8 * e[1:-3] + 8 * e[3:-1] - e[4:]) / (12 * dt)
-        errors.append(np.abs(de - res.volumes["sharp"]["power"][2:-2]).max())
-    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
-    assert np.all(orders > 1.7), orders
+        local.append(np.abs(de - res.volumes["sharp"]["power"][2:-2]).max())
+        g = res.globals
+        work = simpson_cumulative(g["total_power"], dt)
+        balance.append(np.abs(g["energy"] - g["energy"][0] - work)[::2].max())
+    for errors in (local, balance):
+        orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+        assert np.all(np.abs(orders - 2) < 0.2), orders

@@ -1,0 +1,204 @@
+"""``bohmpower compare EXACT.h5 OTHER.h5``: differences per volume and term, in standard errors.
+
+The reference is the exact grid solution (``/volumes`` of an exact result). The other side is a
+conditional-wavefunction result (``/volumes`` of a ``cw`` file, with ``_stderr`` datasets) or the exact
+Bohmian trajectory estimates stored in an exact file (``/trajectory_estimates/volumes``). Volumes match
+by name and must have equal edges and smoothing; instantaneous quantities are compared at common
+frames, power and its terms only as window averages (SPEC.md), with both files' standard errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bohmpower.errors import ResultFileError
+from bohmpower.io import read_result
+from bohmpower.power.statistics import DEFAULT_ALPHA, Agreement, agreement, z_scores
+
+#: Quantities compared frame by frame.
+INSTANTANEOUS = ("particles", "energy")
+#: Quantities compared as window averages.
+WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed")
+
+
+@dataclass
+class Row:
+    volume: str
+    quantity: str
+    kind: str  # "frame" or "window"
+    units: str
+    n_points: int
+    max_abs_diff: float
+    scale: float
+    agreement: Agreement | None
+
+
+@dataclass
+class Comparison:
+    reference: str
+    other: str
+    other_source: str
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    overall: Agreement | None = None
+    series: dict = field(default_factory=dict)  # (volume, quantity, kind) -> arrays for plots
+
+    def table(self) -> str:
+        head = (f"{'volume':<14} {'quantity':<16} {'kind':<6} {'points':>6} {'max |diff|':>12} "
+                f"{'of scale':>9} {'RMS z':>7} {'max |z|':>8}  units")
+        lines = [f"reference (exact grid): {self.reference}",
+                 f"other ({self.other_source}): {self.other}", "", head, "-" * len(head)]
+        for r in self.rows:
+            a = r.agreement
+            rel = r.max_abs_diff / r.scale if r.scale > 0 else 0.0
+            zs = (f"{a.rms_z:7.2f} {a.max_abs_z:8.2f}" if a and a.n_points else
+                  f"{'-':>7} {'-':>8}")
+            lines.append(f"{r.volume:<14} {r.quantity:<16} {r.kind:<6} {r.n_points:6d} "
+                         f"{r.max_abs_diff:12.4e} {rel:9.2e} {zs}  {r.units}")
+        lines.append("")
+        if self.overall is not None and self.overall.n_points:
+            lines.append(f"overall: {self.overall}")
+        else:
+            lines.append("overall: no standard errors on either side; absolute differences only")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _other_volumes(other: dict) -> tuple[dict, str]:
+    method = other["attrs"].get("method")
+    if method == "cw":
+        return other["volumes"], "conditional wavefunctions, /volumes"
+    if "trajectory_estimates" in other:
+        return other["trajectory_estimates"], "exact Bohmian trajectories, /trajectory_estimates"
+    return other["volumes"], f"{method} grid values, /volumes"
+
+
+def _match_times(t_a, t_b, tol):
+    ia, ib = [], []
+    j = 0
+    for i, t in enumerate(t_a):
+        while j < len(t_b) and t_b[j] < t - tol:
+            j += 1
+        if j < len(t_b) and abs(t_b[j] - t) <= tol:
+            ia.append(i)
+            ib.append(j)
+    return np.array(ia, dtype=int), np.array(ib, dtype=int)
+
+
+def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Comparison:
+    """Compare two result files; raise ResultFileError (exit 2) on any mismatch of setup."""
+    ref = read_result(exact_path)
+    other = read_result(other_path)
+    if ref["attrs"].get("method") != "exact":
+        raise ResultFileError(f"{exact_path}: the first file must be an exact result (method "
+                              f"{ref['attrs'].get('method')!r})")
+    if ref["attrs"].get("units_system") != other["attrs"].get("units_system"):
+        raise ResultFileError(
+            f"unit systems differ ({ref['attrs'].get('units_system')} vs "
+            f"{other['attrs'].get('units_system')}): rerun one with the other's [units] system")
+    for key in ("include_drive_potential",):
+        if bool(ref["attrs"].get(key)) != bool(other["attrs"].get(key)):
+            raise ResultFileError(f"{key} differs between the files: their energies are not the "
+                                  "same quantity")
+    vols_b, source = _other_volumes(other)
+    cmp = Comparison(str(exact_path), str(other_path), source)
+    common = [n for n in ref["volumes"] if n in vols_b]
+    if not common:
+        raise ResultFileError(f"no volume names in common ({', '.join(ref['volumes'])} vs "
+                              f"{', '.join(vols_b)})")
+    for name in sorted(set(ref["volumes"]) ^ set(vols_b)):
+        cmp.notes.append(f"volume {name!r} is in only one file; not compared")
+    t_a, t_b = ref["time"], other["time"]
+    dt_scale = (t_a[-1] - t_a[0]) / max(len(t_a) - 1, 1) if len(t_a) > 1 else 1.0
+    tol = 1e-9 * max(dt_scale, 1e-300)
+    ia, ib = _match_times(t_a, t_b, tol)
+    if len(ia) == 0:
+        raise ResultFileError("the files share no stored time")
+    all_z = []
+    for name in common:
+        va, vb = ref["volumes"][name], vols_b[name]
+        for key in ("x_min", "x_max", "smoothing"):
+            a, b = float(va["attrs"][key]), float(vb["attrs"][key])
+            if abs(a - b) > 1e-12 * max(1.0, abs(a)):
+                raise ResultFileError(f"volume {name!r}: {key} differs ({a} vs {b}); volumes must "
+                                      "have equal edges and smoothing")
+        for q in INSTANTANEOUS:
+            if q not in va["data"] or q not in vb["data"]:
+                continue
+            a = va["data"][q][ia]
+            b = vb["data"][q][ib]
+            se_b = vb["data"].get(f"{q}_stderr")
+            se_b = se_b[ib] if se_b is not None else None
+            se_a = va["data"].get(f"{q}_stderr")
+            se_a = se_a[ia] if se_a is not None else None
+            cmp.rows.append(_row(name, q, "frame", va["units"].get(q, ""), a, b, se_a, se_b,
+                                 alpha, all_z))
+            cmp.series[(name, q, "frame")] = (t_a[ia], a, b, se_b)
+        wa, wb = va["window"], vb["window"]
+        if wa and wb:
+            ja, jb = _match_times(wa["t_start"], wb["t_start"], tol)
+            for q in WINDOWED:
+                if q not in wa or q not in wb:
+                    continue
+                a, b = wa[q][ja], wb[q][jb]
+                se_b = wb.get(f"{q}_stderr")
+                se_b = se_b[jb] if se_b is not None else None
+                se_a = wa.get(f"{q}_stderr")
+                se_a = se_a[ja] if se_a is not None else None
+                cmp.rows.append(_row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
+                                     alpha, all_z))
+                cmp.series[(name, q, "window")] = (wa["t_start"][ja], a, b, se_b)
+        elif not wa:
+            cmp.notes.append(f"volume {name!r}: the exact file has no window averages; power terms "
+                             "not compared")
+    if abs(float(ref["attrs"].get("window", 0)) - float(other["attrs"].get("window", 0))) > tol:
+        raise ResultFileError("the files' power windows differ; rerun with the same [time] window")
+    cmp.overall = agreement(np.concatenate(all_z) if all_z else [], alpha)
+    return cmp
+
+
+def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z) -> Row:
+    diff = np.abs(a - b)
+    z = z_scores(a, b, se_a, se_b)
+    ag = agreement(z, alpha) if np.any(np.isfinite(z)) else None
+    if ag is not None:
+        all_z.append(z[np.isfinite(z)])
+    scale = float(np.nanmax(np.abs(a))) if a.size else 0.0
+    return Row(volume, q, kind, units, int(a.size), float(np.nanmax(diff)) if a.size else 0.0,
+               scale, ag)
+
+
+def plot_comparison(cmp: Comparison, path) -> None:
+    """One row per volume: E_Omega and each windowed term, exact line against the other with bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    volumes = sorted({k[0] for k in cmp.series})
+    quantities = [("energy", "frame")] + [(q, "window") for q in WINDOWED]
+    quantities = [qk for qk in quantities if any((v, *qk) in cmp.series for v in volumes)]
+    units = {(r.volume, r.quantity): r.units for r in cmp.rows}
+    fig, axes = plt.subplots(len(volumes), len(quantities), squeeze=False,
+                             figsize=(3.2 * len(quantities), 2.6 * len(volumes)))
+    for i, v in enumerate(volumes):
+        for j, (q, kind) in enumerate(quantities):
+            ax = axes[i, j]
+            if (v, q, kind) not in cmp.series:
+                ax.set_visible(False)
+                continue
+            t, a, b, se = cmp.series[(v, q, kind)]
+            ax.plot(t, a, "k-", lw=1.2, label="exact (grid)")
+            ax.plot(t, b, "C1-", lw=1.0, label="other")
+            if se is not None:
+                ax.fill_between(t, b - 2 * se, b + 2 * se, color="C1", alpha=0.3, label="±2 s.e.")
+            ax.set_title(f"{v}: {q}" + (" (window avg)" if kind == "window" else ""), fontsize=9)
+            ax.set_ylabel(units.get((v, q), ""), fontsize=8)
+            ax.set_xlabel("t (start of window)" if kind == "window" else "t", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

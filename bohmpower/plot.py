@@ -1,0 +1,131 @@
+"""``bohmpower plot OUT.h5``: the standard figure of a result file.
+
+One PNG: for each volume its energy E_Omega(t) and its power terms (window averages when the file has
+them, with error bands when it has standard errors); then space-time maps of the energy density and
+the power density, and the density with a few stored trajectories on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bohmpower.io import read_result
+
+TERMS = ("field_work", "interaction", "quantum", "boundary_flux", "absorbed")
+TERM_LABELS = {
+    "power": "P (total)",
+    "field_work": "P_J field work",
+    "interaction": "P_C interaction",
+    "quantum": "P_S+P_N quantum",
+    "quantum_flux": "P_S",
+    "quantum_nonlocal": "P_N",
+    "boundary_flux": "P_B boundary flux",
+    "absorbed": "A absorbed",
+}
+
+
+def _label(units: str) -> str:
+    """Short axis-label form of a pint unit string."""
+    return units.replace("atomic_unit_of_time", "a.u.").replace("hartree", "Ha")
+
+
+def _band(ax, t, y, se, color, label, style="-"):
+    ax.plot(t, y, style, color=color, lw=1.2, label=label)
+    if se is not None:
+        ax.fill_between(t, y - se, y + se, color=color, alpha=0.25, lw=0)
+
+
+def plot_result(path, output=None) -> Path:
+    """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = read_result(path, fields=True)
+    output = Path(output) if output else Path(path).with_suffix(".png")
+    t, x = res["time"], res["x"]
+    tu, xu = res["units"]["time"], res["units"]["x"]
+    vols = res["volumes"]
+    traj_est = res.get("trajectory_estimates", {})
+    n_v = len(vols)
+    fig = plt.figure(figsize=(11, 3.0 * (n_v + 1.2)))
+    gs = fig.add_gridspec(n_v + 1, 3, height_ratios=[1] * n_v + [1.3])
+    for i, (name, v) in enumerate(vols.items()):
+        d, w, units = v["data"], v["window"], v["units"]
+        ax = fig.add_subplot(gs[i, 0])
+        _band(ax, t, d["energy"], d.get("energy_stderr"), "k", "grid" if traj_est else None)
+        if name in traj_est:
+            te = traj_est[name]["data"]
+            _band(ax, t, te["energy"], te.get("energy_stderr"), "C1", "trajectories")
+            ax.legend(fontsize=7)
+        a, b, s = v["attrs"]["x_min"], v["attrs"]["x_max"], v["attrs"]["smoothing"]
+        ax.set_title(f"{name}: [{a:.4g}, {b:.4g}] {xu}" + (f", s = {s:.3g}" if s else ""),
+                     fontsize=9)
+        ax.set_ylabel(f"E_Ω ({_label(units.get('energy', ''))})", fontsize=8)
+        ax.set_xlabel(f"t ({_label(tu)})", fontsize=8)
+        ax2 = fig.add_subplot(gs[i, 1:])
+        if w:
+            tw = w["t_start"] + 0.5 * float(res["attrs"].get("window", 0))
+            src, label = w, "window averages"
+            tt = tw
+        else:
+            src, label, tt = d, "instantaneous", t
+        tw_traj = traj_est.get(name, {}).get("window", {})
+        for j, q in enumerate(("power",) + TERMS):
+            color = f"C{j}" if q != "power" else "k"
+            if q in src:
+                _band(ax2, tt, src[q], src.get(f"{q}_stderr"), color,
+                      TERM_LABELS[q], "-" if q != "power" else "--")
+            if q in tw_traj:
+                ax2.errorbar(tw_traj["t_start"] + 0.5 * float(res["attrs"].get("window", 0)),
+                             tw_traj[q], yerr=tw_traj.get(f"{q}_stderr"), fmt="o", ms=3,
+                             color=color, elinewidth=0.8, capsize=1.5)
+        if tw_traj:
+            label += "; lines: grid, dots: trajectories ± 1 s.e."
+        ax2.axhline(0, color="0.6", lw=0.5)
+        ax2.set_title(f"{name}: power and its terms ({label})", fontsize=9)
+        ax2.set_ylabel(f"power ({_label(units.get('power', ''))})", fontsize=8)
+        ax2.set_xlabel(f"t ({_label(tu)})", fontsize=8)
+        ax2.legend(fontsize=7, ncol=3, loc="best")
+    fields = res["fields"]
+    fu = res["field_units"]
+    extent = [x[0], x[-1], t[0], t[-1]]
+    for j, (key, title, cmap) in enumerate((("energy_density", "energy density ε(x,t)", "viridis"),
+                                            ("power_density", "power density p(x,t)", "RdBu_r"))):
+        ax = fig.add_subplot(gs[n_v, j])
+        data = fields[key]
+        lim = np.nanmax(np.abs(data)) or 1.0
+        kw = {"vmin": -lim, "vmax": lim} if cmap == "RdBu_r" else {}
+        im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **kw)
+        cb = fig.colorbar(im, ax=ax)
+        cb.set_label(_label(fu.get(key, "")), fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"x ({xu})", fontsize=8)
+        ax.set_ylabel(f"t ({_label(tu)})", fontsize=8)
+        for v in vols.values():
+            for edge in (v["attrs"]["x_min"], v["attrs"]["x_max"]):
+                ax.axvline(edge, color="w" if cmap == "viridis" else "k", lw=0.5, ls=":")
+    ax = fig.add_subplot(gs[n_v, 2])
+    im = ax.imshow(fields["density"], origin="lower", aspect="auto", extent=extent, cmap="Greys")
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label(_label(fu.get("density", "")), fontsize=7)
+    traj = res.get("trajectories", {})
+    if "positions" in traj:
+        pos = traj["positions"]  # (n_stored, n_t, N)
+        for s in range(min(pos.shape[0], 12)):
+            for k in range(pos.shape[2]):
+                ax.plot(pos[s, :, k], t, lw=0.7, color=f"C{k}")
+        ax.set_title("density and stored trajectories", fontsize=9)
+    else:
+        ax.set_title("density n(x,t)", fontsize=9)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_xlabel(f"x ({xu})", fontsize=8)
+    ax.set_ylabel(f"t ({_label(tu)})", fontsize=8)
+    fig.suptitle(Path(path).name + f" — method {res['attrs'].get('method')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
