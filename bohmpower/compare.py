@@ -15,7 +15,13 @@ import numpy as np
 
 from bohmpower.errors import ResultFileError
 from bohmpower.io import read_result
-from bohmpower.power.statistics import DEFAULT_ALPHA, Agreement, agreement, z_scores
+from bohmpower.power.statistics import (
+    DEFAULT_ALPHA,
+    Agreement,
+    agreement,
+    block_correlation,
+    z_scores,
+)
 
 #: Quantities compared frame by frame.
 INSTANTANEOUS = ("particles", "energy")
@@ -44,6 +50,7 @@ class Comparison:
     notes: list = field(default_factory=list)
     overall: Agreement | None = None
     series: dict = field(default_factory=dict)  # (volume, quantity, kind) -> arrays for plots
+    _finite_masks: list = field(default_factory=list, repr=False)
 
     def table(self) -> str:
         head = (f"{'volume':<14} {'quantity':<16} {'kind':<6} {'points':>6} {'max |diff|':>12} "
@@ -117,6 +124,9 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
     if len(ia) == 0:
         raise ResultFileError("the files share no stored time")
     all_z = []
+    blocks = other.get("blocks") if source.startswith("exact Bohmian") or \
+        other["attrs"].get("method") == "cw" else None
+    block_cols = []  # per compared point: its block values (B,), or None
     for name in common:
         va, vb = ref["volumes"][name], vols_b[name]
         for key in ("x_min", "x_max", "smoothing"):
@@ -134,7 +144,8 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             se_a = va["data"].get(f"{q}_stderr")
             se_a = se_a[ia] if se_a is not None else None
             cmp.rows.append(_row(name, q, "frame", va["units"].get(q, ""), a, b, se_a, se_b,
-                                 alpha, all_z))
+                                 alpha, all_z, cmp._finite_masks))
+            block_cols.append(_block_columns(blocks, f"volumes/{name}/{q}", ib, a.size))
             cmp.series[(name, q, "frame")] = (t_a[ia], a, b, se_b)
         wa, wb = va["window"], vb["window"]
         if wa and wb:
@@ -148,23 +159,42 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                 se_a = wa.get(f"{q}_stderr")
                 se_a = se_a[ja] if se_a is not None else None
                 cmp.rows.append(_row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
-                                     alpha, all_z))
+                                     alpha, all_z, cmp._finite_masks))
+                block_cols.append(_block_columns(blocks, f"volumes/{name}/window/{q}", jb, a.size))
                 cmp.series[(name, q, "window")] = (wa["t_start"][ja], a, b, se_b)
         elif not wa:
             cmp.notes.append(f"volume {name!r}: the exact file has no window averages; power terms "
                              "not compared")
     if abs(float(ref["attrs"].get("window", 0)) - float(other["attrs"].get("window", 0))) > tol:
         raise ResultFileError("the files' power windows differ; rerun with the same [time] window")
-    cmp.overall = agreement(np.concatenate(all_z) if all_z else [], alpha)
+    z = np.concatenate([r for r in all_z]) if all_z else np.array([])
+    correlation = None
+    if all_z and all(c is not None for c in block_cols):
+        cols = np.concatenate([c for c, row in zip(block_cols, cmp.rows) if row.agreement], axis=1)
+        finite = np.concatenate([m for m in cmp._finite_masks])
+        correlation = block_correlation(cols[:, finite])
+        cmp.notes.append(f"RMS bound allows for the correlation between points, estimated from "
+                         f"{cols.shape[0]} blocks of worlds")
+    else:
+        cmp.notes.append("RMS bound assumes independent points (no block means in the file)")
+    cmp.overall = agreement(z, alpha, correlation)
     return cmp
 
 
-def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z) -> Row:
+def _block_columns(blocks, key, index, size):
+    if not blocks or key not in blocks:
+        return None
+    return blocks[key][:, index].reshape(-1, size)
+
+
+def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None) -> Row:
     diff = np.abs(a - b)
     z = z_scores(a, b, se_a, se_b)
     ag = agreement(z, alpha) if np.any(np.isfinite(z)) else None
     if ag is not None:
         all_z.append(z[np.isfinite(z)])
+        if masks is not None:
+            masks.append(np.isfinite(z))
     scale = float(np.nanmax(np.abs(a))) if a.size else 0.0
     return Row(volume, q, kind, units, int(a.size), float(np.nanmax(diff)) if a.size else 0.0,
                scale, ag)

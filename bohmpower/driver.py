@@ -307,10 +307,18 @@ class TrajectoryRun:
             self.stored["weights"][:, frame_slot] = s.weight[:k]
 
     def results(self):
+        """(estimates, stored trajectories, crossings); estimates["blocks"] holds each block's
+        volume means, shape (n_blocks, ...), for the correlation of the estimates."""
         total = self._estimator()
+        block_means = []
         for _, est in self.blocks:
-            total.merge(est.end_block())
-        return total.results(), self.stored, int(self.crossed.sum())
+            b = est.end_block()
+            block_means.append({k: v for k, v in b.mean.items() if k.startswith("volumes/")})
+            total.merge(b)
+        out = total.results()
+        if len(block_means) >= 3:
+            out["blocks"] = {k: np.array([bm[k] for bm in block_means]) for k in block_means[0]}
+        return out, self.stored, int(self.crossed.sum())
 
 
 def collect_frames(model: Model, frames: list) -> ExactResult:

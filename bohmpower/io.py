@@ -245,6 +245,15 @@ def _write_estimates(parent, volumes, est: dict, us, t, x):
         _write_series(grp, {q: v for q, v in d.items() if not q.startswith("window/")}, us, t)
         window = {q.split("/", 1)[1]: v for q, v in d.items() if q.startswith("window/")}
         _write_window(grp, window, us)
+    blocks = est.get("blocks")
+    if blocks:
+        bg = parent.create_group("blocks")
+        bg.attrs["description"] = ("means of each fixed block of sample ids, in id order: the "
+                                   "correlation of the estimates (compare's RMS bound)")
+        for key, values in blocks.items():
+            q = key.rsplit("/", 1)[1]
+            _dataset(bg, key, us.from_atomic(values, VOLUME_DIMENSIONS[q]),
+                     us.unit(VOLUME_DIMENSIONS[q]))
     fields = est.get("fields")
     if fields:
         fg = parent.create_group("fields")
@@ -341,6 +350,13 @@ def _read_volumes(grp) -> dict:
     return out
 
 
+def _read_blocks(grp) -> dict:
+    """Block means keyed like the estimators: "volumes/<name>/<q>", ".../window/<q>"."""
+    out = {}
+    grp.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
 def read_result(path: Path, fields: bool = False) -> dict:
     """Read a result file into plain arrays (in the file's units).
 
@@ -362,6 +378,8 @@ def read_result(path: Path, fields: bool = False) -> dict:
         }
         if "trajectory_estimates/volumes" in f:
             out["trajectory_estimates"] = _read_volumes(f["trajectory_estimates/volumes"])
+        if "trajectory_estimates/blocks" in f:
+            out["blocks"] = _read_blocks(f["trajectory_estimates/blocks"])
         if fields:
             out["fields"] = _read_group_arrays(f["fields"])
             out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]}

@@ -10,6 +10,14 @@ A comparison of K points is summarised by the z-scores z_i = (a_i - b_i) / sqrt(
 Every agreement test in the suite and the ``compare`` command use these two bounds, never a fixed
 "4 sigma". Points whose combined standard error is zero (a deterministic quantity on both sides) are
 compared on an absolute scale by the caller, not here.
+
+Estimates at different times come from the same worlds, so their z-scores are correlated and the
+chi-square RMS bound for independent points would be too tight. When the correlation matrix C of the
+z-scores is known (estimated from the means of the fixed blocks of worlds, ``block_correlation``),
+K RMS^2 = z^T z is approximated by a chi-square of matching mean and variance (Satterthwaite):
+z^T z ~ a chi2_nu with a = tr(C^2)/K and nu = K^2/tr(C^2), and the RMS bound becomes
+sqrt(a chi2_nu(1 - alpha) / K). Independent points (C = 1) recover the plain bound. The Bonferroni
+bound needs no correction.
 """
 
 from __future__ import annotations
@@ -61,9 +69,37 @@ def z_scores(a, b, se_a=None, se_b=None) -> np.ndarray:
         return np.where(var > 0, (a - b) / np.sqrt(var), np.nan)
 
 
-def rms_bound(n_points: int, alpha: float = DEFAULT_ALPHA) -> float:
-    """Upper bound on the RMS of n independent standard normal z-scores at level alpha."""
-    return float(np.sqrt(stats.chi2.ppf(1 - alpha, n_points) / n_points))
+def rms_bound(n_points: int, alpha: float = DEFAULT_ALPHA, correlation=None) -> float:
+    """Upper bound on the RMS of n standard normal z-scores at level alpha.
+
+    ``correlation`` is their (n, n) correlation matrix; None means independent.
+    """
+    if correlation is None:
+        return float(np.sqrt(stats.chi2.ppf(1 - alpha, n_points) / n_points))
+    c = np.asarray(correlation, dtype=float)
+    tr2 = float(np.sum(c * c))
+    a = tr2 / n_points
+    nu = n_points**2 / tr2
+    return float(np.sqrt(a * stats.chi2.ppf(1 - alpha, nu) / n_points))
+
+
+def block_correlation(block_values) -> np.ndarray:
+    """Correlation matrix of K estimates from their values in B independent blocks, shape (B, K).
+
+    Entries with no spread across blocks get unit self-correlation and no cross-correlation. With
+    few blocks the estimate of tr(C^2) is biased upwards (noise adds ~K^2/B), which only makes the
+    RMS bound more conservative.
+    """
+    v = np.asarray(block_values, dtype=float)
+    if v.ndim != 2 or v.shape[0] < 3:
+        raise ValueError("need values of at least 3 blocks, shape (B, K)")
+    d = v - v.mean(axis=0)
+    cov = d.T @ d / (v.shape[0] - 1)
+    sd = np.sqrt(np.diag(cov))
+    ok = sd > 0
+    c = np.eye(v.shape[1])
+    c[np.ix_(ok, ok)] = cov[np.ix_(ok, ok)] / np.outer(sd[ok], sd[ok])
+    return c
 
 
 def bonferroni_bound(n_points: int, alpha: float = DEFAULT_ALPHA) -> float:
@@ -71,10 +107,17 @@ def bonferroni_bound(n_points: int, alpha: float = DEFAULT_ALPHA) -> float:
     return float(stats.norm.isf(alpha / (2 * n_points)))
 
 
-def agreement(z, alpha: float = DEFAULT_ALPHA) -> Agreement:
-    """Summarise z-scores (NaN entries are ignored) against both bounds."""
+def agreement(z, alpha: float = DEFAULT_ALPHA, correlation=None) -> Agreement:
+    """Summarise z-scores (NaN entries are ignored) against both bounds.
+
+    ``correlation``: correlation matrix of the entries of ``z``, either of all of them (the rows of
+    NaN entries are dropped here) or of the finite ones only; None for independent points.
+    """
     z = np.asarray(z, dtype=float).ravel()
-    z = z[np.isfinite(z)]
+    finite = np.isfinite(z)
+    if correlation is not None and np.shape(correlation)[0] == z.size:
+        correlation = np.asarray(correlation)[np.ix_(finite, finite)]
+    z = z[finite]
     n = z.size
     if n == 0:
         return Agreement(0, 0.0, 0.0, np.inf, np.inf, alpha)
@@ -82,7 +125,7 @@ def agreement(z, alpha: float = DEFAULT_ALPHA) -> Agreement:
         n_points=n,
         rms_z=float(np.sqrt(np.mean(z**2))),
         max_abs_z=float(np.max(np.abs(z))),
-        rms_bound=rms_bound(n, alpha),
+        rms_bound=rms_bound(n, alpha, correlation),
         max_bound=bonferroni_bound(n, alpha),
         alpha=alpha,
     )
