@@ -1,0 +1,391 @@
+"""Benchmark of the exact N-electron split-operator propagator (a script, not a test).
+
+Measures, side by side in one run (SPEC.md "Benchmarks: how ratios are measured"):
+
+- time per step for N = 2 at 256^2, 512^2, 1024^2 and N = 3 at 128^3, driven (a ``linear_drop``-like
+  ramp with a sine profile), interacting (soft Coulomb) and absorbing (quadratic layers at both ends),
+  order 2, one thread (NUMBA_NUM_THREADS=1, OMP_NUM_THREADS=1, FFT workers=1);
+- the FFT floor: the same in-place transform pair the step needs, with the same library (scipy.fft
+  fftn/ifftn with overwrite_x=True, or pyFFTW in-place plans made from FFTW_MEASURE wisdom, as the
+  propagator makes them), same complex128 shape, one thread, the minimum of at least 5 runs; every case is run with
+  scipy.fft and, when pyFFTW is importable, again with pyFFTW;
+- their ratio (target <= 1.5);
+- peak memory in units of one wavefunction array: peak RSS (VmHWM) minus the RSS after imports and
+  after allocating (and touching) psi, in a fresh subprocess per case, both for "construct propagator
+  + step" and for "step only" (peak reset with /proc/self/clear_refs before the steps);
+- numba compile time, separately: a cold compile into an empty NUMBA_CACHE_DIR, and the load from a
+  warm cache. Every timed number is measured after the cache is warm.
+
+Usage::
+
+    python scripts/bench_exact.py            # all cases, prints a table
+    python scripts/bench_exact.py --quick    # small cases only (smoke test)
+    python scripts/bench_exact.py --json out.json
+    python scripts/bench_exact.py --wavepacket   # then the WavePacket comparison (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+THREAD_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+CASES = [(2, 256), (2, 512), (2, 1024), (3, 128)]
+QUICK_CASES = [(2, 128), (3, 32)]
+
+
+# ---------------------------------------------------------------------------------------- child side
+def _status(field: str) -> int:
+    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _case_setup(n_particles: int, n_x: int):
+    import numpy as np
+
+    length = 200.0 if n_particles == 2 else 120.0
+    x = -0.5 * length + np.arange(n_x) * (length / n_x)
+    u0 = 0.3 * np.exp(-(x**2) / 8.0)  # a barrier
+    width = 0.1 * length
+    depth = np.clip((np.abs(x) - (0.5 * length - width)) / width, 0.0, None)
+    gamma = 0.5 * depth**2
+    ramp = 0.5 + 0.5 * np.tanh(x / 10.0)  # smoothed linear drop: q phi = -bias s(x) f(t)
+    shapes = np.array([-0.1 * ramp])
+    profiles = [lambda t: np.sin(0.05 * t)]
+
+    def w(r):
+        return 1.0 / np.sqrt(r * r + 1.0)
+
+    return x, u0, gamma, w, shapes, profiles
+
+
+def _initial_psi(x, n_particles):
+    import numpy as np
+
+    from bohmpower.exact.eigen import antisymmetrize
+
+    orbs = []
+    for i in range(n_particles):
+        c, k0 = -20.0 - 12.0 * i, 0.8 + 0.1 * i
+        orbs.append((2 * np.pi * 9.0) ** -0.25 * np.exp(-((x - c) ** 2) / 36.0 + 1j * k0 * x))
+    prod = orbs[0]
+    for o in orbs[1:]:
+        prod = np.multiply.outer(prod, o)
+    return np.ascontiguousarray(antisymmetrize(prod), dtype=np.complex128)
+
+
+def _fft_pair(psi, backend: str):
+    """The in-place, unnormalised forward/inverse pair the step uses, as two callables (one thread)."""
+    if backend == "pyfftw":
+        import pyfftw
+
+        axes = tuple(range(psi.ndim))
+        # The propagator has measured this shape already (its first step): plan from that wisdom,
+        # as it does, so the floor uses the same FFTW algorithm.
+        common = {"axes": axes, "flags": ("FFTW_MEASURE", "FFTW_WISDOM_ONLY"), "threads": 1}
+        fw = pyfftw.FFTW(psi, psi, direction="FFTW_FORWARD", **common)
+        bw = pyfftw.FFTW(psi, psi, direction="FFTW_BACKWARD", normalise_idft=False, **common)
+        return fw.execute, bw.execute, lambda: True
+    import scipy.fft as sfft
+
+    state = {"same": True}
+
+    def fw():
+        c = sfft.fftn(psi, overwrite_x=True, workers=1)
+        state["same"] &= c.ctypes.data == psi.ctypes.data
+
+    def bw():
+        c = sfft.ifftn(psi, norm="forward", overwrite_x=True, workers=1)
+        state["same"] &= c.ctypes.data == psi.ctypes.data
+
+    return fw, bw, lambda: state["same"]
+
+
+def child(n_particles: int, n_x: int, dt: float, min_runs: int, backend: str) -> dict:
+    t_import = time.perf_counter()
+    import numpy as np
+
+    from bohmpower.exact import _kernels
+    from bohmpower.exact.propagator import SplitOperator
+
+    if backend == "pyfftw":
+        import pyfftw  # noqa: F401  (the library's own RSS belongs to the baseline "after imports")
+    t_import = time.perf_counter() - t_import
+    # Warm the numba kernels (loads them from the cache; compiles if the cache is cold).
+    t0 = time.perf_counter()
+    tiny = np.ones((2, 2), dtype=np.complex128)
+    v = np.ones(2, dtype=np.complex128)
+    _kernels.mul_separable_nb(tiny, v, 1)
+    _kernels.mul_static_separable_nb(tiny, tiny, 2, v, 1)
+    _kernels.mul_expstatic_separable_nb(tiny, tiny, 0.1, v, 1)
+    t_kernels = time.perf_counter() - t0
+
+    x, u0, gamma, w, shapes, profiles = _case_setup(n_particles, n_x)
+    psi_init = _initial_psi(x, n_particles)
+    psi = np.empty_like(psi_init)
+    psi[...] = psi_init
+    del psi_init
+    unit = psi.nbytes
+    baseline = _status("VmRSS")
+    peak_reset = _reset_peak()
+
+    t0 = time.perf_counter()
+    prop = SplitOperator(
+        x,
+        1.0,
+        n_particles,
+        u0,
+        gamma,
+        w,
+        shapes,
+        profiles,
+        dt,
+        order=2,
+        workers=1,
+        fft_backend=backend,
+    )
+    t_build = time.perf_counter() - t0
+    t = prop.advance(psi, 0.0, 1)  # first call: drive closures, FFT plans
+    after_build_peak = _status("VmHWM")
+    rss_after_build = _status("VmRSS")
+    _reset_peak()
+    fw, bw, in_place = _fft_pair(psi, backend)
+
+    # Steps and the FFT floor, interleaved run by run so that both see the same load on a shared
+    # machine; each number is the minimum over runs of a multi-step loop, per step.
+    n_steps = max(2, int(2e7 // (n_x**n_particles)))  # ~0.3 s per run at the largest size
+    step_times, fft_times = [], []
+    step_peak = rss_after_build
+    for _ in range(min_runs):
+        t0 = time.perf_counter()
+        t = prop.advance(psi, t, n_steps)
+        step_times.append((time.perf_counter() - t0) / n_steps)
+        step_peak = max(step_peak, _status("VmHWM"))
+        # The floor: the same in-place transform pair, same shape and library, one thread, both
+        # unnormalised as in the step. Each pair multiplies psi by n_x**N, so it runs in chunks of
+        # at most 16 pairs and psi is scaled back between chunks, outside the timer (exactly: n_x is
+        # a power of two), which keeps the values finite and psi usable.
+        elapsed, done = 0.0, 0
+        while done < n_steps:
+            chunk = min(16, n_steps - done)
+            t0 = time.perf_counter()
+            for _ in range(chunk):
+                fw()
+                bw()
+            elapsed += time.perf_counter() - t0
+            psi *= float(psi.size) ** (-chunk)
+            done += chunk
+        fft_times.append(elapsed / n_steps)
+    fft_peak = _status("VmHWM")
+    norm = float(np.sum(np.abs(psi) ** 2) * prop.dx**n_particles)
+
+    return {
+        "backend": prop.fft_backend,
+        "n_particles": n_particles,
+        "n_x": n_x,
+        "shape": f"{n_x}^{n_particles}",
+        "n_steps_per_run": n_steps,
+        "runs": min_runs,
+        "step_s": min(step_times),
+        "fft_floor_s": min(fft_times),
+        "ratio": min(step_times) / min(fft_times),
+        "psi_mb": unit / 2**20,
+        "peak_build_and_step_units": (max(after_build_peak, step_peak) - baseline) / unit,
+        "peak_step_only_units": (step_peak - rss_after_build) / unit,
+        "static_array_units": prop.static_array.nbytes / unit,
+        "fft_in_place": bool(in_place()),
+        "fft_peak_over_rss_units": (fft_peak - rss_after_build) / unit,
+        "peak_reset_supported": peak_reset,
+        "build_s": t_build,
+        "import_s": t_import,
+        "kernel_load_s": t_kernels,
+        "norm_after": norm,
+    }
+
+
+def child_compile() -> dict:
+    """Time of the first call of each kernel (compile or cache load), whatever the cache state."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    from bohmpower.exact import _kernels
+
+    t_import = time.perf_counter() - t0
+    tiny = np.ones((2, 2), dtype=np.complex128)
+    v = np.ones(2, dtype=np.complex128)
+    out = {"import_s": t_import}
+    for name, call in [
+        ("mul_separable_nb", lambda: _kernels.mul_separable_nb(tiny, v, 1)),
+        ("mul_static_separable_nb", lambda: _kernels.mul_static_separable_nb(tiny, tiny, 2, v, 1)),
+        (
+            "mul_expstatic_separable_nb",
+            lambda: _kernels.mul_expstatic_separable_nb(tiny, tiny, 0.1, v, 1),
+        ),
+    ]:
+        t0 = time.perf_counter()
+        call()
+        out[name] = time.perf_counter() - t0
+    out["total_s"] = sum(v for k, v in out.items() if k.endswith("_nb"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- parent side
+def _run_child(args: list[str], extra_env: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.update(THREAD_ENV)
+    if extra_env:
+        env.update(extra_env)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wavepacket_comparison(run: bool) -> str:
+    # =============================================================================================
+    # WavePacket comparison -- PLACE RESERVED for scripts/_wavepacket_case.py (another developer's
+    # file): a WavePacket-package version of a driven two-electron propagation, with a plain-numpy
+    # Strang loop and bohmpower's SplitOperator on the same discrete problem, each scanned for its
+    # cheapest settings reaching 1e-6 in energy and density. Its main() runs the whole comparison (a
+    # few minutes, one thread; needs `pip install wavepacket==0.5`); `--wavepacket` runs it here,
+    # after the table above, with bohmpower included.
+    # =============================================================================================
+    sys.path.insert(0, str(HERE))
+    try:
+        import _wavepacket_case
+    except ImportError as exc:
+        return f"WavePacket comparison unavailable ({exc})"
+    finally:
+        sys.path.pop(0)
+    if not run:
+        return "WavePacket comparison: run with --wavepacket (or python scripts/_wavepacket_case.py --bohmpower)"
+    argv = sys.argv
+    sys.argv = [str(HERE / "_wavepacket_case.py"), "--bohmpower"]
+    try:
+        _wavepacket_case.main()
+    except ImportError as exc:  # the wavepacket package itself is optional
+        return f"WavePacket comparison unavailable ({exc}); pip install wavepacket==0.5"
+    finally:
+        sys.argv = argv
+    return "WavePacket comparison: done (above)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small cases only")
+    ap.add_argument("--runs", type=int, default=7, help="timed runs per case (min is reported)")
+    ap.add_argument("--dt", type=float, default=0.05)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--wavepacket",
+        action="store_true",
+        help="also run the WavePacket comparison of scripts/_wavepacket_case.py",
+    )
+    ap.add_argument("--backend", default=None, help="scipy or pyfftw (default: both if available)")
+    ap.add_argument("--child", nargs=2, type=int, metavar=("N", "NX"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        print(
+            json.dumps(
+                child(args.child[0], args.child[1], args.dt, max(5, args.runs), args.backend)
+            )
+        )
+        return 0
+    if args.child_compile:
+        print(json.dumps(child_compile()))
+        return 0
+
+    with tempfile.TemporaryDirectory() as cold:
+        cold_compile = _run_child(["--child-compile"], {"NUMBA_CACHE_DIR": cold})
+    warm_compile = _run_child(["--child-compile"])  # compiles into the default cache if cold
+    warm_compile = _run_child(["--child-compile"])  # now certainly a cache load
+    print(
+        f"numba kernels: cold compile {cold_compile['total_s']:.2f} s, "
+        f"warm cache load {warm_compile['total_s']:.3f} s (excluded from all timings below)"
+    )
+
+    if args.backend:
+        backends = [args.backend]
+    else:
+        try:
+            import pyfftw  # noqa: F401
+
+            backends = ["scipy", "pyfftw"]
+        except ImportError:
+            backends = ["scipy"]
+    results = []
+    header = (
+        f"{'FFT library':>11} {'case':>8} {'step ms':>9} {'FFT floor ms':>13} {'ratio':>6} "
+        f"{'peak (build+step)':>18} {'peak (step)':>12} {'FFT in place':>12}"
+    )
+    print("one thread (NUMBA_NUM_THREADS=1, OMP_NUM_THREADS=1, workers=1); memory in psi units")
+    print(header)
+    for n_particles, n_x in QUICK_CASES if args.quick else CASES:
+        for backend in backends:
+            r = _run_child(
+                ["--child", str(n_particles), str(n_x), "--runs", str(args.runs)]
+                + ["--dt", str(args.dt), "--backend", backend]
+            )
+            results.append(r)
+            print(
+                f"{r['backend']:>11} {r['shape']:>8} {1e3 * r['step_s']:9.2f} "
+                f"{1e3 * r['fft_floor_s']:13.2f} {r['ratio']:6.2f} "
+                f"{r['peak_build_and_step_units']:18.2f} {r['peak_step_only_units']:12.2f} "
+                f"{r['fft_in_place']!s:>12}",
+                flush=True,
+            )
+
+    wp = wavepacket_comparison(args.wavepacket)
+    print(wp)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "compile_cold": cold_compile,
+                    "compile_warm": warm_compile,
+                    "cases": results,
+                    "wavepacket": wp,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
