@@ -1,4 +1,4 @@
-"""Command line: ``bohmpower exact | check | info`` (SPEC.md "Command line").
+"""Command line: ``bohmpower run | exact | check | compare | plot | info`` (SPEC.md).
 
 Exit codes: 0 success; 2 bad run file or arguments (one message naming the key); 1 numerical failure
 (with the step and time); 75 stopped cleanly with a checkpoint.
@@ -18,6 +18,7 @@ from bohmpower.errors import BohmpowerError, ConfigError
 log = logging.getLogger("bohmpower")
 
 DEMO_EXACT = "exact_demo.toml"
+DEMO_RUN = "run_demo.toml"
 
 
 def _demo_path(name: str) -> Path:
@@ -45,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override [trajectories] seed")
     p.add_argument("--samples", type=int, help="override [trajectories] count")
     p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
+    _common(p)
+
+    p = sub.add_parser("run", help="conditional-wavefunction Monte Carlo (any N)")
+    p.add_argument("run_file", nargs="?", type=Path,
+                   help="run file (TOML) with [trajectories] and [method]; without it a built-in "
+                   "demo runs")
+    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.h5 beside RUN.toml)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    p.add_argument("--seed", type=int, help="override [trajectories] seed")
+    p.add_argument("--samples", type=int, help="override [trajectories] count")
+    p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
+    p.add_argument("--discard-bad-samples", action="store_true",
+                   help="drop samples whose numerical health fails (counted in "
+                   "/diagnostics/discarded_samples; refused above 1%% of the samples)")
     _common(p)
 
     p = sub.add_parser("check", help="validate a run file and print the resolved setup; runs nothing")
@@ -124,11 +139,67 @@ def cmd_exact(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from bohmpower import io
+    from bohmpower.driver import CWSolver
+
+    if args.run_file is None:
+        run_file = _demo_path(DEMO_RUN)
+        output = args.output or Path.cwd() / "bohmpower_demo.h5"
+        log.info("no run file given: running the built-in demo (%s)", run_file)
+    else:
+        run_file = args.run_file
+        output = args.output or run_file.with_suffix(".h5")
+    config = _load(run_file, "run", args)
+    io.check_output_path(output, args.overwrite)
+    solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
+    for w in solver.warnings:
+        log.warning("warning: %s", w)
+    log.info("cw run: %s; %d electrons, %d samples, exchange %s", config.title or run_file.name,
+             solver.model.n_particles, solver.n_samples, "on" if solver.exchange else "off")
+    progress = _progress(solver.n_samples, args.quiet, "samples")
+    try:
+        result = solver.run(progress=progress.update)
+    finally:
+        progress.close()
+    path = io.write_cw_result(output, result, config, overwrite=args.overwrite)
+    rate = result.samples / max(result.wall_time, 1e-9)
+    log.info("done in %.1f s: %d samples (%.1f samples/s), %d discarded, %d with crossings; "
+             "1 rank", result.wall_time, result.samples, rate, len(result.discarded),
+             result.crossings)
+    log.info("result: %s  (figures: bohmpower plot %s; inspect: bohmpower info %s)", path, path,
+             path)
+    return 0
+
+
+class _LogProgress:
+    """Progress for non-interactive runs: a log line at every tenth of the total, with ETA."""
+
+    def __init__(self, total: int, unit: str):
+        self.total, self.unit, self.done = total, unit, 0
+        self.start = time.perf_counter()
+        self.next = max(1, total // 10)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.done >= self.next or self.done == self.total:
+            elapsed = time.perf_counter() - self.start
+            rate = self.done / max(elapsed, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            log.info("progress: %d/%d %s, %.2f %s/s, ETA %.0f s", self.done, self.total,
+                     self.unit, rate, self.unit, eta)
+            self.next = self.done + max(1, self.total // 10)
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, quiet: bool, unit: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, disable=quiet or not sys.stderr.isatty(),
-                dynamic_ncols=True, file=sys.stderr)
+    if not quiet and not sys.stderr.isatty():
+        return _LogProgress(total, unit)
+    return tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, file=sys.stderr)
 
 
 def cmd_check(args) -> int:
@@ -181,7 +252,7 @@ def cmd_plot(args) -> int:
     return 0
 
 
-COMMANDS = {"exact": cmd_exact, "check": cmd_check, "info": cmd_info, "compare": cmd_compare,
+COMMANDS = {"run": cmd_run, "exact": cmd_exact, "check": cmd_check, "info": cmd_info, "compare": cmd_compare,
             "plot": cmd_plot}
 
 

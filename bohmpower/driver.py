@@ -183,11 +183,6 @@ class ExactSolver:
         return self.model.config.trajectories
 
 
-#: Worlds per block of sample ids: the unit of accumulation and merging (SPEC.md "Reproducibility").
-#: Fixed by the code, never by the number of processes.
-BLOCK_SIZE = 64
-
-
 class ExactWindows:
     """Window averages of the grid values over [t_s, t_s + T], accumulated at every step.
 
@@ -244,81 +239,54 @@ class TrajectoryRun:
     """Exact Bohmian trajectories of one exact run, fed to the ensemble estimators.
 
     Initial configurations are drawn from |Psi0|^2 on the grid, one random stream per sample id;
-    all worlds move together (they share Psi) but are accumulated in fixed blocks of sample ids and
-    merged in id order, so the estimates are the same however the ids would be split.
+    all worlds move together (they share Psi) but are accumulated in the fixed blocks of sample ids
+    of ``power.recorder`` and merged in id order, so the estimates are the same however the ids
+    would be split.
     """
 
     def __init__(self, solver: ExactSolver):
         from bohmpower.exact.trajectories import BohmianEnsemble, BohmianGuide
         from bohmpower.model.sampling import sample_configurations
-        from bohmpower.power.estimators import EnsembleEstimator
+        from bohmpower.power.recorder import BlockRecorder, blocks_of, estimator_volumes
 
         m = solver.model
         tr = solver.trajectories
-        tc = solver.time_config
+        self.time = solver.time_config
+        self.window_steps = solver.window_steps
         self.n_samples = int(tr.count)
         self.n_store = int(min(tr.store or 0, self.n_samples))
+        self.n_particles = m.n_particles
+        self.grid_x = m.grid.x
+        self.volumes = estimator_volumes(m.volumes, m.grid, with_global=False)
         ids = np.arange(self.n_samples)
         X0 = sample_configurations("grid", solver.psi, m.grid.x, int(tr.seed), ids)
         self.guide = BohmianGuide.from_model(m, workers=solver.workers)
         self.guide.update(solver.psi, 0.0)
         self.ensemble = BohmianEnsemble(self.guide, X0)
-
-        def estimator():
-            return EnsembleEstimator(m.volumes, solver.dt, tc.n_steps, tc.save_every,
-                                     solver.window_steps, grid_x=m.grid.x)
-
-        self._estimator = estimator
-        self.blocks = []
-        for first in range(0, self.n_samples, BLOCK_SIZE):
-            sl = slice(first, min(first + BLOCK_SIZE, self.n_samples))
-            est = estimator()
-            est.begin_block(ids[sl])
-            self.blocks.append((sl, est))
-        n_t = len(tc.frame_steps)
-        n = m.n_particles
-        self.stored = {k: np.full((self.n_store, n_t, n), np.nan)
-                       for k in ("positions", "velocities", "energies", "quantum_potentials")}
-        self.stored["weights"] = np.zeros((self.n_store, n_t))
-        self.identical = m.statistics == "fermion" and n > 1
-        self._order = None
-        self.crossed = np.zeros(self.n_samples, dtype=bool)
+        identical = m.statistics == "fermion" and m.n_particles > 1
+        self.blocks = [
+            (slice(int(b[0]), int(b[-1]) + 1),
+             BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
+                           identical))
+            for b in blocks_of(self.n_samples)
+        ]
 
     def record(self, step: int, t: float, psi: np.ndarray, frame_slot: int | None) -> None:
+        from bohmpower.power.recorder import slice_state
+
         if step > 0:
             self.guide.update(psi, t)
             self.ensemble.step(self.guide)
-        s = self.ensemble.state
-        for sl, est in self.blocks:
-            est.record(step, s.X[sl], s.v[sl], s.e[sl], s.field_power[sl], s.pair_power[sl],
-                       s.weight[sl], s.gamma_total[sl])
-        if self.identical:
-            order = np.argsort(np.nan_to_num(s.X, nan=np.inf), axis=1)
-            alive = s.weight > 0
-            if self._order is not None:
-                self.crossed |= alive & np.any(order != self._order, axis=1)
-            self._order = order
-        if frame_slot is not None and self.n_store:
-            k = self.n_store
-            self.stored["positions"][:, frame_slot] = s.X[:k]
-            self.stored["velocities"][:, frame_slot] = s.v[:k]
-            self.stored["energies"][:, frame_slot] = s.e[:k]
-            self.stored["quantum_potentials"][:, frame_slot] = s.Q[:k]
-            self.stored["weights"][:, frame_slot] = s.weight[:k]
+        state = self.ensemble.state
+        for sl, rec in self.blocks:
+            rec.record(step, slice_state(state, sl))
 
     def results(self):
-        """(estimates, stored trajectories, crossings); estimates["blocks"] holds each block's
-        volume means, shape (n_blocks, ...), for the correlation of the estimates."""
-        total = self._estimator()
-        block_means = []
-        for _, est in self.blocks:
-            b = est.end_block()
-            block_means.append({k: v for k, v in b.mean.items() if k.startswith("volumes/")})
-            total.merge(b)
-        out = total.results()
-        if len(block_means) >= 3:
-            out["blocks"] = {k: np.array([bm[k] for bm in block_means]) for k in block_means[0]}
-        return out, self.stored, int(self.crossed.sum())
+        """(estimates, stored trajectories, crossings): see ``power.recorder.merge_blocks``."""
+        from bohmpower.power.recorder import merge_blocks
+
+        return merge_blocks([rec.finish() for _, rec in self.blocks], self.volumes, self.time,
+                            self.window_steps, self.grid_x, self.n_store, self.n_particles)
 
 
 def collect_frames(model: Model, frames: list) -> ExactResult:
@@ -421,3 +389,128 @@ def spectral_edge_weight(psi: np.ndarray) -> float:
         marg = pk.sum(axis=other) if other else pk
         worst = max(worst, float(marg[top].sum() / total))
     return worst
+
+
+#: Largest fraction of samples that --discard-bad-samples may drop before the run is refused:
+#: discarded worlds sit near nodes, where the heavy tails of the quantum term live, so dropping
+#: many of them biases the estimates.
+MAX_DISCARD_FRACTION = 0.01
+
+
+@dataclass
+class CWResult:
+    """A conditional-wavefunction run, in atomic units (``io.write_cw_result`` writes it)."""
+
+    model: Model
+    time: np.ndarray
+    estimates: dict
+    stored_trajectories: dict
+    crossings: int
+    discarded: list
+    samples: int
+    exchange: bool
+    wall_time: float = 0.0
+    warnings: list = field(default_factory=list)
+
+
+class CWSolver:
+    """Conditional-wavefunction Monte Carlo (any N): worlds sampled from |Psi0|^2, each carrying
+    one-particle conditional wavefunctions, run block by block of sample ids.
+
+    Parameters
+    ----------
+    config : RunConfig (any unit system; a `run` file with [trajectories]).
+    workers : FFT threads.
+    discard_bad_samples : drop (and count) samples whose numerical health fails instead of
+        stopping; refused above MAX_DISCARD_FRACTION of the samples.
+    """
+
+    def __init__(self, config, workers: int | None = None, discard_bad_samples: bool = False):
+        from bohmpower.power.recorder import estimator_volumes
+
+        self.config = config
+        atomic = config.to_atomic() if config.units.system != "atomic" else config
+        self.model, self.warnings = build_model(atomic, command="run")
+        self.workers = workers if workers is not None else atomic.numerics.fft_workers
+        self.time = atomic.time
+        self.dt = atomic.time.dt
+        self.window_steps = int(round(atomic.time.window_length / self.dt))
+        tr = atomic.trajectories
+        self.n_samples = int(tr.count)
+        self.seed = int(tr.seed)
+        self.n_store = int(min(tr.store or 0, self.n_samples))
+        self.exchange = bool(atomic.method.exchange) if atomic.method is not None else False
+        m = self.model
+        self.kind = "slater" if m.statistics == "fermion" else "product"
+        self.identical = m.statistics == "fermion" and m.n_particles > 1
+        self.volumes = estimator_volumes(m.volumes, m.grid, with_global=True)
+        self.discard_bad_samples = discard_bad_samples
+        self.discarded: list[int] = []
+
+    def run(self, progress: Callable[[int], None] | None = None, sample_ids=None) -> CWResult:
+        """Run every block of sample ids (or those holding ``sample_ids``) and merge them."""
+        from bohmpower.power.recorder import blocks_of, merge_blocks
+
+        start = _time.perf_counter()
+        results = []
+        for ids in blocks_of(self.n_samples):
+            if sample_ids is not None:
+                ids = np.intersect1d(ids, sample_ids)
+                if ids.size == 0:
+                    continue
+            results.append(self.run_block(ids))
+            if progress is not None:
+                progress(len(ids))
+        m = self.model
+        estimates, stored, crossings = merge_blocks(results, self.volumes, self.time,
+                                                    self.window_steps, m.grid.x, self.n_store,
+                                                    m.n_particles)
+        return CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
+                        estimates=estimates, stored_trajectories=stored, crossings=crossings,
+                        discarded=sorted(self.discarded), samples=self.n_samples,
+                        exchange=self.exchange, wall_time=_time.perf_counter() - start,
+                        warnings=list(self.warnings))
+
+    def run_block(self, ids: np.ndarray):
+        """Propagate the worlds of one block of sample ids and return its ``BlockResult``."""
+        from bohmpower.cw.engine import CWEnsemble, SampleFailure
+        from bohmpower.model.sampling import sample_configurations
+        from bohmpower.power.recorder import BlockRecorder
+
+        m = self.model
+        ids = np.asarray(ids)
+        while True:
+            X0 = sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+            rec = BlockRecorder(ids, self.volumes, self.time, self.window_steps, m.grid.x,
+                                self.n_store, self.identical)
+            try:
+                ens = CWEnsemble(m, X0, exchange=self.exchange, workers=self.workers,
+                                 sample_ids=ids)
+                rec.record(0, ens.state)
+                for step in range(1, self.time.n_steps + 1):
+                    ens.step()
+                    rec.record(step, ens.state)
+            except SampleFailure as exc:
+                bad = int(exc.sample_id)
+                if not self.discard_bad_samples:
+                    raise NumericalError(
+                        exc.step, exc.step * self.dt,
+                        f"sample {bad}, electron {exc.particle}: {exc.cause}. Rerun with "
+                        "--discard-bad-samples to drop such samples (counted, and refused above "
+                        f"{MAX_DISCARD_FRACTION:.0%} of the samples), or refine time.dt / "
+                        "grid.points") from None
+                self.discarded.append(bad)
+                if len(self.discarded) > MAX_DISCARD_FRACTION * self.n_samples:
+                    raise NumericalError(
+                        exc.step, exc.step * self.dt,
+                        f"{len(self.discarded)} samples failed (last: sample {bad}, electron "
+                        f"{exc.particle}: {exc.cause}), more than {MAX_DISCARD_FRACTION:.0%} of "
+                        f"{self.n_samples}: discarding them would bias the estimates; refine "
+                        "time.dt or grid.points") from None
+                log.warning("sample %d discarded at step %d: %s", bad, exc.step, exc.cause)
+                ids = ids[ids != bad]
+                if ids.size == 0:
+                    raise NumericalError(exc.step, exc.step * self.dt,
+                                         "every sample of a block failed") from None
+                continue
+            return rec.finish()

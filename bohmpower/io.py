@@ -116,45 +116,8 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
     model = result.model
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        attrs = {
-            "schema": SCHEMA,
-            "method": "exact",
-            "config": config.to_toml(),
-            "config_hash": config.config_hash(),
-            "units_system": config.units.system,
-            "ranks": 1,
-            "seed": config.trajectories.seed if config.trajectories else -1,
-            "samples": result.samples,
-            "wall_time": result.wall_time,
-            "include_drive_potential": bool(model.include_drive_potential),
-            "window": us.from_atomic(model.config.time.window or
-                                     model.config.time.save_every * model.config.time.dt, "time"),
-            "n_particles": model.n_particles,
-            "statistics": model.statistics,
-        }
-        attrs.update(provenance())
-        for k, v in attrs.items():
-            f.attrs[k] = v
-        f.attrs["wall_time_units"] = "s"
-        t = _dataset(f, "time", us.from_atomic(result.time, "time"), us.unit("time"))
-        t.make_scale("time")
-        g = f.create_group("grid")
-        x = _dataset(g, "x", us.from_atomic(model.grid.x, "length"), us.unit("length"))
-        x.make_scale("x")
-
-        m = f.create_group("model")
-        _dataset(m, "U0", us.from_atomic(model.u0, "energy"), us.unit("energy"))
-        n_f = len(model.drives)
-        # E(x)/f(t) = force_shape / q, q = -1 in atomic units.
-        shapes = np.array([-d.force_shape for d in model.drives]).reshape(n_f, model.grid.n_x)
-        _dataset(m, "field_shape", us.from_atomic(shapes, "electric_field"),
-                 us.unit("electric_field"))
-        profiles = np.array([d.profile(result.time) for d in model.drives]).reshape(
-            n_f, len(result.time))
-        _dataset(m, "time_profile", profiles, "dimensionless")
-        _dataset(m, "gamma", us.from_atomic(model.gamma, "energy"), us.unit("energy"))
-        m["U0"].dims[0].attach_scale(x)
-        m["gamma"].dims[0].attach_scale(x)
+        _common_attrs(f, config, model, us, "exact", result.wall_time, result.samples)
+        t, x = _write_axes_and_model(f, model, result.time, us)
 
         fg = f.create_group("fields")
         for name, data in result.fields.items():
@@ -169,11 +132,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
         if result.trajectory_estimates is not None:
             _write_estimates(f.create_group("trajectory_estimates"), model.volumes,
                              result.trajectory_estimates, us, t, x)
-            tg = f.create_group("trajectories")
-            for name, data in result.stored_trajectories.items():
-                dim = TRAJECTORY_DIMENSIONS[name]
-                ds = _dataset(tg, name, us.from_atomic(data, dim), us.unit(dim))
-                ds.dims[1].attach_scale(t)
+            _write_trajectories(f, result.stored_trajectories, us, t)
 
         gg = f.create_group("global")
         for q, data in result.globals.items():
@@ -196,6 +155,141 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
         hg.attrs["warnings"] = "\n".join(result.warnings)
     os.replace(tmp, path)
     return path
+
+
+def _common_attrs(f, config, model, us, method: str, wall_time: float, samples: int) -> None:
+    attrs = {
+        "schema": SCHEMA,
+        "method": method,
+        "config": config.to_toml(),
+        "config_hash": config.config_hash(),
+        "units_system": config.units.system,
+        "ranks": 1,
+        "seed": config.trajectories.seed if config.trajectories else -1,
+        "samples": samples,
+        "wall_time": wall_time,
+        "include_drive_potential": bool(model.include_drive_potential),
+        "window": us.from_atomic(model.config.time.window_length, "time"),
+        "n_particles": model.n_particles,
+        "statistics": model.statistics,
+    }
+    attrs.update(provenance())
+    for k, v in attrs.items():
+        f.attrs[k] = v
+    f.attrs["wall_time_units"] = "s"
+
+
+def _write_axes_and_model(f, model, time, us):
+    t = _dataset(f, "time", us.from_atomic(time, "time"), us.unit("time"))
+    t.make_scale("time")
+    g = f.create_group("grid")
+    x = _dataset(g, "x", us.from_atomic(model.grid.x, "length"), us.unit("length"))
+    x.make_scale("x")
+    m = f.create_group("model")
+    _dataset(m, "U0", us.from_atomic(model.u0, "energy"), us.unit("energy"))
+    n_f = len(model.drives)
+    # E(x)/f(t) = force_shape / q, q = -1 in atomic units.
+    shapes = np.array([-d.force_shape for d in model.drives]).reshape(n_f, model.grid.n_x)
+    _dataset(m, "field_shape", us.from_atomic(shapes, "electric_field"), us.unit("electric_field"))
+    profiles = np.array([d.profile(time) for d in model.drives]).reshape(n_f, len(time))
+    _dataset(m, "time_profile", profiles, "dimensionless")
+    _dataset(m, "gamma", us.from_atomic(model.gamma, "energy"), us.unit("energy"))
+    m["U0"].dims[0].attach_scale(x)
+    m["gamma"].dims[0].attach_scale(x)
+    return t, x
+
+
+def _write_trajectories(f, stored: dict, us, t) -> None:
+    tg = f.create_group("trajectories")
+    for name, data in stored.items():
+        dim = TRAJECTORY_DIMENSIONS[name]
+        ds = _dataset(tg, name, us.from_atomic(data, dim), us.unit(dim))
+        ds.dims[1].attach_scale(t)
+
+
+def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> Path:
+    """Write a conditional-wavefunction run (``driver.CWResult``, atomic units) per SPEC.md.
+
+    Volumes hold the ensemble estimates with ``_stderr`` twins (power and its terms as window
+    averages); /global comes from the whole-cell volume of the estimators (norm = surviving
+    fraction of the worlds); /fields hold kernel-density profiles (bandwidth in the attributes).
+    """
+    from bohmpower.power.recorder import GLOBAL_VOLUME
+
+    path = Path(path)
+    check_output_path(path, overwrite)
+    us = UnitSystem(config.units.system)
+    model = result.model
+    est = result.estimates
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples)
+        f.attrs["exchange"] = bool(result.exchange)
+        t, x = _write_axes_and_model(f, model, result.time, us)
+        vg = f.create_group("volumes")
+        for vol in model.volumes:
+            d = est["volumes"][vol.name]
+            grp = _volume_group(vg, vol, us)
+            _write_series(grp, {q: v for q, v in d.items() if not q.startswith("window/")}, us, t)
+            _write_window(grp, {q.split("/", 1)[1]: v for q, v in d.items()
+                                if q.startswith("window/")}, us)
+        g = est["volumes"][GLOBAL_VOLUME]
+        gg = f.create_group("global")
+        n = model.n_particles
+        for name, key, dim, scale in (("norm", "particles", "dimensionless", 1.0 / n),
+                                      ("energy", "energy", "energy", 1.0),
+                                      ("power", "field_work", "power", 1.0),
+                                      ("absorbed_power", "absorbed", "power", 1.0)):
+            for suffix in ("", "_stderr"):
+                ds = _dataset(gg, name + suffix, us.from_atomic(g[key + suffix] * scale, dim),
+                              us.unit(dim))
+                ds.dims[0].attach_scale(t)
+        fields = {k: v for k, v in est.get("fields", {}).items()}
+        if fields:
+            fg = f.create_group("fields")
+            fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
+            fg.attrs["profile_bandwidth_units"] = us.unit("length")
+            for q, values in fields.items():
+                if q.startswith("window/"):
+                    continue
+                base = q[: -len("_stderr")] if q.endswith("_stderr") else q
+                ds = _dataset(fg, q, us.from_atomic(values, FIELD_DIMENSIONS[base]),
+                              us.unit(FIELD_DIMENSIONS[base]))
+                ds.dims[0].attach_scale(t)
+                ds.dims[1].attach_scale(x)
+            wg = fg.create_group("window")
+            ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"),
+                          us.unit("time"))
+            ts.make_scale("t_start")
+            for q, values in fields.items():
+                if q.startswith("window/") and q != "window/t_start":
+                    name = q.split("/", 1)[1]
+                    base = name[: -len("_stderr")] if name.endswith("_stderr") else name
+                    ds = _dataset(wg, name, us.from_atomic(values, FIELD_DIMENSIONS[base]),
+                                  us.unit(FIELD_DIMENSIONS[base]))
+                    ds.dims[0].attach_scale(ts)
+                    ds.dims[1].attach_scale(x)
+        if "blocks" in est:
+            _write_blocks(f.create_group("estimate_blocks"), est["blocks"], us, GLOBAL_VOLUME)
+        _write_trajectories(f, result.stored_trajectories, us, t)
+        dg = f.create_group("diagnostics")
+        _dataset(dg, "crossings", result.crossings, "dimensionless")
+        _dataset(dg, "discarded_samples", len(result.discarded), "dimensionless")
+        dg.attrs["discarded_sample_ids"] = np.asarray(result.discarded, dtype=np.int64)
+        dg.attrs["warnings"] = "\n".join(result.warnings)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_blocks(bg, blocks: dict, us, skip: str = "") -> None:
+    bg.attrs["description"] = ("means of each fixed block of sample ids, in id order: the "
+                               "correlation of the estimates (compare's RMS bound)")
+    for key, values in blocks.items():
+        if skip and f"/{skip}/" in key:
+            continue
+        q = key.rsplit("/", 1)[1]
+        _dataset(bg, key, us.from_atomic(values, VOLUME_DIMENSIONS[q]),
+                 us.unit(VOLUME_DIMENSIONS[q]))
 
 
 def _volume_group(parent, vol, us):
@@ -247,13 +341,7 @@ def _write_estimates(parent, volumes, est: dict, us, t, x):
         _write_window(grp, window, us)
     blocks = est.get("blocks")
     if blocks:
-        bg = parent.create_group("blocks")
-        bg.attrs["description"] = ("means of each fixed block of sample ids, in id order: the "
-                                   "correlation of the estimates (compare's RMS bound)")
-        for key, values in blocks.items():
-            q = key.rsplit("/", 1)[1]
-            _dataset(bg, key, us.from_atomic(values, VOLUME_DIMENSIONS[q]),
-                     us.unit(VOLUME_DIMENSIONS[q]))
+        _write_blocks(parent.create_group("blocks"), blocks, us)
     fields = est.get("fields")
     if fields:
         fg = parent.create_group("fields")
@@ -378,8 +466,9 @@ def read_result(path: Path, fields: bool = False) -> dict:
         }
         if "trajectory_estimates/volumes" in f:
             out["trajectory_estimates"] = _read_volumes(f["trajectory_estimates/volumes"])
-        if "trajectory_estimates/blocks" in f:
-            out["blocks"] = _read_blocks(f["trajectory_estimates/blocks"])
+        for where in ("trajectory_estimates/blocks", "estimate_blocks"):
+            if where in f:
+                out["blocks"] = _read_blocks(f[where])
         if fields:
             out["fields"] = _read_group_arrays(f["fields"])
             out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]}
