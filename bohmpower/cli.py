@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override [trajectories] seed")
     p.add_argument("--samples", type=int, help="override [trajectories] count")
     p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.h5.checkpoint (after a crash, a stop, or with "
+                   "--samples to extend a finished run)")
+    p.add_argument("--checkpoint-every", type=int, metavar="K",
+                   help="write finished samples to the checkpoint every K samples (default: "
+                   "each block of 64)")
+    p.add_argument("--checkpoint-interval", type=float, metavar="SECONDS",
+                   help="...or every SECONDS of wall time")
+    p.add_argument("--max-wall-time", type=float, metavar="SECONDS",
+                   help="stop cleanly (checkpoint, exit 75) before this wall time is exceeded")
     p.add_argument("--discard-bad-samples", action="store_true",
                    help="drop samples whose numerical health fails (counted in "
                    "/diagnostics/discarded_samples; refused above 1%% of the samples)")
@@ -140,9 +150,20 @@ def cmd_exact(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from bohmpower import io
-    from bohmpower.driver import CWSolver
+    import signal
 
+    from bohmpower import io
+    from bohmpower.checkpoint import Checkpoint, run_identity
+    from bohmpower.driver import CWSolver
+    from bohmpower.parallel import world_comm
+
+    try:
+        comm = world_comm()
+    except RuntimeError as exc:
+        raise ConfigError("mpiexec", str(exc)) from None
+    root = comm.rank == 0
+    if not root:
+        logging.getLogger().setLevel(logging.WARNING)
     if args.run_file is None:
         run_file = _demo_path(DEMO_RUN)
         output = args.output or Path.cwd() / "bohmpower_demo.h5"
@@ -150,25 +171,63 @@ def cmd_run(args) -> int:
     else:
         run_file = args.run_file
         output = args.output or run_file.with_suffix(".h5")
+    for name in ("checkpoint_every", "checkpoint_interval", "max_wall_time"):
+        val = getattr(args, name)
+        if val is not None and not val > 0:
+            raise ConfigError("--" + name.replace("_", "-"), "must be positive")
     config = _load(run_file, "run", args)
-    io.check_output_path(output, args.overwrite)
-    solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
-    for w in solver.warnings:
-        log.warning("warning: %s", w)
-    log.info("cw run: %s; %d electrons, %d samples, exchange %s", config.title or run_file.name,
-             solver.model.n_particles, solver.n_samples, "on" if solver.exchange else "off")
-    progress = _progress(solver.n_samples, args.quiet, "samples")
     try:
-        result = solver.run(progress=progress.update)
+        io.check_output_path(output, args.overwrite)
+    except ConfigError:
+        if args.resume:
+            raise ConfigError("--output", f"{output} exists (a finished run); to extend it with "
+                              "--resume --samples M2, add --overwrite") from None
+        raise
+    checkpoint = Checkpoint(output, run_identity(config))
+    if checkpoint.exists() and not args.resume and not args.overwrite:
+        raise ConfigError("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: "
+                          "add --resume to continue it, or --overwrite to start afresh")
+    if args.resume and not checkpoint.exists():
+        log.warning("--resume: no checkpoint in %s; starting from the first sample",
+                    checkpoint.dir)
+    if args.overwrite and not args.resume and root and checkpoint.exists():
+        checkpoint.remove()
+    solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
+    if root:
+        for w in solver.warnings:
+            log.warning("warning: %s", w)
+        log.info("cw run: %s; %d electrons, %d samples, exchange %s, %d rank(s)",
+                 config.title or run_file.name, solver.model.n_particles, solver.n_samples,
+                 "on" if solver.exchange else "off", comm.size)
+    stop = {"signal": None}
+
+    def on_term(signum, frame):
+        stop["signal"] = signum
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    progress = _progress(solver.n_samples, args.quiet or not root, "samples")
+    try:
+        result = solver.run(progress=progress.update, comm=comm, checkpoint=checkpoint,
+                            resume=args.resume, max_wall_time=args.max_wall_time,
+                            checkpoint_every=args.checkpoint_every,
+                            checkpoint_interval=args.checkpoint_interval,
+                            stop_requested=lambda: stop["signal"] is not None)
     finally:
         progress.close()
-    path = io.write_cw_result(output, result, config, overwrite=args.overwrite)
+        signal.signal(signal.SIGTERM, previous)
+    if not root:
+        return 0
+    result.ranks = comm.size
+    path = io.write_cw_result(output, result, config, overwrite=args.overwrite or args.resume)
     rate = result.samples / max(result.wall_time, 1e-9)
-    log.info("done in %.1f s: %d samples (%.1f samples/s), %d discarded, %d with crossings; "
-             "1 rank", result.wall_time, result.samples, rate, len(result.discarded),
+    log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
+             "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,
+             result.samples, rate, comm.size, result.load_imbalance, len(result.discarded),
              result.crossings)
     log.info("result: %s  (figures: bohmpower plot %s; inspect: bohmpower info %s)", path, path,
              path)
+    log.info("checkpoint kept in %s (for --resume --samples M2); delete it when done",
+             checkpoint.dir)
     return 0
 
 
@@ -261,12 +320,37 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
-        log.error("error: %s", exc)
-        return exc.exit_code
     except BohmpowerError as exc:
+        if exc.exit_code == 75:
+            if _rank() == 0:
+                log.warning("%s", exc)
+            return 75
+        if exc.exit_code == 2:
+            # Bad input is found by every rank alike, before any collective: no abort needed.
+            if _rank() == 0:
+                log.error("error: %s", exc)
+            return 2
         log.error("error: %s", exc)
+        _abort_other_ranks(exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+
+
+def _rank() -> int:
+    import sys as _sys
+
+    if "mpi4py.MPI" in _sys.modules:
+        return _sys.modules["mpi4py.MPI"].COMM_WORLD.Get_rank()
+    return 0
+
+
+def _abort_other_ranks(code: int) -> None:
+    """Under MPI, an error on one rank must end the job, or the others wait for it forever."""
+    import sys as _sys
+
+    mpi = _sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
+        logging.shutdown()
+        mpi.COMM_WORLD.Abort(code)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bohmpower.errors import NumericalError
+from bohmpower.errors import NumericalError, StoppedEarly
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.model import Model, build_model
@@ -447,29 +447,119 @@ class CWSolver:
         self.discard_bad_samples = discard_bad_samples
         self.discarded: list[int] = []
 
-    def run(self, progress: Callable[[int], None] | None = None, sample_ids=None) -> CWResult:
-        """Run every block of sample ids (or those holding ``sample_ids``) and merge them."""
+    def run(self, progress: Callable[[int], None] | None = None, comm=None, checkpoint=None,
+            resume: bool = False, max_wall_time: float | None = None,
+            checkpoint_every: int | None = None, checkpoint_interval: float | None = None,
+            stop_requested: Callable[[], bool] | None = None) -> CWResult | None:
+        """Run every block of sample ids not already finished, and merge them on rank 0.
+
+        Parameters
+        ----------
+        progress : called on rank 0 with the number of samples just finished (all ranks).
+        comm : MPI communicator (``parallel.world_comm()``) or None for serial.
+        checkpoint : ``checkpoint.Checkpoint`` or None. Finished blocks are written to it every
+            ``checkpoint_every`` samples or ``checkpoint_interval`` seconds (default: each block).
+        resume : reuse the blocks already in ``checkpoint`` (refused if it belongs to another run).
+        max_wall_time : seconds; the run stops cleanly (checkpoint written, StoppedEarly) before a
+            round of blocks would exceed it. ``stop_requested()`` (e.g. SIGTERM seen) does the same.
+
+        Returns
+        -------
+        CWResult on rank 0, None on the other ranks.
+
+        Notes
+        -----
+        Blocks are dealt round-robin; after each round the ranks agree (one allreduce) whether to
+        stop, so no rank waits for another that has left.
+        """
+        from bohmpower.parallel import SerialComm, any_rank, gather_to_root, my_blocks
         from bohmpower.power.recorder import blocks_of, merge_blocks
 
+        comm = comm or SerialComm()
         start = _time.perf_counter()
-        results = []
-        for ids in blocks_of(self.n_samples):
-            if sample_ids is not None:
-                ids = np.intersect1d(ids, sample_ids)
-                if ids.size == 0:
-                    continue
-            results.append(self.run_block(ids))
+        blocks = blocks_of(self.n_samples)
+        done: dict = {}
+        if checkpoint is not None and comm.rank == 0:
+            if resume and checkpoint.exists():
+                checkpoint.check()
+                keys = {(int(b[0]), int(b[-1])) for b in blocks}
+                done = {k: r for k, r in checkpoint.load_blocks().items()
+                        if (r.sums.first_id, r.sums.last_id) in keys}
+                log.info("resuming: %d of %d samples already done", sum(r.sums.n_samples for r in
+                         done.values()), self.n_samples)
+            checkpoint.write_manifest(self.n_samples)
+        done_ids = comm.bcast(sorted(done), root=0)
+        if progress is not None and done:
+            progress(sum(r.sums.n_samples for r in done.values()))
+        todo = [b for b in blocks if int(b[0]) not in done_ids]
+        mine = my_blocks(todo, comm)
+        n_rounds = comm.allreduce(len(mine), op=_max_op())
+        local, pending = [], []
+        last_flush = _time.perf_counter()
+        busy = 0.0
+        round_time = 0.0
+        for i in range(n_rounds):
+            elapsed = _time.perf_counter() - start
+            stop = (stop_requested is not None and stop_requested()) or (
+                max_wall_time is not None and elapsed + 1.2 * round_time > max_wall_time)
+            if any_rank(stop, comm):
+                self._flush(checkpoint, pending)
+                raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
+            t0 = _time.perf_counter()
+            if i < len(mine):
+                r = self.run_block(mine[i])
+                local.append(r)
+                pending.append(r)
+            round_time = max(round_time, _time.perf_counter() - t0)
+            busy += _time.perf_counter() - t0
+            n_pending = sum(r.sums.n_samples for r in pending)
+            if checkpoint is not None and pending and (
+                    (checkpoint_every is None and checkpoint_interval is None)
+                    or (checkpoint_every is not None and n_pending >= checkpoint_every)
+                    or (checkpoint_interval is not None
+                        and _time.perf_counter() - last_flush >= checkpoint_interval)):
+                self._flush(checkpoint, pending)
+                last_flush = _time.perf_counter()
             if progress is not None:
-                progress(len(ids))
+                finished = comm.allreduce(len(mine[i]) if i < len(mine) else 0, op=_sum_op())
+                if comm.rank == 0:
+                    progress(finished)
+        self._flush(checkpoint, pending)
+        gathered = gather_to_root(local, comm)
+        busy_all = comm.gather(busy, root=0)
+        if comm.rank != 0:
+            return None
         m = self.model
-        estimates, stored, crossings = merge_blocks(results, self.volumes, self.time,
-                                                    self.window_steps, m.grid.x, self.n_store,
-                                                    m.n_particles)
-        return CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
-                        estimates=estimates, stored_trajectories=stored, crossings=crossings,
-                        discarded=sorted(self.discarded), samples=self.n_samples,
-                        exchange=self.exchange, wall_time=_time.perf_counter() - start,
-                        warnings=list(self.warnings))
+        estimates, stored, crossings = merge_blocks(
+            list(done.values()) + gathered, self.volumes, self.time, self.window_steps,
+            m.grid.x, self.n_store, m.n_particles)
+        discarded = sorted(self.discarded)
+        result = CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
+                          estimates=estimates, stored_trajectories=stored, crossings=crossings,
+                          discarded=discarded, samples=self.n_samples, exchange=self.exchange,
+                          wall_time=_time.perf_counter() - start, warnings=list(self.warnings))
+        result.ranks = comm.size
+        result.load_imbalance = (max(busy_all) / max(np.mean(busy_all), 1e-12)
+                                 if busy_all else 1.0)
+        return result
+
+    @staticmethod
+    def _flush(checkpoint, pending: list) -> None:
+        if checkpoint is None:
+            pending.clear()
+            return
+        for r in pending:
+            checkpoint.save_block(r)
+        pending.clear()
+
+    def _stop_message(self, comm, local, done, checkpoint) -> str:
+        from bohmpower.parallel import sum_over_ranks
+
+        n_local = sum(r.sums.n_samples for r in local)
+        n_done = sum_over_ranks(n_local, comm) + sum(r.sums.n_samples for r in done.values())
+        where = f"checkpoint in {checkpoint.dir}" if checkpoint is not None else "no checkpoint"
+        return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
+                "with the same command plus --resume")
 
     def run_block(self, ids: np.ndarray):
         """Propagate the worlds of one block of sample ids and return its ``BlockResult``."""
@@ -514,3 +604,15 @@ class CWSolver:
                                          "every sample of a block failed") from None
                 continue
             return rec.finish()
+
+
+def _max_op():
+    from bohmpower.parallel import reduce_op
+
+    return reduce_op("max")
+
+
+def _sum_op():
+    from bohmpower.parallel import reduce_op
+
+    return reduce_op("sum")
