@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from bohmpower.errors import NumericalError, StoppedEarly
+from bohmpower.exact.observables import FrameSetup
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.model import Model, build_model
@@ -150,10 +151,11 @@ class ExactSolver:
         frames = []
         health = HealthMonitor(m, self.dt)
         windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt)
+        setup = FrameSetup(m, workers=self.workers)
         traj = TrajectoryRun(self) if self.trajectories is not None else None
         for step, t, psi in self.steps():
             is_frame = step in frame_slots
-            fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame)
+            fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame, setup=setup)
             windows.record(step, fr.volumes)
             if traj is not None:
                 traj.record(step, t, psi, frame_slots.get(step))

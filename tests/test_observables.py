@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from bohmpower.errors import ConfigError
+from bohmpower.exact import _obs_kernels
 from bohmpower.exact.hamiltonian import apply_hamiltonian, one_body_sum
-from bohmpower.exact.observables import FIELD_NAMES, VOLUME_TERMS, frame
+from bohmpower.exact.observables import FIELD_NAMES, VOLUME_TERMS, FrameSetup, frame
 from bohmpower.model.grid import Grid
 from bohmpower.model.interaction import Interaction
-from bohmpower.model.volume import Volume
+from bohmpower.model.volume import Volume, quadrature_weights
 
 
 class Drive:
@@ -428,3 +430,147 @@ def test_fermion_shortcut_equals_sum_over_all_electrons():
     for vol in VOLS:
         for term in VOLUME_TERMS:
             assert a.volumes[vol.name][term] == pytest.approx(b.volumes[vol.name][term], abs=1e-11)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fast path: numba kernels against their numpy twins, the midpoint construction against zero padding,
+# and the reusable FrameSetup.
+
+
+def _crandom(rng, *shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("n_o", [0, 1, 2])
+@pytest.mark.parametrize("flags", [(True, True, True), (False, False, False), (True, False, True)])
+def test_fine_marginals_kernel_matches_numpy_twin(n_o, flags):
+    rng = np.random.default_rng(3)
+    rows, n = 24, 16
+    p0, p1, tk, f0, f1 = (_crandom(rng, rows, n) for _ in range(5))
+    p0[0, :5] *= 1e-9  # some points below the density cutoff
+    dj = _crandom(rng, max(n_o, 1), rows, n)
+    rowidx = rng.integers(0, n, (rows, n_o)).astype(np.int64)
+    args = (p0, p1, tk, f0, f1, dj, rng.standard_normal(n), rng.standard_normal(n),
+            rng.standard_normal(2 * n - 1), rng.standard_normal(2 * n - 1), rowidx,
+            rng.standard_normal(rows), 0.7, 1e-6, *flags)
+    a = np.full((_obs_kernels.N_MARGS, n), 0.5)
+    b = a.copy()
+    _obs_kernels.fine_marginals_nb(*args, a)
+    _obs_kernels.fine_marginals_np(*args, b)
+    # Same products, summed over 24 rows in a different order: round-off of O(1) terms.
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert np.any(a != 0.5)
+
+
+@pytest.mark.parametrize("n_p", [1, 2, 3])
+@pytest.mark.parametrize("absorbing", [True, False])
+def test_potential_and_norm_kernels_match_numpy_twins(n_p, absorbing):
+    rng = np.random.default_rng(4)
+    n = 10
+    shape3 = (n if n_p == 3 else 1, n if n_p >= 2 else 1, n)
+    x3 = _crandom(rng, *shape3)
+    v3 = rng.standard_normal(shape3)
+    g3 = rng.standard_normal(shape3)
+    d = rng.standard_normal(n)
+    a = np.empty(shape3, complex)
+    b = np.empty(shape3, complex)
+    _obs_kernels.potential_times_nb(x3, v3, g3, d, n_p, absorbing, a)
+    _obs_kernels.potential_times_np(x3, v3, g3, d, n_p, absorbing, b)
+    np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)  # same sums, different order
+    s_nb, m_nb = _obs_kernels.abs2_sum_max_nb(x3.reshape(-1, n))
+    s_np, m_np = _obs_kernels.abs2_sum_max_np(x3.reshape(-1, n))
+    assert m_nb == m_np
+    assert s_nb == pytest.approx(s_np, rel=1e-14)
+
+
+def _padded(c_hat, n):
+    """Trigonometric interpolant at the 2n fine points from the FFT along axis 0, by zero padding
+    (independent of the observables' half-step shift); Nyquist split as a cosine."""
+    big = np.zeros((2 * n,) + c_hat.shape[1:], complex)
+    n_pos, n_neg = (n + 1) // 2, n // 2
+    big[:n_pos] = c_hat[:n_pos]
+    big[2 * n - n_neg:] = c_hat[n - n_neg:]
+    if n % 2 == 0:
+        big[n // 2] = big[2 * n - n // 2] = 0.5 * c_hat[n // 2]
+    return 2.0 * np.fft.ifft(big, axis=0)
+
+
+@pytest.mark.parametrize("n, n_p", [(16, 1), (16, 2), (15, 2), (8, 3)])
+def test_fine_marginals_of_a_rough_state_equal_zero_padding(n, n_p):
+    # A random Psi has O(1) Nyquist content, so every special case of the midpoint shift (the Nyquist
+    # cosine vanishes at midpoints, its derivative does not) is exercised; the sharp-volume integrals
+    # read the fine marginals between the grid points.
+    rng = np.random.default_rng(5)
+    vols = (Volume("a", -2.3, 1.1), Volume("b", -0.4, 2.9))
+    model = make_model(n, 4.0, n_p, volumes=vols, statistics="distinguishable", mass=0.7)
+    psi = _crandom(rng, *(n,) * n_p)
+    fr = frame(psi, model, 0.0, diagnostics=False)
+
+    g = model.grid
+    kf = 2 * np.pi * np.fft.fftfreq(2 * n, d=g.dx / 2)
+    xf = g.x_min + 0.5 * g.dx * np.arange(2 * n)
+    n_f = np.zeros(2 * n)
+    j_f = np.zeros(2 * n)
+    e_f = np.zeros(2 * n)
+    for k in range(n_p):
+        c = np.fft.fft(np.moveaxis(psi, k, 0), axis=0)
+        p0 = _padded(c, n)
+        big = np.fft.fft(p0, axis=0)  # the padded spectrum again (2n modes, Nyquist split)
+        kk = kf.reshape((-1,) + (1,) * (n_p - 1))
+        p1 = np.fft.ifft(1j * kk * big, axis=0)
+        p2 = np.fft.ifft(-kk**2 * big, axis=0)
+        red = tuple(range(1, n_p))
+        w = g.dx ** (n_p - 1)
+        n_f += np.sum(abs(p0) ** 2, axis=red) * w
+        j_f += np.sum((np.conj(p0) * p1).imag, axis=red) * w / model.mass
+        e_f += np.sum(-0.5 / model.mass * (np.conj(p0) * p2).real, axis=red) * w
+    for vol in vols:
+        w_th, w_edge = quadrature_weights(xf, 2 * n, vol)
+        got = fr.volumes[vol.name]
+        # Sums of O(n^N) products of O(1) random numbers: round-off ~1e-15 relative to the sums.
+        assert got["particles"] == pytest.approx(w_th @ n_f, rel=1e-12, abs=1e-12)
+        assert got["particle_flux"] == pytest.approx(w_edge @ j_f, rel=1e-12, abs=1e-11)
+        assert got["energy"] == pytest.approx(w_th @ e_f, rel=1e-12, abs=1e-11)
+
+
+def _assert_frames_close(a, b, rel):
+    for name in FIELD_NAMES:
+        scale = np.max(np.abs(a.fields[name])) + 1e-30
+        np.testing.assert_allclose(a.fields[name], b.fields[name], rtol=0, atol=rel * scale)
+    scale = max(abs(x) for vol in a.volumes.values() for x in vol.values() if np.isfinite(x))
+    for vname, vol in a.volumes.items():
+        for term, x in vol.items():
+            if np.isfinite(x):
+                assert b.volumes[vname][term] == pytest.approx(x, rel=0, abs=rel * scale)
+
+
+def test_setup_reuse_and_model_changes():
+    model, psi0 = setup(2, absorbing=True)
+    psi = propagate(model, psi0, 0.0, [0.0, 0.1])[1]
+    plain = frame(psi, model, 0.1)
+    again = frame(psi, model, 0.1)  # the cached setup: the very same arithmetic
+    for name in FIELD_NAMES:
+        np.testing.assert_array_equal(again.fields[name], plain.fields[name])
+    assert again.volumes == plain.volumes
+    # A setup of its own (new FFT plans, possibly other FFTW algorithms): round-off, amplified by at
+    # most one spectral derivative and the cancellations in quantum_density.
+    _assert_frames_close(plain, frame(psi, model, 0.1, setup=FrameSetup(model)), 1e-11)
+    # Editing the model (in place or by reassignment) must not reuse the stale setup.
+    model.u0 *= 2.0
+    model.u0_at = lambda x: 0.04 * np.asarray(x) ** 2
+    changed = frame(psi, model, 0.1)
+    fresh, _ = setup(2, absorbing=True)
+    fresh.u0 = model.u0.copy()
+    fresh.u0_at = model.u0_at
+    _assert_frames_close(frame(psi, fresh, 0.1), changed, 1e-11)
+    assert changed.globals["energy"] != pytest.approx(plain.globals["energy"], rel=1e-3)
+
+
+def test_fft_backends_agree():
+    # "auto" is pyFFTW when installed; scipy.fft always exists.
+    model, psi = setup(3)
+    a = frame(psi, model, 0.3, setup=FrameSetup(model, fft_backend="scipy"))
+    b = frame(psi, model, 0.3, setup=FrameSetup(model, fft_backend="auto"))
+    _assert_frames_close(a, b, 1e-11)  # two FFT libraries: round-off (see above)
+    with pytest.raises(ConfigError):
+        FrameSetup(model, fft_backend="fftpack")

@@ -38,7 +38,19 @@ grid.) Potentials are
 evaluated directly on the fine points (U0, Gamma, the drive shapes and W, W' at the fine x_k; at the
 grid points for the other electrons). The fine marginals are what :mod:`bohmpower.model.volume`
 integrates; the fields reported are their values at the original points (every other fine point).
-The work is done in slabs along a second axis, so the peak memory is a few N-d arrays.
+
+**Implementation** (cost per call ~4 propagation steps for N = 2, 3; SPEC.md "Benchmarks"). Psi is
+copied with axis k moved last ("X layout", contiguous along k). The fine points along k are the grid
+points (even) and the midpoints (odd): a factor's values at the grid points are X, Phi and their
+spectral derivatives, and at the midpoints the n-point inverse FFT of its coefficients times the half-step
+shift exp(i k dx/2) -- the same numbers as the zero-padded 2n-point interpolation, at half the cost.
+Phi = H_eff X is built as the potential term (static N-d V and Gamma_tot cached, drive added per axis)
+plus the kinetic terms of the other axes, plus the kinetic term along k inside the slab loop, sharing
+the forward FFT along k. The products and the sums over the other electrons are fused in one numba
+kernel per slab and parity (:mod:`bohmpower.exact._obs_kernels`, numpy twins beside). Everything that
+depends only on the model (potentials at the fine points, W and W' tables by r - j, quadrature weights,
+FFT plans -- pyFFTW when installed --, work buffers) lives in a :class:`FrameSetup`, built once per run;
+the peak memory is ~4 + (N - 1) N-d complex arrays plus slab buffers.
 
 **Densities** (J_k = (1/m) Im(Psi* d_k Psi), rho = |Psi|^2, each summed over k after marginalising):
 
@@ -93,10 +105,12 @@ from typing import Any
 import numpy as np
 import scipy.fft as sfft
 
-from bohmpower.exact.hamiltonian import apply_hamiltonian, one_body_sum
+from bohmpower.errors import ConfigError
+from bohmpower.exact import _obs_kernels
+from bohmpower.exact.hamiltonian import one_body_sum, pair_sum
 from bohmpower.model.volume import quadrature_weights
 
-__all__ = ["FIELD_NAMES", "GLOBAL_NAMES", "VOLUME_TERMS", "Frame", "frame"]
+__all__ = ["FIELD_NAMES", "GLOBAL_NAMES", "VOLUME_TERMS", "Frame", "FrameSetup", "frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +142,8 @@ VOLUME_TERMS = (
 GLOBAL_NAMES = ("norm", "energy", "power", "absorbed_power", "total_power")
 
 _DEFAULT_CUTOFF = 1e-13
-# Elements per slab of the fine-grid work: seven complex fine arrays of this size stay ~30 MB.
-_SLAB_ELEMENTS = 1 << 18
+# Elements per slab buffer of the fine-grid work (FrameSetup holds ~13 of them, complex).
+_SLAB_ELEMENTS = 1 << 16
 
 
 @dataclass
@@ -215,32 +229,102 @@ def _deriv(f: np.ndarray, kx: np.ndarray, axis: int, workers: int) -> np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------------
-# Model access (duck-typed: any object with the Model attributes of docs/design.md).
+# FFTs: unnormalised 1D transforms along one axis of contiguous complex arrays.
 
 
-@dataclass
-class _Setup:
-    n: int
-    n_p: int
-    dx: float
-    x: np.ndarray
-    kx: np.ndarray
-    xf: np.ndarray
-    kf: np.ndarray
-    mass: float
-    chi: bool
-    w: Any
-    dw: Any
-    u0: np.ndarray
-    gamma: np.ndarray
-    absorbing: bool
-    u0_f: np.ndarray
-    gamma_f: np.ndarray
-    drive_1d: np.ndarray | None
-    qphi_f: np.ndarray
-    qe_f: np.ndarray
-    qdtphi_f: np.ndarray
-    cutoff: float
+def _resolve_backend(name: str) -> str:
+    if name not in ("auto", "scipy", "pyfftw"):
+        raise ConfigError(
+            "numerics.fft_backend", f"must be 'auto', 'scipy' or 'pyfftw', got {name!r}"
+        )
+    if name == "scipy":
+        return name
+    try:
+        import pyfftw  # noqa: F401
+    except ImportError:
+        if name == "pyfftw":
+            raise ConfigError(
+                "numerics.fft_backend", "'pyfftw' needs the pyFFTW package (pip install pyfftw)"
+            ) from None
+        return "scipy"
+    return "pyfftw"
+
+
+def _empty(shape: tuple[int, ...], backend: str) -> np.ndarray:
+    if backend == "pyfftw":
+        import pyfftw
+
+        return pyfftw.empty_aligned(shape, dtype=complex)
+    return np.empty(shape, dtype=complex)
+
+
+class _Transforms:
+    """Forward (out of place) and backward (in place) unnormalised FFTs along one axis.
+
+    pyFFTW plans (FFTW_MEASURE, made once per shape/axis on scratch arrays, then pointed at the data
+    with ``update_arrays``) when the backend is "pyfftw", else scipy.fft. The inverse is unnormalised
+    (callers fold 1/n into their spectral multipliers).
+    """
+
+    def __init__(self, backend: str, workers: int):
+        self.backend = backend
+        self.workers = int(workers)
+        self._plans: dict[tuple, Any] = {}
+
+    def _plan(self, shape: tuple[int, ...], axis: int, forward: bool) -> Any:
+        key = (shape, axis, forward)
+        plan = self._plans.get(key)
+        if plan is None:
+            import pyfftw
+
+            # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch, run on the data.
+            a = pyfftw.empty_aligned(shape, dtype=complex)
+            b = pyfftw.empty_aligned(shape, dtype=complex) if forward else a
+            plan = pyfftw.FFTW(
+                a,
+                b,
+                axes=(axis,),
+                direction="FFTW_FORWARD" if forward else "FFTW_BACKWARD",
+                flags=("FFTW_MEASURE",),
+                threads=self.workers,
+                normalise_idft=False,
+            )
+            self._plans[key] = plan
+        return plan
+
+    @staticmethod
+    def _run(plan: Any, src: np.ndarray, dst: np.ndarray) -> None:
+        try:
+            plan.update_arrays(src, dst)
+        except ValueError:  # alignment or strides the plan was not made for: go through its buffers
+            np.copyto(plan.input_array, src)
+            plan.execute()
+            np.copyto(dst, plan.output_array)
+            return
+        plan.execute()
+
+    def forward(self, src: np.ndarray, dst: np.ndarray, axis: int) -> None:
+        """dst = FFT(src) along ``axis`` (both contiguous, same shape)."""
+        if self.backend == "pyfftw":
+            self._run(self._plan(src.shape, axis, True), src, dst)
+            return
+        np.copyto(dst, src)
+        out = sfft.fft(dst, axis=axis, overwrite_x=True, workers=self.workers)
+        if out.ctypes.data != dst.ctypes.data:
+            np.copyto(dst, out)
+
+    def backward(self, buf: np.ndarray, axis: int) -> None:
+        """buf = n * IFFT(buf) along ``axis``, in place."""
+        if self.backend == "pyfftw":
+            self._run(self._plan(buf.shape, axis, False), buf, buf)
+            return
+        out = sfft.ifft(buf, axis=axis, norm="forward", overwrite_x=True, workers=self.workers)
+        if out.ctypes.data != buf.ctypes.data:
+            np.copyto(buf, out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Everything that does not depend on psi or t, built once per model.
 
 
 def _fine_values(model: Any, name: str, coarse: np.ndarray, xf: np.ndarray) -> np.ndarray:
@@ -252,68 +336,220 @@ def _fine_values(model: Any, name: str, coarse: np.ndarray, xf: np.ndarray) -> n
     return _refine_1d(coarse)
 
 
-def _setup(psi: np.ndarray, model: Any, t: float) -> _Setup:
+_FINGERPRINT_REFS = ("grid", "u0", "gamma", "drives", "interaction", "volumes")
+_FINGERPRINT_VALUES = ("n_particles", "mass", "include_drive_potential")
+
+
+def _fingerprint(model: Any) -> tuple:
+    """What a FrameSetup depends on: the model's attribute objects (by identity), its scalars, and
+    whether it offers u0_at / gamma_at / drive callables."""
+    refs = tuple(getattr(model, name, None) for name in _FINGERPRINT_REFS)
+    values = tuple(getattr(model, name, None) for name in _FINGERPRINT_VALUES)
+    flags = tuple(
+        callable(getattr(model, name, None)) for name in ("u0_at", "gamma_at", "drive_potential")
+    )
     grid = model.grid
-    n = int(grid.n_x)
-    n_p = int(model.n_particles)
-    if psi.ndim != n_p or psi.shape != (n,) * n_p:
-        raise ValueError(f"psi has shape {psi.shape}, expected {(n,) * n_p}")
-    x = np.asarray(grid.x, dtype=float)
-    dx = float(grid.dx)
-    kx = np.asarray(grid.k, dtype=float)
-    xf = float(grid.x_min) + 0.5 * dx * np.arange(2 * n)
-    kf = 2.0 * np.pi * np.fft.fftfreq(2 * n, d=0.5 * dx)
-    inter = getattr(model, "interaction", None)
-    if inter is None or getattr(inter, "kind", "none") == "none":
-        w = dw = None
-    else:
-        w, dw = inter.w, inter.dw
-    u0 = np.asarray(model.u0, dtype=float)
-    gamma = getattr(model, "gamma", None)
-    gamma = np.zeros(n) if gamma is None else np.asarray(gamma, dtype=float)
-    absorbing = bool(np.any(gamma != 0.0))
-    u0_f = _fine_values(model, "u0", u0, xf)
-    gamma_f = _fine_values(model, "gamma", gamma, xf) if absorbing else np.zeros(2 * n)
+    return refs, values + flags + (int(grid.n_x), float(grid.x_min), float(grid.x_max))
 
-    drives = getattr(model, "drives", None)
-    qphi_f = np.zeros(2 * n)
-    qe_f = np.zeros(2 * n)
-    qdtphi_f = np.zeros(2 * n)
-    if drives is not None:
-        for d in drives:
-            f_t, df_t = float(d.profile(t)), float(d.profile_dt(t))
-            g = np.asarray(d.potential(xf), dtype=float)
-            qphi_f += f_t * g
-            qdtphi_f += df_t * g
-            qe_f += f_t * np.asarray(d.force(xf), dtype=float)
-        drive_1d = np.asarray(model.drive_potential(t), dtype=float) if len(drives) else None
-    else:
-        drive_1d = None
-        if hasattr(model, "drive_potential"):
-            drive_1d = np.asarray(model.drive_potential(t), dtype=float)
-            qphi_f = _refine_1d(drive_1d)
-            qe_f = _refine_1d(model.drive_force(t))
-            qdtphi_f = _refine_1d(model.drive_potential_dt(t))
 
-    cutoff = _DEFAULT_CUTOFF
+class FrameSetup:
+    """The psi- and t-independent part of :func:`frame` for one model, reusable across time steps.
+
+    Build it once per run and pass it to every :func:`frame` call (``frame(psi, model, t,
+    setup=setup)``); without it :func:`frame` keeps one such object cached for the last model it saw.
+
+    Parameters
+    ----------
+    model : Model
+        As for :func:`frame`. The setup holds the model's potentials, drive shapes (at the fine points),
+        interaction tables, volumes' quadrature weights, FFT plans and work buffers; the model must not
+        change while the setup is in use (:meth:`matches` checks the attributes it depends on).
+    workers : int
+        FFT threads.
+    fft_backend : {"auto", "scipy", "pyfftw"}
+        "auto" takes pyFFTW when it is installed (as the propagator does).
+
+    Notes
+    -----
+    Memory: about 4 + (N - 1) complex N-d arrays (the moved wavefunction X, H_eff X being built, one FFT
+    scratch, d_j X for the N - 1 other electrons when they interact) plus two real ones (the static
+    potential and Gamma_tot), and ~13 complex slab buffers of at most ``_SLAB_ELEMENTS`` each.
+    """
+
+    def __init__(self, model: Any, workers: int = 1, fft_backend: str = "auto"):
+        grid = model.grid
+        n = int(grid.n_x)
+        n_p = int(model.n_particles)
+        self.n, self.n_p = n, n_p
+        self.workers = int(workers)
+        self.backend = _resolve_backend(fft_backend)
+        self.fft = _Transforms(self.backend, self.workers)
+        self._key = _fingerprint(model)
+        self.dx = dx = float(grid.dx)
+        self.x = x = np.asarray(grid.x, dtype=float)
+        self.kx = kx = np.asarray(grid.k, dtype=float)
+        self.xf = xf = float(grid.x_min) + 0.5 * dx * np.arange(2 * n)
+        self.kf = 2.0 * np.pi * np.fft.fftfreq(2 * n, d=0.5 * dx)
+        self.mass = m = float(model.mass)
+        self.chi = bool(getattr(model, "include_drive_potential", False))
+        inter = getattr(model, "interaction", None)
+        if inter is None or getattr(inter, "kind", "none") == "none":
+            self.w = self.dw = None
+        else:
+            self.w, self.dw = inter.w, inter.dw
+        self.u0 = u0 = np.array(model.u0, dtype=float)
+        gamma = getattr(model, "gamma", None)
+        self.gamma = gamma = np.zeros(n) if gamma is None else np.array(gamma, dtype=float)
+        self.absorbing = bool(np.any(gamma != 0.0))
+        self.u0_f = _fine_values(model, "u0", u0, xf)
+        self.gamma_f = (
+            _fine_values(model, "gamma", gamma, xf) if self.absorbing else np.zeros(2 * n)
+        )
+
+        # Drive shapes at the fine points (only the profiles f_i(t), f_i'(t) change with t).
+        drives = getattr(model, "drives", None)
+        self.drives = None if drives is None else tuple(drives)
+        if self.drives is not None:
+            self.drive_g_f = [np.asarray(d.potential(xf), dtype=float) for d in self.drives]
+            self.drive_force_f = [np.asarray(d.force(xf), dtype=float) for d in self.drives]
+
+        # Static potential and Gamma_tot on the N-d grid (symmetric in the electrons, so the same in
+        # every axis order), as in hamiltonian.apply_hamiltonian.
+        self.v_static = one_body_sum(u0, n_p) + pair_sum(self.w, x, n_p)
+        self.gamma_tot = one_body_sum(gamma, n_p) if self.absorbing else np.zeros((1,) * n_p)
+
+        # W and F = -W' at (fine x_k) - (grid x_j) = (2 r + parity - 2 j) dx / 2, by parity and r - j.
+        d = np.arange(-(n - 1), n, dtype=float)
+        self.wtab = np.zeros((2, 2 * n - 1))
+        self.ftab = np.zeros((2, 2 * n - 1))
+        if self.w is not None:
+            for par in (0, 1):
+                r = (d + 0.5 * par) * dx
+                self.wtab[par] = self.w(r)
+                self.ftab[par] = -np.asarray(self.dw(r), dtype=float)
+        self.gamma_par = np.stack([self.gamma_f[0::2], self.gamma_f[1::2]])
+
+        # Spectral multipliers (1/n of the inverse FFT folded in). Even fine points are the grid
+        # points, odd ones the midpoints, reached by the half-step shift exp(i k dx/2). The Nyquist
+        # coefficient c_N (even n) is the cosine c_N cos(k_N (x - x_min)): it vanishes at the
+        # midpoints, its derivative vanishes at the grid points and is -k_N c_N (-1)^r at the midpoints,
+        # and its second derivative is -k_N^2 c_N (-1)^r at the grid points.
+        shift = np.exp(0.5j * kx * dx)
+        tkin = kx**2 / (2.0 * m)
+        e1 = 1j * kx
+        s0 = shift.copy()
+        s1 = 1j * kx * shift
+        s2 = tkin * shift
+        if n % 2 == 0:
+            e1[n // 2] = 0.0
+            s0[n // 2] = 0.0
+            s1[n // 2] = -np.pi / dx
+            s2[n // 2] = 0.0
+        self.mul_t = (tkin / n).astype(complex)  # -(1/2m) d^2 at the grid points
+        self.mul_e1 = e1 / n  # d at the grid points
+        self.mul_s0 = s0 / n  # value at the midpoints
+        self.mul_s1 = s1 / n  # d at the midpoints
+        self.mul_s2 = s2 / n  # -(1/2m) d^2 at the midpoints
+
+        # Rows of the (n^(N-1), n) view and the other electrons' grid indices of each row.
+        n_o = n_p - 1
+        n_rows = n**n_o
+        self.n_rows = n_rows
+        grids = np.indices((n,) * n_o).reshape(n_o, n_rows).T if n_o else np.zeros((1, 0), int)
+        self.rowidx = np.ascontiguousarray(grids, dtype=np.int64)
+        self.gamrow = gamma[self.rowidx].sum(axis=1) if n_o else np.zeros(1)
+        per = max(1, min(n_rows, _SLAB_ELEMENTS // n))
+        while n_rows % per:  # a divisor of n_rows: every slab has the same shape (one FFT plan)
+            per -= 1
+        self.slab_rows = per
+
+        # Work buffers.
+        shape = (n,) * n_p
+        b = self.backend
+        self.X = _empty(shape, b)
+        self.Q = _empty(shape, b)
+        self.C = _empty(shape, b)
+        self.dX = _empty((max(n_o, 1),) + shape, b) if (self.dw is not None and n_o) else None
+        sl = (per, n)
+        self.slab = {name: _empty(sl, b) for name in _SLAB_BUFFERS}
+        self.djo = _empty((max(n_o, 1), per, n), b)
+        self._no_dj = np.zeros((1, 1, 1), dtype=complex)
+
+        # Volumes: quadrature weights on the fine grid, stacked.
+        vols = tuple(getattr(model, "volumes", ()) or ())
+        self.volume_names = [v.name for v in vols]
+        wts = [quadrature_weights(xf, 2 * n, v) for v in vols]
+        self.w_theta = np.array([w for w, _ in wts]).reshape(len(vols), 2 * n)
+        self.w_edge = np.array([we for _, we in wts]).reshape(len(vols), 2 * n)
+        self._u0_copy = u0.copy()
+        self._gamma_copy = gamma.copy()
+
+    def matches(self, model: Any, workers: int | None = None) -> bool:
+        """True when ``model`` is the one this setup was built for and is unchanged."""
+        if workers is not None and int(workers) != self.workers:
+            return False
+        key = _fingerprint(model)
+        refs, values = self._key
+        if len(key[0]) != len(refs) or any(a is not b for a, b in zip(key[0], refs)):
+            return False
+        if key[1] != values:
+            return False
+        # In-place edits of the potential arrays (cheap: 1D).
+        return np.array_equal(np.asarray(model.u0, dtype=float), self._u0_copy) and np.array_equal(
+            np.zeros(self.n)
+            if getattr(model, "gamma", None) is None
+            else np.asarray(model.gamma, float),
+            self._gamma_copy,
+        )
+
+    def drive_fields(self, model: Any, t: float) -> tuple:
+        """(drive_1d, q phi, q E, q d_t phi) at time t; the last three at the fine points, (2n,)."""
+        n = self.n
+        qphi_f = np.zeros(2 * n)
+        qe_f = np.zeros(2 * n)
+        qdtphi_f = np.zeros(2 * n)
+        if self.drives is not None:
+            for d, g, fo in zip(self.drives, self.drive_g_f, self.drive_force_f):
+                f_t, df_t = float(d.profile(t)), float(d.profile_dt(t))
+                qphi_f += f_t * g
+                qdtphi_f += df_t * g
+                qe_f += f_t * fo
+            drive_1d = np.asarray(model.drive_potential(t), dtype=float) if self.drives else None
+        else:
+            drive_1d = None
+            if hasattr(model, "drive_potential"):
+                drive_1d = np.asarray(model.drive_potential(t), dtype=float)
+                qphi_f = _refine_1d(drive_1d)
+                qe_f = _refine_1d(model.drive_force(t))
+                qdtphi_f = _refine_1d(model.drive_potential_dt(t))
+        return drive_1d, qphi_f, qe_f, qdtphi_f
+
+
+_SLAB_BUFFERS = ("A", "F", "D", "te", "p0o", "p1e", "p1o", "to", "f0o", "f1e", "f1o")
+
+# One-entry cache for frame() calls without an explicit setup: [(model, setup)].
+_LAST_SETUP: list = []
+
+
+def _setup_for(model: Any, workers: int) -> FrameSetup:
+    if _LAST_SETUP:
+        cached_model, setup = _LAST_SETUP[0]
+        if cached_model is model and setup.matches(model, workers):
+            return setup
+    _LAST_SETUP.clear()
+    cfg = getattr(model, "config", None)
+    backend = getattr(getattr(cfg, "numerics", None), "fft_backend", None) or "auto"
+    setup = FrameSetup(model, workers=workers, fft_backend=backend)
+    _LAST_SETUP.append((model, setup))
+    return setup
+
+
+def _density_cutoff(model: Any) -> float:
     cfg = getattr(model, "config", None)
     num = getattr(cfg, "numerics", None)
     if num is not None and getattr(num, "density_cutoff", None) is not None:
-        cutoff = float(num.density_cutoff)
-    return _Setup(
-        n=n, n_p=n_p, dx=dx, x=x, kx=kx, xf=xf, kf=kf, mass=float(model.mass),
-        chi=bool(getattr(model, "include_drive_potential", False)), w=w, dw=dw, u0=u0, gamma=gamma,
-        absorbing=absorbing, u0_f=u0_f, gamma_f=gamma_f, drive_1d=drive_1d, qphi_f=qphi_f, qe_f=qe_f,
-        qdtphi_f=qdtphi_f, cutoff=cutoff,
-    )
-
-
-def _safe_ratio(num: np.ndarray, rho: np.ndarray, floor: float) -> np.ndarray:
-    """num / rho where rho >= floor, 0 elsewhere (SPEC.md density cutoff)."""
-    ok = rho >= floor
-    out = np.zeros_like(num)
-    np.divide(num, rho, out=out, where=ok)
-    return out
+        return float(num.density_cutoff)
+    return _DEFAULT_CUTOFF
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -324,124 +560,148 @@ _MARGS = ("rho", "j", "erho", "g", "h1", "pot_p", "je", "l", "sc", "a")
 
 
 def _axis_marginals(
-    psi: np.ndarray,
-    phi: np.ndarray,
-    dpsi: dict[int, np.ndarray],
-    k: int,
-    s: _Setup,
+    s: FrameSetup,
+    v1: np.ndarray,
     rho_floor: float,
-    workers: int,
     store_d1: np.ndarray | None,
     store_d2: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Fine marginals (2n,) along axis k of the N-d densities listed in the module Notes.
+) -> np.ndarray:
+    """Fine marginals (len(_MARGS), 2n) along the last axis of ``s.X`` (the moved Psi), rows summed
+    (not yet times dx^(N-1)); ``s.Q`` must hold H_eff X minus the kinetic energy along that axis and is
+    overwritten with H_eff X.
 
-    Also fills ``store_d1``/``store_d2`` with d_k Psi and d_k^2 Psi on the original grid (the even fine
-    points), shape (n,)*N, when given.
+    Fills ``store_d1``/``store_d2`` (X layout) with d_k X and d_k^2 X on the grid when given.
+
+    Notes
+    -----
+    Each density is a product of two factors interpolated along k. At the grid points (even fine
+    points) the factors are X, Phi and their spectral derivatives; at the midpoints (odd fine points)
+    they come from the half-step shift. One forward FFT per function and one inverse FFT per
+    (factor, parity) are needed: 12 + 2 (N - 1) per slab row set (the zero-padded 2n-point transform
+    would cost about twice as much per factor).
     """
-    n, n_p, m = s.n, s.n_p, s.mass
-    acc = {name: np.zeros(2 * n) for name in _MARGS}
-    others = tuple(a for a in range(n_p) if a != k)
-    weight = s.dx ** (n_p - 1)
-    # Fine-grid wavenumbers (the split Nyquist sits at +N and -N, each differentiated as such).
-    ik = _along(1j * s.kf, n_p, k)
-    k2 = _along(-(s.kf**2), n_p, k)
-    xk_f = _along(s.xf, n_p, k)
-    u0_k = _along(s.u0_f, n_p, k)
-    chunk_axis = others[0] if others else None
-    if chunk_axis is None:
-        slabs = [slice(None)]
-    else:
-        per = max(1, _SLAB_ELEMENTS // max(1, psi.size // n))
-        slabs = [slice(i, min(i + per, n)) for i in range(0, n, per)]
-    even = [slice(None)] * n_p
-    even[k] = slice(0, None, 2)
-    even = tuple(even)
+    n, n_o = s.n, s.n_p - 1
+    fft, b = s.fft, s.slab
+    kern = _obs_kernels.fine_marginals_nb
+    acc = np.zeros((2, _obs_kernels.N_MARGS, n))  # parity, density, r
+    X2 = s.X.reshape(-1, n)
+    Q2 = s.Q.reshape(-1, n)
+    dX2 = s.dX.reshape(s.dX.shape[0], -1, n) if s.dX is not None else None
+    use_w, use_dw = s.w is not None, s.dw is not None and n_o > 0
+    inv_m = 1.0 / s.mass
+    per = s.slab_rows
+    vpar = (np.ascontiguousarray(v1[0::2]), np.ascontiguousarray(v1[1::2]))
 
-    for sl in slabs:
-        index = [slice(None)] * n_p
-        if chunk_axis is not None:
-            index[chunk_axis] = sl
-        index = tuple(index)
+    def inverse(dst: str, src: np.ndarray, mul: np.ndarray) -> np.ndarray:
+        out = b[dst]
+        np.multiply(src, mul, out=out)
+        fft.backward(out, 1)
+        return out
 
-        def xcoord(j: int, sl: slice = sl) -> np.ndarray:
-            xj = s.x[sl] if j == chunk_axis else s.x
-            return _along(xj, n_p, j)
-
-        def gcoord(j: int, sl: slice = sl) -> np.ndarray:
-            gj = s.gamma[sl] if j == chunk_axis else s.gamma
-            return _along(gj, n_p, j)
-
-        a_hat = _pad(sfft.fft(psi[index], axis=k, workers=workers), k)
-        p0 = sfft.ifft(a_hat, axis=k, workers=workers)
-        p1 = sfft.ifft(a_hat * ik, axis=k, workers=workers)
-        p2 = sfft.ifft(a_hat * k2, axis=k, workers=workers, overwrite_x=True)
-        del a_hat
-        b_hat = _pad(sfft.fft(phi[index], axis=k, workers=workers), k)
-        f0 = sfft.ifft(b_hat, axis=k, workers=workers)
-        f1 = sfft.ifft(b_hat * ik, axis=k, workers=workers, overwrite_x=True)
-        del b_hat
-
-        # One-body potential of h_k on the fine points plus the half-shared interaction.
-        v_k = u0_k + (s.chi * _along(s.qphi_f, n_p, k))
-        if s.w is not None:
-            for j in others:
-                v_k = v_k + 0.5 * s.w(xk_f - xcoord(j))
-
-        rho = p0.real**2 + p0.imag**2
-        cp1 = np.conj(p0) * p1
-        jk = cp1.imag / m
-        drho = 2.0 * cp1.real
-        del cp1
-        erho = -0.5 / m * (np.conj(p0) * p2).real + v_k * rho
+    for r0 in range(0, s.n_rows, per):
+        sl = slice(r0, r0 + per)
+        x2, q2 = X2[sl], Q2[sl]
+        fft.forward(x2, b["A"], 1)
+        a_hat = b["A"]
+        te = inverse("te", a_hat, s.mul_t)
+        np.add(q2, te, out=q2)  # q2 is now Phi = H_eff X on these rows
+        fft.forward(q2, b["F"], 1)
+        f_hat = b["F"]
+        p0o = inverse("p0o", a_hat, s.mul_s0)
+        p1e = inverse("p1e", a_hat, s.mul_e1)
+        p1o = inverse("p1o", a_hat, s.mul_s1)
+        to = inverse("to", a_hat, s.mul_s2)
+        f0o = inverse("f0o", f_hat, s.mul_s0)
+        f1e = inverse("f1e", f_hat, s.mul_e1)
+        f1o = inverse("f1o", f_hat, s.mul_s1)
+        if use_dw:
+            dje = dX2[:, sl]
+            djo = s.djo
+            for o in range(n_o):
+                fft.forward(dje[o], b["D"], 1)
+                np.multiply(b["D"], s.mul_s0, out=djo[o])
+                fft.backward(djo[o], 1)
+        else:
+            dje = djo = s._no_dj
+        rows = (s.rowidx[sl], s.gamrow[sl])
+        kern(
+            x2,
+            p1e,
+            te,
+            q2,
+            f1e,
+            dje,
+            vpar[0],
+            s.gamma_par[0],
+            s.wtab[0],
+            s.ftab[0],
+            *rows,
+            inv_m,
+            rho_floor,
+            use_w,
+            use_dw,
+            s.absorbing,
+            acc[0],
+        )
+        kern(
+            p0o,
+            p1o,
+            to,
+            f0o,
+            f1o,
+            djo,
+            vpar[1],
+            s.gamma_par[1],
+            s.wtab[1],
+            s.ftab[1],
+            *rows,
+            inv_m,
+            rho_floor,
+            use_w,
+            use_dw,
+            s.absorbing,
+            acc[1],
+        )
         if store_d1 is not None:
-            store_d1[index] = p1[even]
-            store_d2[index] = p2[even]
-        del p2
-        cpf = np.conj(p0) * f0
-        dtrho = 2.0 * cpf.imag
-        g = (np.conj(p0) * f1 + np.conj(p1) * f0).imag  # (1/2) d_k d_t rho
-        h1 = (np.conj(p1) * f1).imag
-        del f0, f1
-        pot_p = 2.0 * v_k * cpf.imag
-        del cpf
-        je = _safe_ratio(jk * erho, rho, rho_floor)
-        lk = 0.25 / m * (_safe_ratio(drho * dtrho, rho, rho_floor) - 2.0 * g)
-        del drho, dtrho
+            store_d1.reshape(-1, n)[sl] = p1e
+            np.multiply(te, -2.0 * s.mass, out=store_d2.reshape(-1, n)[sl])
+    return acc.transpose(1, 2, 0).reshape(_obs_kernels.N_MARGS, 2 * n)
 
-        sc = None
-        if s.dw is not None:
-            for j in others:
-                dj = sfft.ifft(
-                    _pad(sfft.fft(dpsi[j][index], axis=k, workers=workers), k), axis=k, workers=workers
-                )
-                jj = (np.conj(p0) * dj).imag / m
-                del dj
-                term = 0.5 * (-s.dw(xk_f - xcoord(j))) * (jk + jj)
-                sc = term if sc is None else sc + term
-        a = None
-        if s.absorbing:
-            gam = _along(s.gamma_f, n_p, k)
-            for j in others:
-                gam = gam + gcoord(j)
-            a = 2.0 * gam * erho
 
-        def red(arr: np.ndarray) -> np.ndarray:
-            return np.sum(arr, axis=others) * weight if others else arr
+def _hamiltonian_but_k(s: FrameSetup, drive_1d: np.ndarray | None) -> None:
+    """s.Q = H_eff X without the kinetic energy along the last axis (k); fills s.dX with d_j X.
 
-        acc["rho"] += red(rho)
-        acc["j"] += red(jk)
-        acc["erho"] += red(erho)
-        acc["g"] += red(g)
-        acc["h1"] += red(h1)
-        acc["pot_p"] += red(pot_p)
-        acc["je"] += red(je)
-        acc["l"] += red(lk)
-        if sc is not None:
-            acc["sc"] += red(sc)
-        if a is not None:
-            acc["a"] += red(a)
-    return acc
+    H_eff = sum_j -(1/2m) d_j^2 + V_static + sum_j q phi(x_j, t) - i Gamma_tot (module Notes).
+    """
+    n, n_p = s.n, s.n_p
+    d = np.zeros(n) if drive_1d is None else drive_1d
+    shape3 = (n if n_p == 3 else 1, n if n_p >= 2 else 1, n)
+    g3 = s.gamma_tot.reshape(shape3) if s.absorbing else s.gamma_tot.reshape(1, 1, 1)
+    _obs_kernels.potential_times_nb(
+        s.X.reshape(shape3),
+        s.v_static.reshape(shape3),
+        g3,
+        d,
+        n_p,
+        s.absorbing,
+        s.Q.reshape(shape3),
+    )
+    for o in range(n_p - 1):
+        s.fft.forward(s.X, s.C, o)
+        if s.dX is not None:
+            np.multiply(s.C, _along(s.mul_e1, n_p, o), out=s.dX[o])
+            s.fft.backward(s.dX[o], o)
+        np.multiply(s.C, _along(s.mul_t, n_p, o), out=s.C)
+        s.fft.backward(s.C, o)
+        np.add(s.Q, s.C, out=s.Q)
+
+
+def _safe_ratio(num: np.ndarray, rho: np.ndarray, floor: float) -> np.ndarray:
+    """num / rho where rho >= floor, 0 elsewhere (SPEC.md density cutoff)."""
+    ok = rho >= floor
+    out = np.zeros_like(num)
+    np.divide(num, rho, out=out, where=ok)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -460,7 +720,7 @@ def _pn_direct_marginal(
     d2: dict[int, np.ndarray],
     dpsi: dict[int, np.ndarray],
     axes: list[int],
-    s: _Setup,
+    s: FrameSetup,
     rho_floor: float,
     workers: int,
 ) -> np.ndarray:
@@ -510,7 +770,12 @@ def _pn_direct_marginal(
 
 
 def frame(
-    psi: np.ndarray, model: Any, t: float, workers: int = 1, diagnostics: bool = True
+    psi: np.ndarray,
+    model: Any,
+    t: float,
+    workers: int = 1,
+    diagnostics: bool = True,
+    setup: FrameSetup | None = None,
 ) -> Frame:
     """Fields, per-volume values and globals of the grid wavefunction ``psi`` at time ``t``.
 
@@ -527,10 +792,13 @@ def frame(
     t : float
         Time [a.u.] (sets the drive).
     workers : int
-        Threads for scipy.fft.
+        FFT threads (ignored when ``setup`` is given: the setup's own count is used).
     diagnostics : bool
-        Compute ``pn_direct`` and ``pn_direct_minus_balance`` (about a fifth of the cost for N = 2);
+        Compute ``pn_direct`` and ``pn_direct_minus_balance`` (about as much again as the rest);
         when False they are NaN. Every reported term is computed either way.
+    setup : FrameSetup, optional
+        The model's reusable setup (build it once per run: ``FrameSetup(model, workers)``). Without it
+        the setup of the last model seen is reused if that model is unchanged, else rebuilt.
 
     Returns
     -------
@@ -540,61 +808,64 @@ def frame(
     psi = np.asarray(psi)
     if not np.iscomplexobj(psi):
         psi = psi.astype(complex)
-    s = _setup(psi, model, t)
-    n_p, m = s.n_p, s.mass
+    n_p_model, n_model = int(model.n_particles), int(model.grid.n_x)
+    if psi.ndim != n_p_model or psi.shape != (n_model,) * n_p_model:
+        raise ValueError(f"psi has shape {psi.shape}, expected {(n_model,) * n_p_model}")
+    s = setup if setup is not None else _setup_for(model, workers)
+    n, n_p, m = s.n, s.n_p, s.mass
     fermion = getattr(model, "statistics", "fermion") == "fermion"
-    w_for_h = s.w
+    drive_1d, qphi_f, qe_f, qdtphi_f = s.drive_fields(model, t)
+    v1 = s.u0_f + s.chi * qphi_f
 
-    phi = apply_hamiltonian(psi, s.x, s.kx, m, s.u0, w_for_h, drive_1d=s.drive_1d, workers=workers)
-    if s.absorbing:
-        phi -= 1j * one_body_sum(s.gamma, n_p) * psi
-
-    rho_c = psi.real**2 + psi.imag**2
-    rho_floor = s.cutoff * float(rho_c.max())
     axes = [0] if fermion else list(range(n_p))
     weight = float(n_p) if fermion else 1.0
-    need_d = sorted({j for k in axes for j in range(n_p) if j != k}) if s.dw is not None else []
-    dpsi = {j: _deriv(psi, s.kx, j, workers) for j in need_d}
-
     d1: dict[int, np.ndarray] = {}
     d2: dict[int, np.ndarray] = {}
-    total = {name: np.zeros(2 * s.n) for name in _MARGS}
+    total = np.zeros((len(_MARGS), 2 * n))
+    norm_sum = rho_floor = None
     for k in axes:
+        # X layout: axis k last (contiguous), the other electrons leading.
+        np.copyto(s.X, np.moveaxis(psi, k, -1))
+        if norm_sum is None:
+            norm_sum, rho_max = _obs_kernels.abs2_sum_max_nb(s.X.reshape(-1, n))
+            rho_floor = _density_cutoff(model) * rho_max
+        _hamiltonian_but_k(s, drive_1d)
+        st1 = st2 = None
         if n_p >= 2 and diagnostics:
-            d1[k] = np.empty(psi.shape, dtype=complex)
-            d2[k] = np.empty(psi.shape, dtype=complex)
-        acc = _axis_marginals(psi, phi, dpsi, k, s, rho_floor, workers, d1.get(k), d2.get(k))
-        for name in _MARGS:
-            total[name] += acc[name]
-    del phi
-    for name in _MARGS:
-        total[name] *= weight
+            st1 = np.empty(psi.shape, dtype=complex)
+            st2 = np.empty(psi.shape, dtype=complex)
+        total += _axis_marginals(s, v1, rho_floor, st1, st2)
+        if st1 is not None:
+            d1[k] = np.moveaxis(st1, -1, k)
+            d2[k] = np.moveaxis(st2, -1, k)
+    total *= weight * s.dx ** (n_p - 1)
+    tot = dict(zip(_MARGS, total))
 
     if diagnostics:
-        pn = _pn_direct_marginal(psi, rho_c, d1, d2, dpsi, axes, s, rho_floor, workers)
+        rho_c = psi.real**2 + psi.imag**2
+        pn = _pn_direct_marginal(psi, rho_c, d1, d2, {}, axes, s, rho_floor, s.workers)
         pn_f = _refine_1d(weight * pn)
     else:
-        pn_f = np.full(2 * s.n, np.nan)
-    del d1, d2, dpsi
+        pn_f = np.full(2 * n, np.nan)
+    del d1, d2
 
     # Assemble the fine marginals.
     kf = s.kf
-    n_f = total["rho"]
-    j_f = total["j"]
-    eps_f = total["erho"]
-    kin_p = -0.5 / m * (_deriv(total["g"], kf, 0, 1) - 2.0 * total["h1"])
-    p_f = kin_p + total["pot_p"] + (s.qdtphi_f * n_f if s.chi else 0.0)
-    fw_f = s.qdtphi_f * n_f if s.chi else s.qe_f * j_f
-    sc_f = total["sc"]
-    je_f = total["je"]
-    l_f = total["l"]
-    a_f = total["a"]
+    n_f = tot["rho"]
+    j_f = tot["j"]
+    eps_f = tot["erho"]
+    kin_p = -0.5 / m * (_deriv(tot["g"], kf, 0, 1) - 2.0 * tot["h1"])
+    p_f = kin_p + tot["pot_p"] + (qdtphi_f * n_f if s.chi else 0.0)
+    fw_f = qdtphi_f * n_f if s.chi else qe_f * j_f
+    sc_f = tot["sc"]
+    je_f = tot["je"]
+    l_f = tot["l"]
+    a_f = tot["a"]
     quantum_f = p_f + _deriv(je_f, kf, 0, 1) - fw_f - sc_f + a_f
 
     h = 0.5 * s.dx
-    norm = float(rho_c.sum()) * s.dx**n_p
     glob = {
-        "norm": norm,
+        "norm": float(norm_sum) * s.dx**n_p,
         "energy": float(eps_f.sum() * h),
         "power": float(fw_f.sum() * h),
         "absorbed_power": float(a_f.sum() * h),
@@ -611,29 +882,28 @@ def frame(
         "quantum_density": quantum_f[::2].copy(),
     }
 
-    # Volume values: integrals are dot products with quadrature weights (model.volume).
-    theta_rows = np.stack([n_f, eps_f, p_f, fw_f, sc_f, a_f, pn_f])
-    edge_rows = np.stack([j_f, l_f, je_f])
+    # Volume values: integrals are dot products with quadrature weights (model.volume), stacked.
+    theta_vals = s.w_theta @ np.stack([n_f, eps_f, p_f, fw_f, sc_f, a_f, pn_f]).T
+    edge_vals = s.w_edge @ np.stack([j_f, l_f, je_f]).T
     volumes: dict[str, dict[str, float]] = {}
-    for vol in getattr(model, "volumes", ()) or ():
-        w_th, w_edge = quadrature_weights(s.xf, 2 * s.n, vol)
-        parts, energy, power, fwork, inter, absorbed, pn_direct = theta_rows @ w_th
-        pflux, l_edge, je_edge = edge_rows @ w_edge
+    for name, th, ed in zip(s.volume_names, theta_vals, edge_vals):
+        parts, energy, power, fwork, inter, absorbed, pn_direct = (float(v) for v in th)
+        pflux, l_edge, je_edge = (float(v) for v in ed)
         qflux = -l_edge
         pn_bal = power - fwork - inter - qflux - je_edge + absorbed
-        volumes[vol.name] = {
-            "particles": float(parts),
-            "particle_flux": float(pflux),
-            "energy": float(energy),
-            "power": float(power),
-            "field_work": float(fwork),
-            "interaction": float(inter),
-            "quantum": float(qflux + pn_bal),
-            "quantum_flux": float(qflux),
-            "quantum_nonlocal": float(pn_bal),
-            "boundary_flux": float(je_edge),
-            "absorbed": float(absorbed),
-            "pn_direct": float(pn_direct),
-            "pn_direct_minus_balance": float(pn_direct - pn_bal),
+        volumes[name] = {
+            "particles": parts,
+            "particle_flux": pflux,
+            "energy": energy,
+            "power": power,
+            "field_work": fwork,
+            "interaction": inter,
+            "quantum": qflux + pn_bal,
+            "quantum_flux": qflux,
+            "quantum_nonlocal": pn_bal,
+            "boundary_flux": je_edge,
+            "absorbed": absorbed,
+            "pn_direct": pn_direct,
+            "pn_direct_minus_balance": pn_direct - pn_bal,
         }
     return Frame(t=float(t), fields=fields, volumes=volumes, globals=glob)
