@@ -176,22 +176,13 @@ def cmd_run(args) -> int:
         if val is not None and not val > 0:
             raise ConfigError("--" + name.replace("_", "-"), "must be positive")
     config = _load(run_file, "run", args)
-    try:
-        io.check_output_path(output, args.overwrite)
-    except ConfigError:
-        if args.resume:
-            raise ConfigError("--output", f"{output} exists (a finished run); to extend it with "
-                              "--resume --samples M2, add --overwrite") from None
-        raise
     checkpoint = Checkpoint(output, run_identity(config))
-    if checkpoint.exists() and not args.resume and not args.overwrite:
-        raise ConfigError("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: "
-                          "add --resume to continue it, or --overwrite to start afresh")
-    if args.resume and not checkpoint.exists():
-        log.warning("--resume: no checkpoint in %s; starting from the first sample",
-                    checkpoint.dir)
-    if args.overwrite and not args.resume and root and checkpoint.exists():
-        checkpoint.remove()
+    # The file system is rank 0's: it checks, and every rank raises the same error, so no rank
+    # races another that has already created the checkpoint.
+    problem = _check_run_files(output, checkpoint, args) if root else None
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        raise ConfigError(*problem)
     solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
     if root:
         for w in solver.warnings:
@@ -229,6 +220,29 @@ def cmd_run(args) -> int:
     log.info("checkpoint kept in %s (for --resume --samples M2); delete it when done",
              checkpoint.dir)
     return 0
+
+
+def _check_run_files(output: Path, checkpoint, args) -> tuple[str, str] | None:
+    """(key, message) of what stops this run from starting, or None; removes a checkpoint that
+    --overwrite (without --resume) replaces."""
+    from bohmpower import io
+
+    try:
+        io.check_output_path(output, args.overwrite)
+    except ConfigError as exc:
+        if args.resume and output.exists():
+            return ("--output", f"{output} exists (a finished run); to extend it with "
+                    "--resume --samples M2, add --overwrite")
+        return (exc.key, exc.message)
+    if checkpoint.exists() and not args.resume and not args.overwrite:
+        return ("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: add --resume "
+                "to continue it, or --overwrite to start afresh")
+    if args.resume and not checkpoint.exists():
+        log.warning("--resume: no checkpoint in %s; starting from the first sample",
+                    checkpoint.dir)
+    if args.overwrite and not args.resume and checkpoint.exists():
+        checkpoint.remove()
+    return None
 
 
 class _LogProgress:

@@ -157,14 +157,15 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
     return path
 
 
-def _common_attrs(f, config, model, us, method: str, wall_time: float, samples: int) -> None:
+def _common_attrs(f, config, model, us, method: str, wall_time: float, samples: int,
+                  ranks: int = 1) -> None:
     attrs = {
         "schema": SCHEMA,
         "method": method,
         "config": config.to_toml(),
         "config_hash": config.config_hash(),
         "units_system": config.units.system,
-        "ranks": 1,
+        "ranks": int(ranks),
         "seed": config.trajectories.seed if config.trajectories else -1,
         "samples": samples,
         "wall_time": wall_time,
@@ -223,7 +224,9 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
     est = result.estimates
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples)
+        _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples,
+                      getattr(result, "ranks", 1))
+        f.attrs["load_imbalance"] = float(getattr(result, "load_imbalance", 1.0))
         f.attrs["exchange"] = bool(result.exchange)
         t, x = _write_axes_and_model(f, model, result.time, us)
         vg = f.create_group("volumes")
@@ -412,7 +415,12 @@ def describe_result(path: Path) -> str:
         g = f["global"]
         lines.append(f"  global: norm {g['norm'][0]:.6g} -> {g['norm'][-1]:.6g}; internal energy "
                      f"{g['energy'][0]:.8g} -> {g['energy'][-1]:.8g} {g['energy'].attrs['units']}")
-        lines.append(f"  datasets: {', '.join(sorted(_walk(f)))}")
+        groups: dict = {}
+        for name in _walk(f):
+            top = name.split("/", 1)[0] if "/" in name else "/"
+            groups[top] = groups.get(top, 0) + 1
+        lines.append("  datasets per group: " + ", ".join(f"{g} {n}" for g, n in
+                                                       sorted(groups.items())))
     return "\n".join(lines)
 
 
