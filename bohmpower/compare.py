@@ -5,6 +5,9 @@ conditional-wavefunction result (``/volumes`` of a ``cw`` file, with ``_stderr``
 Bohmian trajectory estimates stored in an exact file (``/trajectory_estimates/volumes``). Volumes match
 by name and must have equal edges and smoothing; instantaneous quantities are compared at common
 frames, power and its terms only as window averages (SPEC.md), with both files' standard errors.
+The other side's standard error is floored at the estimator's granularity, (series scale) / M:
+below it, where a handful of worlds carry the estimate, the sample standard error is not a
+reliable error bar.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
     blocks = other.get("blocks") if source.startswith("exact Bohmian") or \
         other["attrs"].get("method") == "cw" else None
     block_cols = []  # per compared point: its block values (B,), or None
+    n_other = int(other["attrs"].get("samples", 0)) or None
     for name in common:
         va, vb = ref["volumes"][name], vols_b[name]
         for key in ("x_min", "x_max", "smoothing"):
@@ -144,12 +148,14 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             se_a = va["data"].get(f"{q}_stderr")
             se_a = se_a[ia] if se_a is not None else None
             cmp.rows.append(_row(name, q, "frame", va["units"].get(q, ""), a, b, se_a, se_b,
-                                 alpha, all_z, cmp._finite_masks))
+                                 alpha, all_z, cmp._finite_masks, n_other))
             block_cols.append(_block_columns(blocks, f"volumes/{name}/{q}", ib, a.size))
             cmp.series[(name, q, "frame")] = (t_a[ia], a, b, se_b)
         wa, wb = va["window"], vb["window"]
         if wa and wb:
             ja, jb = _match_times(wa["t_start"], wb["t_start"], tol)
+            power_scale = max(float(np.nanmax(np.abs(wa[q][ja]))) for q in WINDOWED
+                              if q in wa and len(ja))
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue
@@ -159,7 +165,8 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                 se_a = wa.get(f"{q}_stderr")
                 se_a = se_a[ja] if se_a is not None else None
                 cmp.rows.append(_row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
-                                     alpha, all_z, cmp._finite_masks))
+                                     alpha, all_z, cmp._finite_masks, n_other,
+                                     power_scale))
                 block_cols.append(_block_columns(blocks, f"volumes/{name}/window/{q}", jb, a.size))
                 cmp.series[(name, q, "window")] = (wa["t_start"][ja], a, b, se_b)
         elif not wa:
@@ -187,9 +194,20 @@ def _block_columns(blocks, key, index, size):
     return blocks[key][:, index].reshape(-1, size)
 
 
-def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None) -> Row:
+def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None,
+         n_samples=None, scale=None) -> Row:
     diff = np.abs(a - b)
-    z = z_scores(a, b, se_a, se_b)
+    floor = None
+    if scale is None:
+        scale = float(np.nanmax(np.abs(a))) if a.size else 0.0
+    if n_samples and se_b is not None:
+        # An estimate from M worlds cannot resolve values below ~(series scale)/M: where only a few
+        # worlds contribute (a volume's first arrivals, a smooth window's far tail) the sample
+        # standard error understates the error, so it is floored at that granularity.
+        # (For window terms the scale is the largest of the volume's power terms: a term that is
+        # zero up to round-off, such as `absorbed` far from the layers, must not set it.)
+        floor = np.full(np.shape(b), scale / n_samples)
+    z = z_scores(a, b, se_a, se_b if floor is None else np.hypot(se_b, floor))
     ag = agreement(z, alpha) if np.any(np.isfinite(z)) else None
     if ag is not None:
         all_z.append(z[np.isfinite(z)])

@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 
-#: Measured cost of one split-operator step plus amortised observables, in units of one forward
-#: plus one inverse N-d FFT of the same shape (benchmarks/README.md gives the measured step ratio).
-STEP_COST_IN_FFT_PAIRS = 1.3
+#: Measured cost of one step in units of one forward plus one inverse N-d FFT of the same shape:
+#: the split-operator step (~1.2) plus the volume terms evaluated every step for the window
+#: averages (~4 steps' worth; scripts/bench_observables.py).
+STEP_COST_IN_FFT_PAIRS = 6.0
 #: Cost of the grid observables of one stored frame, in FFT pairs (about 20 one-axis transforms
 #: on the 2x-refined grid).
 FRAME_COST_IN_FFT_PAIRS = 25.0

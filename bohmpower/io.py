@@ -479,7 +479,10 @@ def read_result(path: Path, fields: bool = False) -> dict:
                 out["blocks"] = _read_blocks(f[where])
         if fields:
             out["fields"] = _read_group_arrays(f["fields"])
-            out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]}
+            out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]
+                                  if isinstance(f["fields"][k], h5py.Dataset)}
+            if "fields/window" in f:
+                out["fields_window"] = _read_group_arrays(f["fields/window"])
             if "model/U0" in f:
                 out["U0"] = f["model/U0"][()]
                 out["U0_units"] = f["model/U0"].attrs["units"]

@@ -37,6 +37,13 @@ def _band(ax, t, y, se, color, label, style="-"):
         ax.fill_between(t, y - se, y + se, color=color, alpha=0.25, lw=0)
 
 
+def _window_units(res) -> str:
+    from bohmpower.io import open_result
+
+    with open_result(res["path"]) as f:
+        return f["fields/window/power_density"].attrs["units"]
+
+
 def plot_result(path, output=None) -> Path:
     """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``)."""
     import matplotlib
@@ -93,16 +100,27 @@ def plot_result(path, output=None) -> Path:
     fields = res["fields"]
     fu = res["field_units"]
     extent = [x[0], x[-1], t[0], t[-1]]
+    fw = res.get("fields_window", {})
+    if "power_density" not in fields and "power_density" in fw:
+        # ensemble runs estimate p(x) as window averages: draw those over the windows' span
+        fields = dict(fields, power_density=fw["power_density"])
+        fu = dict(fu, power_density=_window_units(res))
+        win = float(res["attrs"].get("window", 0))
+        p_extent = [x[0], x[-1], fw["t_start"][0], fw["t_start"][-1] + win]
+    else:
+        p_extent = extent
     for j, (key, title, cmap) in enumerate((("energy_density", "energy density ε(x,t)", "viridis"),
                                             ("power_density", "power density p(x,t)", "RdBu_r"))):
         ax = fig.add_subplot(gs[n_v, j])
         data = fields[key]
         lim = np.nanmax(np.abs(data)) or 1.0
         kw = {"vmin": -lim, "vmax": lim} if cmap == "RdBu_r" else {}
-        im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **kw)
+        im = ax.imshow(data, origin="lower", aspect="auto",
+                       extent=p_extent if key == "power_density" else extent, cmap=cmap, **kw)
         cb = fig.colorbar(im, ax=ax)
         cb.set_label(_label(fu.get(key, "")), fontsize=7)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title + (" (window averages)" if key == "power_density"
+                              and p_extent is not extent else ""), fontsize=9)
         ax.set_xlabel(f"x ({xu})", fontsize=8)
         ax.set_ylabel(f"t ({_label(tu)})", fontsize=8)
         for v in vols.values():
