@@ -401,7 +401,7 @@ KEYS: tuple[KeySpec, ...] = (
     ),
     _f("numerics", "max_phase", "dimensionless", 1.0, "> 0 (rad)", _positive),
     _f("numerics", "warn_phase", "dimensionless", math.pi, "> 0 (rad)", _positive),
-    _i("numerics", "order", 2, "2 or 4", lambda v: v in (2, 4)),
+    _i("numerics", "order", 2, "2, 4 or 6", lambda v: v in (2, 4, 6)),
     _i("numerics", "fft_workers", 1, ">= 1", lambda v: v >= 1),
     _f(
         "numerics",

@@ -363,14 +363,18 @@ def numpy_split4_run(case: dict, n_x: int, dt: float) -> tuple[np.ndarray, float
 
 
 def bohmpower_run(
-    case: dict, n_x: int, dt: float, order: int = 2, workers: int = 1
+    case: dict, n_x: int, dt: float, order: int = 2, workers: int = 1, method: str | None = None
 ) -> tuple[np.ndarray, float, float]:
     """The same case through bohmpower's ``SplitOperator`` (same return tuple as numpy_split_run).
 
-    Times construction plus ``advance``; call it once before timing to warm the numba cache.
+    ``method`` is a key of ``bohmpower.exact.propagator.METHODS`` (its order is used), or None for
+    the default method of ``order``. Times construction plus ``advance``; call it once before timing
+    to warm the numba cache and the FFTW wisdom.
     """
-    from bohmpower.exact.propagator import SplitOperator
+    from bohmpower.exact.propagator import METHODS, SplitOperator
 
+    if method is not None:
+        order = METHODS[method][0]
     arr = build_arrays(case, n_x)
     n_steps = _n_steps(case, dt)
     psi = np.ascontiguousarray(arr["psi0"], dtype=np.complex128)
@@ -387,6 +391,7 @@ def bohmpower_run(
         dt,
         order=order,
         workers=workers,
+        method=method,
     )
     prop.advance(psi, 0.0, n_steps)
     wall = time.perf_counter() - t0

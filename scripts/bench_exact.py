@@ -14,14 +14,19 @@ Measures, side by side in one run (SPEC.md "Benchmarks: how ratios are measured"
   after allocating (and touching) psi, in a fresh subprocess per case, both for "construct propagator
   + step" and for "step only" (peak reset with /proc/self/clear_refs before the steps);
 - numba compile time, separately: a cold compile into an empty NUMBA_CACHE_DIR, and the load from a
-  warm cache. Every timed number is measured after the cache is warm.
+  warm cache. Every timed number is measured after the cache is warm;
+- then the speed comparison with the WavePacket package (scripts/_wavepacket_case.py, both cases
+  "bound" and "scattering"): numpy Strang, WavePacket DOP853 and every bohmpower splitting method,
+  each at its cheapest settings reaching 1e-6 in energy and density, with wall times and ratios.
+
+The whole run takes 6-7 minutes on one free core (benchmarks/README.md has the results).
 
 Usage::
 
-    python scripts/bench_exact.py            # all cases, prints a table
+    python scripts/bench_exact.py            # everything: step table, then the WavePacket comparison
     python scripts/bench_exact.py --quick    # small cases only (smoke test)
     python scripts/bench_exact.py --json out.json
-    python scripts/bench_exact.py --wavepacket   # then the WavePacket comparison (minutes)
+    python scripts/bench_exact.py --no-wavepacket   # step table only (the comparison takes minutes)
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+# Set here, before anything imports numpy (pyfftw, _wavepacket_case), for this process too: the
+# WavePacket comparison runs in it, and a multi-threaded BLAS/FFT would make WavePacket use two
+# cores (measured: CPU time 2x wall time) while the others use one.
+os.environ.update(THREAD_ENV)
 
 CASES = [(2, 256), (2, 512), (2, 1024), (3, 128)]
 QUICK_CASES = [(2, 128), (3, 32)]
@@ -143,8 +152,7 @@ def child(n_particles: int, n_x: int, dt: float, min_runs: int, backend: str) ->
     tiny = np.ones((2, 2), dtype=np.complex128)
     v = np.ones(2, dtype=np.complex128)
     _kernels.mul_separable_nb(tiny, v, 1)
-    _kernels.mul_static_separable_nb(tiny, tiny, 2, v, 1)
-    _kernels.mul_expstatic_separable_nb(tiny, tiny, 0.1, v, 1)
+    _kernels.mul_onebody_pair_nb(tiny, v, np.ones(3, dtype=np.complex128), 1)
     t_kernels = time.perf_counter() - t0
 
     x, u0, gamma, w, shapes, profiles = _case_setup(n_particles, n_x)
@@ -219,7 +227,6 @@ def child(n_particles: int, n_x: int, dt: float, min_runs: int, backend: str) ->
         "psi_mb": unit / 2**20,
         "peak_build_and_step_units": (max(after_build_peak, step_peak) - baseline) / unit,
         "peak_step_only_units": (step_peak - rss_after_build) / unit,
-        "static_array_units": prop.static_array.nbytes / unit,
         "fft_in_place": bool(in_place()),
         "fft_peak_over_rss_units": (fft_peak - rss_after_build) / unit,
         "peak_reset_supported": peak_reset,
@@ -243,10 +250,9 @@ def child_compile() -> dict:
     out = {"import_s": t_import}
     for name, call in [
         ("mul_separable_nb", lambda: _kernels.mul_separable_nb(tiny, v, 1)),
-        ("mul_static_separable_nb", lambda: _kernels.mul_static_separable_nb(tiny, tiny, 2, v, 1)),
         (
-            "mul_expstatic_separable_nb",
-            lambda: _kernels.mul_expstatic_separable_nb(tiny, tiny, 0.1, v, 1),
+            "mul_onebody_pair_nb",
+            lambda: _kernels.mul_onebody_pair_nb(tiny, v, np.ones(3, dtype=np.complex128), 1),
         ),
     ]:
         t0 = time.perf_counter()
@@ -274,33 +280,27 @@ def _run_child(args: list[str], extra_env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def wavepacket_comparison(run: bool) -> str:
-    # =============================================================================================
-    # WavePacket comparison -- PLACE RESERVED for scripts/_wavepacket_case.py (another developer's
-    # file): a WavePacket-package version of a driven two-electron propagation, with a plain-numpy
-    # Strang loop and bohmpower's SplitOperator on the same discrete problem, each scanned for its
-    # cheapest settings reaching 1e-6 in energy and density. Its main() runs the whole comparison (a
-    # few minutes, one thread; needs `pip install wavepacket==0.5`); `--wavepacket` runs it here,
-    # after the table above, with bohmpower included.
-    # =============================================================================================
+def wavepacket_comparison(run: bool) -> dict | str:
+    """The cheapest-settings comparison with WavePacket 0.5 (scripts/_wavepacket_case.py), both cases.
+
+    Runs in this process after the step table (one thread: _wavepacket_case sets the thread
+    variables before numpy is imported, and this parent process has not imported numpy).
+    """
+    if not run:
+        return "WavePacket comparison skipped (--no-wavepacket)"
     sys.path.insert(0, str(HERE))
     try:
         import _wavepacket_case
+        import wavepacket  # noqa: F401  (optional: pip install wavepacket==0.5)
     except ImportError as exc:
-        return f"WavePacket comparison unavailable ({exc})"
-    finally:
-        sys.path.pop(0)
-    if not run:
-        return "WavePacket comparison: run with --wavepacket (or python scripts/_wavepacket_case.py --bohmpower)"
-    argv = sys.argv
-    sys.argv = [str(HERE / "_wavepacket_case.py"), "--bohmpower"]
-    try:
-        _wavepacket_case.main()
-    except ImportError as exc:  # the wavepacket package itself is optional
         return f"WavePacket comparison unavailable ({exc}); pip install wavepacket==0.5"
     finally:
-        sys.argv = argv
-    return "WavePacket comparison: done (above)"
+        sys.path.pop(0)
+    out = {}
+    for name in _wavepacket_case.CASES:
+        print(flush=True)
+        out[name] = _wavepacket_case.run_comparison(include_bohmpower=True, case_name=name)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dt", type=float, default=0.05)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument(
-        "--wavepacket",
+        "--no-wavepacket",
         action="store_true",
-        help="also run the WavePacket comparison of scripts/_wavepacket_case.py",
+        help="skip the WavePacket comparison of scripts/_wavepacket_case.py",
     )
     ap.add_argument("--backend", default=None, help="scipy or pyfftw (default: both if available)")
     ap.add_argument("--child", nargs=2, type=int, metavar=("N", "NX"), help=argparse.SUPPRESS)
@@ -370,8 +370,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    wp = wavepacket_comparison(args.wavepacket)
-    print(wp)
+    t0 = time.perf_counter()
+    wp = wavepacket_comparison(not args.no_wavepacket)
+    if isinstance(wp, str):
+        print(wp)
+    print(f"\nWavePacket comparison took {time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -382,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                     "wavepacket": wp,
                 },
                 indent=2,
+                default=float,
             )
         )
     return 0

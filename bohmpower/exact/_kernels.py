@@ -2,10 +2,16 @@
 
 Private module: arrays and scalars only, no validation (the propagator validates). Every kernel works
 for any number of electrons N by viewing the C-contiguous N-d array ``psi`` of shape ``(n_x,)*N`` as a
-2D array ``psi2d`` of shape ``(n_x**(N-1), n_x)``: the row index r spells the first N-1 grid indices in
-base n_x, the column is the last one. A separable factor ``prod_k vec[i_k]`` then splits into a row
-factor (N-1 table look-ups per row, negligible) times ``vec[column]``, so no N-d array of the factor is
-ever formed.
+2D array ``psi2d`` of shape ``(n_x**(N-1), n_x)``: the row index r spells the first N-1 grid indices
+``i_0 .. i_{N-2}`` in base n_x (i_0 most significant), the column is the last one, ``i_{N-1}``.
+
+Two factors are applied without ever forming an N-d array of them:
+
+- a separable factor ``prod_k vec[i_k]`` (kinetic phase in k-space; one-body potential, absorber and
+  drive phase in x-space): a row factor (N-1 look-ups per row) times ``vec[column]``;
+- a pair factor ``prod_{j<k} wtab[i_j - i_k + n_x - 1]``: on a uniform grid x_j - x_k = (i_j - i_k) dx,
+  so exp(-i tau W(x_j - x_k)) takes only 2 n_x - 1 values, tabulated in ``wtab`` (index d + n_x - 1 for
+  the index difference d). An empty ``wtab`` means no pair factor.
 
 Each ``*_nb`` kernel has a ``*_np`` twin with the same arguments that builds the same product with numpy
 broadcasting; tests/test_kernels.py holds one against the other to round-off.
@@ -17,12 +23,10 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
-    "mul_expstatic_separable_nb",
-    "mul_expstatic_separable_np",
+    "mul_onebody_pair_nb",
+    "mul_onebody_pair_np",
     "mul_separable_nb",
     "mul_separable_np",
-    "mul_static_separable_nb",
-    "mul_static_separable_np",
 ]
 
 
@@ -42,7 +46,7 @@ def _row_factor(r, vec, n_lead):
 
 @njit(cache=True, parallel=True)
 def mul_separable_nb(psi2d, vec, n_lead):
-    """psi2d[r, i] *= prod_{digits d of r} vec[d] * vec[i]  (in place; kinetic and drive phases)."""
+    """psi2d[r, i] *= prod_{digits d of r} vec[d] * vec[i]  (in place; kinetic phase)."""
     n_rows, n_x = psi2d.shape
     for r in prange(n_rows):
         f = _row_factor(r, vec, n_lead)
@@ -51,32 +55,41 @@ def mul_separable_nb(psi2d, vec, n_lead):
 
 
 @njit(cache=True, parallel=True)
-def mul_static_separable_nb(psi2d, static2d, power, vec, n_lead):
-    """psi2d *= static2d**power * (separable product of vec); power is 1 or 2 (in place)."""
+def mul_onebody_pair_nb(psi2d, vec, wtab, n_lead):
+    """psi[i_0..i_{N-1}] *= prod_k vec[i_k] * prod_{j<k} wtab[i_j - i_k + n_x - 1]  (in place).
+
+    ``wtab`` has 2 n_x - 1 entries, or none (no pair factor).
+    """
     n_rows, n_x = psi2d.shape
+    off = np.int64(n_x - 1)
+    n = np.int64(n_x)
+    pairs = wtab.shape[0] > 0
     for r in prange(n_rows):
-        f = _row_factor(r, vec, n_lead)
-        if power == 2:
+        idx = np.empty(max(n_lead, 1), dtype=np.int64)
+        rem = np.int64(r)
+        for k in range(n_lead - 1, -1, -1):
+            idx[k] = rem % n
+            rem //= n
+        f = 1.0 + 0.0j
+        for k in range(n_lead):
+            f *= vec[idx[k]]
+        if not pairs:
             for i in range(n_x):
-                s = static2d[r, i]
-                psi2d[r, i] *= (s * s) * (f * vec[i])
+                psi2d[r, i] *= f * vec[i]
+        elif n_lead == 1:
+            # Two electrons (the common case): one table look-up per point.
+            base = idx[0] + off
+            for i in range(n_x):
+                psi2d[r, i] *= (f * vec[i]) * wtab[base - i]
         else:
+            for j in range(n_lead):
+                for k in range(j + 1, n_lead):
+                    f *= wtab[idx[j] - idx[k] + off]
             for i in range(n_x):
-                psi2d[r, i] *= static2d[r, i] * (f * vec[i])
-
-
-@njit(cache=True, parallel=True)
-def mul_expstatic_separable_nb(psi2d, vc2d, tau, vec, n_lead):
-    """psi2d *= exp(-i tau vc2d) * (separable product of vec) (in place; vc2d complex potential)."""
-    n_rows, n_x = psi2d.shape
-    for r in prange(n_rows):
-        f = _row_factor(r, vec, n_lead)
-        for i in range(n_x):
-            v = vc2d[r, i]
-            # exp(-i tau (V - i G)) = exp(-tau G) (cos(tau V) - i sin(tau V)), with v = V - i G
-            a = tau * v.real
-            mag = np.exp(tau * v.imag)
-            psi2d[r, i] *= (mag * np.cos(a) - 1j * (mag * np.sin(a))) * (f * vec[i])
+                g = f * vec[i]
+                for j in range(n_lead):
+                    g *= wtab[idx[j] - i + off]
+                psi2d[r, i] *= g
 
 
 def _separable_np(vec: np.ndarray, n_axes: int) -> np.ndarray:
@@ -88,6 +101,21 @@ def _separable_np(vec: np.ndarray, n_axes: int) -> np.ndarray:
     return out
 
 
+def _pair_np(wtab: np.ndarray, n_x: int, n_axes: int) -> np.ndarray:
+    out = np.ones((1,) * n_axes, dtype=np.complex128)
+    if wtab.shape[0] == 0:
+        return out
+    i = np.arange(n_x)
+    for j in range(n_axes):
+        for k in range(j + 1, n_axes):
+            sj = [1] * n_axes
+            sk = [1] * n_axes
+            sj[j] = n_x
+            sk[k] = n_x
+            out = out * wtab[i.reshape(sj) - i.reshape(sk) + n_x - 1]
+    return out
+
+
 def mul_separable_np(psi2d: np.ndarray, vec: np.ndarray, n_lead: int) -> None:
     """Numpy twin of :func:`mul_separable_nb`."""
     n_x = vec.shape[0]
@@ -95,19 +123,8 @@ def mul_separable_np(psi2d: np.ndarray, vec: np.ndarray, n_lead: int) -> None:
     full *= _separable_np(vec, n_lead + 1)
 
 
-def mul_static_separable_np(
-    psi2d: np.ndarray, static2d: np.ndarray, power: int, vec: np.ndarray, n_lead: int
-) -> None:
-    """Numpy twin of :func:`mul_static_separable_nb`."""
+def mul_onebody_pair_np(psi2d: np.ndarray, vec: np.ndarray, wtab: np.ndarray, n_lead: int) -> None:
+    """Numpy twin of :func:`mul_onebody_pair_nb`."""
     n_x = vec.shape[0]
     full = psi2d.reshape((n_x,) * (n_lead + 1))
-    full *= static2d.reshape(full.shape) ** power * _separable_np(vec, n_lead + 1)
-
-
-def mul_expstatic_separable_np(
-    psi2d: np.ndarray, vc2d: np.ndarray, tau: float, vec: np.ndarray, n_lead: int
-) -> None:
-    """Numpy twin of :func:`mul_expstatic_separable_nb`."""
-    n_x = vec.shape[0]
-    full = psi2d.reshape((n_x,) * (n_lead + 1))
-    full *= np.exp(-1j * tau * vc2d.reshape(full.shape)) * _separable_np(vec, n_lead + 1)
+    full *= _separable_np(vec, n_lead + 1) * _pair_np(wtab, n_x, n_lead + 1)

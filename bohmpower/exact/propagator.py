@@ -5,36 +5,41 @@ updated in place. Atomic units throughout.
 
 Notes
 -----
-The effective Hamiltonian is
+The effective Hamiltonian is :math:`H_{eff}(t) = T + V(t)` with
 
 .. math::
 
-    H_{eff}(t) = \\sum_k \\left[ \\frac{p_k^2}{2m} + U_0(x_k) + q\\phi(x_k,t) - i\\Gamma(x_k) \\right]
-                 + \\sum_{j<k} W(x_j - x_k),
+    T = \\sum_k \\frac{p_k^2}{2m}, \\qquad
+    V(t) = \\sum_k \\left[ U_0(x_k) - i\\Gamma(x_k) + q\\phi(x_k,t) \\right] + \\sum_{j<k} W(x_j - x_k),
     \\qquad q\\phi(x, t) = \\sum_i f_i(t) g_i(x).
 
-Second order (Strang) step from t to t + h, with the potential at the middle of the step:
+A step from t to t + h is a splitting :math:`e^{-i b_s h V(t + c_s h)} e^{-i a_{s-1} h T} \\cdots
+e^{-i a_0 h T} e^{-i b_0 h V(t + c_0 h)}` (or the same with T and V exchanged in the arrangement), where
+the time is treated as a coordinate advanced by the kinetic flow: each potential stage sees the drive
+at its own time :math:`c_j = \\sum_{i<j} a_i`. Adjoining T + d/dt to the kinetic part keeps the
+Runge-Kutta-Nystrom structure :math:`[V,[V,[V,T]]] = 0` (T quadratic in p, V and dV/dt functions of x
+and t), which the optimised methods below rely on. Methods (``method``; coefficients in ``METHODS``):
 
-.. math::
+- ``"strang_tvt"`` (order 2): :math:`T(h/2)\\,V(t+h/2)\\,T(h/2)`;
+- ``"strang_vtv"`` (order 2): :math:`V(t)(h/2)\\,T(h)\\,V(t+h)(h/2)`;
+- ``"triple_jump"`` (order 4): Strang (VTV) steps of :math:`w_1 h, w_0 h, w_1 h`,
+  :math:`w_1 = 1/(2 - 2^{1/3})`, :math:`w_0 = 1 - 2 w_1` (Yoshida 1990; Suzuki 1990): 3 kinetic stages;
+- ``"blanes_moan_4"`` (order 4): SRKN_6^b of S. Blanes and P. C. Moan, J. Comput. Appl. Math. 142,
+  313 (2002), Table 3: 6 kinetic stages, 7 potential stages (6 after merging across steps);
+- ``"blanes_moan_6"`` (order 6): SRKN_11^b of the same table: 11 kinetic stages.
 
-    U_2(t+h, t) = e^{-i \\frac{h}{2} V(t+h/2)} \\, e^{-i h T} \\, e^{-i \\frac{h}{2} V(t+h/2)}.
+Adjacent stages of the same kind (also across steps within one ``advance``) are merged, so a step
+costs one FFT pair per kinetic stage.
 
-The step is symmetric (its inverse is the step of -h from t+h), so the triple-jump composition
-:math:`U_2(w_1 h) U_2(w_0 h) U_2(w_1 h)` with :math:`w_1 = 1/(2 - 2^{1/3})`,
-:math:`w_0 = 1 - 2 w_1` is fourth order (Yoshida 1990; Suzuki 1990); each sub-step uses the potential at
-its own mid-time.
-
-Cost and memory. ``V = V_static - i Gamma_tot + sum_k q phi(x_k, t)``. The static part is one N-d
-array, precomputed once: for ``order=2`` the phase ``S = exp(-i (h/2)(V_static - i Gamma_tot))``; adjacent
-potential half-steps are merged (no frame is taken between them), so interior steps apply ``S**2``
-(one complex product, nothing transcendental). For ``order=4`` the merged half-steps have three
-incommensurate lengths, so the N-d array holds ``V_static - i Gamma_tot`` itself and the kernel
-evaluates the exponential (slower per pass, same memory). The drive and kinetic phases are separable
-(products of one 1D vector per axis), never formed as N-d arrays; the FFT normalisation ``1/n_x**N`` is
-folded into the kinetic vectors (forward transform unnormalised, inverse with ``norm="forward"``), so a
-step of a multi-step advance is: one fused potential pass, one in-place forward FFT, one fused kinetic
-pass, one in-place inverse FFT. The FFTs are scipy.fft's (pocketfft, verified to work in place for
-these arrays) or, when installed, pyFFTW's (1.5-2x faster per step; ``fft_backend``).
+Cost and memory. No N-d array besides ``psi`` is held. The potential factor is a product of
+one-body phases (U0 - i Gamma and the drive, one 1D vector per stage) and pair phases: on a uniform
+grid x_j - x_k = (i_j - i_k) dx, so exp(-i tau W(x_j - x_k)) is a table of 2 n_x - 1 values. Both are
+applied in one fused numba pass (``_kernels.mul_onebody_pair_nb``), at any stage length, with no
+transcendental function evaluated per grid point. The kinetic phase is separable too; the FFT
+normalisation ``1/n_x**N`` is folded into the kinetic vectors (forward transform unnormalised, inverse
+with ``norm="forward"``), so a kinetic stage is one in-place forward FFT, one fused pass and one
+in-place inverse FFT. The FFTs are scipy.fft's (pocketfft, verified to work in place for these
+arrays) or, when installed, pyFFTW's (1.5-2x faster per step; ``fft_backend``).
 """
 
 from __future__ import annotations
@@ -48,14 +53,67 @@ import scipy.fft as sfft
 from bohmpower.errors import ConfigError
 
 from . import _kernels
-from .hamiltonian import coordinate, one_body_sum, pair_sum
 
-__all__ = ["YOSHIDA_W0", "YOSHIDA_W1", "SplitOperator"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "YOSHIDA_W0", "YOSHIDA_W1", "SplitOperator"]
 
 logger = logging.getLogger(__name__)
 
 YOSHIDA_W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 YOSHIDA_W0 = 1.0 - 2.0 * YOSHIDA_W1
+
+
+def _symmetric(first: Sequence[float], middle: float) -> tuple[float, ...]:
+    return (*first, middle, *first[::-1])
+
+
+def _bm4() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    # Blanes & Moan (2002), Table 3, SRKN_6^b (order 4): b = potential (kick), a = kinetic (drift).
+    b1, b2, b3 = 0.0829844064174052, 0.396309801498368, -0.0390563049223486
+    a1, a2 = 0.245298957184271, 0.604872665711080
+    a3 = 0.5 - (a1 + a2)
+    b4 = 1.0 - 2.0 * (b1 + b2 + b3)
+    return _symmetric((b1, b2, b3), b4), (a1, a2, a3, a3, a2, a1)
+
+
+def _bm6() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    # Blanes & Moan (2002), Table 3, SRKN_11^b (order 6).
+    b = (0.0414649985182624, 0.198128671918067, -0.0400061921041533, 0.0752539843015807)
+    b = (*b, -0.0115113874206879)
+    b6 = 0.5 - sum(b)
+    a = (0.123229775946271, 0.290553797799558, -0.127049212625417, -0.246331761062075)
+    a = (*a, 0.357208872795928)
+    a6 = 1.0 - 2.0 * sum(a)
+    return (*b, b6, b6, *b[::-1]), _symmetric(a, a6)
+
+
+def _triple_jump() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    w = (YOSHIDA_W1, YOSHIDA_W0, YOSHIDA_W1)
+    # Strang VTV of w_i h each; the touching potential half-steps merge: b = (w1/2, (w1+w0)/2, ...).
+    b = (0.5 * w[0], 0.5 * (w[0] + w[1]), 0.5 * (w[1] + w[2]), 0.5 * w[2])
+    return b, w
+
+
+def _stages(first: str, outer: Sequence[float], inner: Sequence[float]) -> tuple:
+    """Interleave outer (len s+1) and inner (len s) fractions into ((kind, fraction), ...)."""
+    other = "T" if first == "V" else "V"
+    ops = []
+    for i, f in enumerate(outer):
+        ops.append((first, float(f)))
+        if i < len(inner):
+            ops.append((other, float(inner[i])))
+    return tuple(ops)
+
+
+#: Splitting methods: name -> (order, stages), stages a tuple of (kind "T" | "V", fraction of dt).
+METHODS: dict[str, tuple[int, tuple]] = {
+    "strang_tvt": (2, _stages("T", (0.5, 0.5), (1.0,))),
+    "strang_vtv": (2, _stages("V", (0.5, 0.5), (1.0,))),
+    "triple_jump": (4, _stages("V", *_triple_jump())),
+    "blanes_moan_4": (4, _stages("V", *_bm4())),
+    "blanes_moan_6": (6, _stages("V", *_bm6())),
+}
+#: Method used for each order when ``method`` is not given (benchmarks/README.md: the cheapest).
+DEFAULT_METHOD = {2: "strang_tvt", 4: "blanes_moan_4", 6: "blanes_moan_6"}
 
 
 class SplitOperator:
@@ -81,22 +139,24 @@ class SplitOperator:
         Time profiles f_i(t) (dimensionless), each called with a float time [a.u. time].
     dt : float
         Time step [a.u. time].
-    order : {2, 4}
-        2: Strang splitting; 4: triple-jump composition of the Strang step.
+    order : {2, 4, 6}
+        Order of the splitting; the method is ``DEFAULT_METHOD[order]`` unless ``method`` is given.
     workers : int
         Threads for the FFTs.
     fft_backend : {"auto", "scipy", "pyfftw"}
         FFT library. ``"auto"`` uses pyFFTW when it is installed (measured 1.5-2x faster than
         scipy.fft's pocketfft for these shapes at one thread, benchmarks/README.md) and scipy.fft
         otherwise. Both transform in place; results agree to round-off.
+    method : str or None
+        A key of ``METHODS`` whose order is ``order``; None for the default.
 
     Attributes
     ----------
-    x, dx, n_x, kx, mass, n_particles, u0, gamma, w, drive_shapes, profiles, dt, order, workers,
-    fft_backend, shape
+    x, dx, n_x, kx, mass, n_particles, u0, gamma, w, drive_shapes, profiles, dt, order, method,
+    workers, fft_backend, shape
         The inputs as validated (gamma zeros when None; drive_shapes (0, n_x) when None), the grid
-        spacing, the FFT wavenumbers, the resolved FFT library and the state's shape. Other modules
-        (exact.trajectories) read these: keep the names.
+        spacing, the FFT wavenumbers, the resolved method and FFT library and the state's shape. Other
+        modules (exact.trajectories) read these: keep the names.
 
     Notes
     -----
@@ -121,6 +181,7 @@ class SplitOperator:
         order: int = 2,
         workers: int = 1,
         fft_backend: str = "auto",
+        method: str | None = None,
     ) -> None:
         x = np.ascontiguousarray(x, dtype=float)
         if x.ndim != 1 or x.shape[0] < 2:
@@ -135,8 +196,12 @@ class SplitOperator:
             raise ConfigError("particles.mass", f"must be > 0, got {mass}")
         if not (dt > 0):
             raise ConfigError("time.dt", f"must be > 0, got {dt}")
-        if order not in (2, 4):
-            raise ConfigError("numerics.order", f"must be 2 or 4, got {order}")
+        if order not in DEFAULT_METHOD:
+            raise ConfigError("numerics.order", f"must be 2, 4 or 6, got {order}")
+        method = DEFAULT_METHOD[order] if method is None else method
+        if method not in METHODS or METHODS[method][0] != order:
+            allowed = [m for m, (o, _) in METHODS.items() if o == order]
+            raise ConfigError("numerics.method", f"must be one of {allowed} for order {order}")
         self.fft_backend = _resolve_fft_backend(fft_backend)
         self._fftw_plans: tuple | None = None
         u0 = np.asarray(u0, dtype=float)
@@ -166,6 +231,7 @@ class SplitOperator:
         self.mass = float(mass)
         self.dt = float(dt)
         self.order = int(order)
+        self.method = method
         self.workers = int(workers)
         self.kx = 2.0 * np.pi * np.fft.fftfreq(n_x, d=self.dx)
         self.u0 = u0
@@ -175,30 +241,43 @@ class SplitOperator:
         self.profiles = profiles
         self.shape = (n_x,) * self.n_particles
         self._n_lead = self.n_particles - 1
-        self._kin_cache: dict[float, np.ndarray] = {}
         self._fft_checked = False
 
-        if self.order == 2:
-            self._substeps = ((1.0, 0.5),)  # (fraction of dt, mid-time as a fraction of dt)
+        # Stages with the time of each potential stage (fraction of dt) = kinetic fractions before it.
+        stages, c = [], 0.0
+        for kind, frac in METHODS[method][1]:
+            stages.append((kind, frac, c))
+            if kind == "T":
+                c += frac
+        self._stages = tuple(stages)
+        self._u0c = (u0 - 1j * gamma).astype(np.complex128)
+        if w is not None and self.n_particles > 1:
+            # W at every index difference d = -(n_x-1) .. n_x-1 (x_j - x_k = d dx on a uniform grid)
+            self._wvals = np.asarray(w(np.arange(-(n_x - 1), n_x) * self.dx), dtype=float)
         else:
-            w1, w0 = YOSHIDA_W1, YOSHIDA_W0
-            self._substeps = ((w1, 0.5 * w1), (w0, w1 + 0.5 * w0), (w1, 1.0 - 0.5 * w1))
-        # The static N-d array: a phase for order 2 (half step), the complex potential for order 4.
-        self._static = self._build_static(0.5 * self.dt if self.order == 2 else None)
-        self._static2d = self._static.reshape(-1, n_x)
+            self._wvals = None
+        self._kin_cache: dict[float, np.ndarray] = {}
+        self._pair_cache: dict[float, np.ndarray] = {}
+        self._no_pairs = np.zeros(0, dtype=np.complex128)
         logger.debug(
-            "SplitOperator: N=%d n_x=%d dt=%g order=%d; static array %.1f MB",
+            "SplitOperator: N=%d n_x=%d dt=%g order=%d method=%s",
             self.n_particles,
             n_x,
             self.dt,
             self.order,
-            self._static.nbytes / 2**20,
+            method,
         )
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_model(
-        cls, model, dt: float, order: int = 2, workers: int = 1, fft_backend: str = "auto"
+        cls,
+        model,
+        dt: float,
+        order: int = 2,
+        workers: int = 1,
+        fft_backend: str = "auto",
+        method: str | None = None,
     ) -> SplitOperator:
         """Build from a :class:`bohmpower.model.Model` (duck-typed; see docs/design.md).
 
@@ -226,40 +305,16 @@ class SplitOperator:
             order=order,
             workers=workers,
             fft_backend=fft_backend,
+            method=method,
         )
-
-    def _build_static(self, tau: float | None) -> np.ndarray:
-        """exp(-i tau (V_static - i Gamma_tot)) if tau is given, else V_static - i Gamma_tot.
-
-        Built one slab (first index fixed) at a time so that no N-d temporary is ever allocated:
-        the propagator's memory stays psi plus this array.
-        """
-        n, x = self.n_particles, self.x
-        v1 = self.u0 - 1j * self.gamma
-        out = np.empty(self.shape, dtype=np.complex128)
-
-        def finish(block: np.ndarray) -> np.ndarray:
-            return np.exp(-1j * tau * block) if tau is not None else block
-
-        if n == 1:
-            out[...] = finish(v1.astype(np.complex128))
-            return out
-        rest = one_body_sum(v1, n - 1) + pair_sum(self.w, x, n - 1)
-        for i0 in range(self.n_x):
-            block = rest + v1[i0]
-            if self.w is not None:
-                for k in range(n - 1):
-                    block = block + self.w(x[i0] - coordinate(x, n - 1, k))
-            out[i0] = finish(block)
-        return out
 
     # ------------------------------------------------------------------ public
     @property
-    def static_array(self) -> np.ndarray:
-        """The precomputed static N-d array (read-only view): phase (order 2) or potential (order 4)."""
-        v = self._static.view()
-        v.flags.writeable = False
-        return v
+    def kinetic_stages(self) -> int:
+        """FFT pairs per step (kinetic stages after merging; cost unit of a step)."""
+        kinds = [k for k, _, _ in self._stages]
+        n = kinds.count("T")
+        return n - 1 if kinds[0] == kinds[-1] == "T" else n
 
     def drive_potential(self, t: float) -> np.ndarray:
         """q*phi(x, t) = sum_i f_i(t) g_i(x) on the grid, shape (n_x,) [hartree]."""
@@ -295,40 +350,51 @@ class SplitOperator:
             return float(t)
         psi2d = psi.reshape(-1, self.n_x)
         h = self.dt
-        # Pending (not yet applied) potential: static duration and drive terms (duration, time).
-        pend_tau = 0.0
-        pend_drive: list[tuple[float, float]] = []
+        # One pending (not yet applied) stage: its kind, total length, and for the potential the
+        # (length, time) of each merged piece, since the drive differs between their times.
+        kind, tau, pieces = None, 0.0, []
         for s in range(n_steps):
             t0 = t + s * h
-            for frac, mid in self._substeps:
-                tau, tm = frac * h, t0 + mid * h
-                pend_tau += 0.5 * tau
-                pend_drive.append((0.5 * tau, tm))
-                self._potential_pass(psi2d, pend_tau, pend_drive)
-                self._kinetic(psi, psi2d, tau)
-                pend_tau = 0.5 * tau
-                pend_drive = [(0.5 * tau, tm)]
-        self._potential_pass(psi2d, pend_tau, pend_drive)
+            for k, frac, c in self._stages:
+                if k != kind:
+                    if kind is not None:
+                        self._apply(psi, psi2d, kind, tau, pieces)
+                    kind, tau, pieces = k, 0.0, []
+                tau += frac * h
+                if k == "V":
+                    tm = t0 + c * h
+                    if pieces and abs(pieces[-1][1] - tm) <= 1e-12 * h:
+                        pieces[-1] = (pieces[-1][0] + frac * h, pieces[-1][1])
+                    else:
+                        pieces.append((frac * h, tm))
+        self._apply(psi, psi2d, kind, tau, pieces)
         return float(t + n_steps * h)
 
     # ------------------------------------------------------------------ internals
-    def _drive_phase(self, terms: list[tuple[float, float]]) -> np.ndarray:
-        if not self.profiles:
-            return np.ones(self.n_x, dtype=np.complex128)
-        phase = np.zeros(self.n_x)
-        for tau, tm in terms:
-            phase += tau * self.drive_potential(tm)
-        return np.exp(-1j * phase)
-
-    def _potential_pass(self, psi2d: np.ndarray, tau: float, terms: list[tuple[float, float]]):
-        vec = self._drive_phase(terms)
-        if self.order == 2:
-            power = round(tau / (0.5 * self.dt))
-            # Only whole multiples of the stored half-step phase occur (1 at the ends, 2 inside).
-            assert power in (1, 2) and abs(power * 0.5 * self.dt - tau) <= 1e-12 * self.dt
-            _kernels.mul_static_separable_nb(psi2d, self._static2d, power, vec, self._n_lead)
+    def _apply(self, psi, psi2d, kind: str, tau: float, pieces: list) -> None:
+        if kind == "T":
+            self._kinetic(psi, psi2d, tau)
         else:
-            _kernels.mul_expstatic_separable_nb(psi2d, self._static2d, tau, vec, self._n_lead)
+            self._potential(psi2d, tau, pieces)
+
+    def _potential(self, psi2d: np.ndarray, tau: float, pieces: list) -> None:
+        phase = tau * self._u0c
+        if self.profiles:
+            coef = np.zeros(len(self.profiles))
+            for length, tm in pieces:
+                coef += length * np.array([float(p(tm)) for p in self.profiles])
+            phase = phase + coef @ self.drive_shapes
+        vec = np.exp(-1j * phase)
+        _kernels.mul_onebody_pair_nb(psi2d, vec, self._pair_table(tau), self._n_lead)
+
+    def _pair_table(self, tau: float) -> np.ndarray:
+        if self._wvals is None:
+            return self._no_pairs
+        tab = self._pair_cache.get(tau)
+        if tab is None:
+            tab = np.exp(-1j * tau * self._wvals)
+            self._pair_cache[tau] = tab
+        return tab
 
     def _kinetic_vector(self, tau: float) -> np.ndarray:
         vec = self._kin_cache.get(tau)
