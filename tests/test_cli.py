@@ -102,3 +102,20 @@ def test_info_refuses_a_file_that_is_not_a_result(tmp_path):
     bad.write_text("not hdf5")
     r = bohmpower("info", bad)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_builtin_demos_run_and_compare(tmp_path):
+    """The README's main job: `bohmpower run` and `bohmpower exact` without a file write their
+    results in the current folder, `compare` reads both, and `plot` draws the cw file."""
+    r = bohmpower("run", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = bohmpower("exact", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cw, ex = tmp_path / "bohmpower_demo.h5", tmp_path / "bohmpower_demo_exact.h5"
+    with h5py.File(cw, "r") as f:
+        assert f.attrs["method"] == "cw" and f.attrs["samples"] == 512 and f.attrs["exchange"]
+        assert f["diagnostics/crossings"][()] == 0  # exchange keeps identical fermions apart
+    r = bohmpower("compare", ex, cw, cwd=tmp_path)
+    assert r.returncode == 0 and "overall:" in r.stdout, r.stderr
+    r = bohmpower("plot", cw, "-o", tmp_path / "demo.png", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "demo.png").stat().st_size > 10_000, r.stderr
