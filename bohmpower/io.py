@@ -247,31 +247,8 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
                 ds = _dataset(gg, name + suffix, us.from_atomic(g[key + suffix] * scale, dim),
                               us.unit(dim))
                 ds.dims[0].attach_scale(t)
-        fields = {k: v for k, v in est.get("fields", {}).items()}
-        if fields:
-            fg = f.create_group("fields")
-            fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
-            fg.attrs["profile_bandwidth_units"] = us.unit("length")
-            for q, values in fields.items():
-                if q.startswith("window/"):
-                    continue
-                base = q[: -len("_stderr")] if q.endswith("_stderr") else q
-                ds = _dataset(fg, q, us.from_atomic(values, FIELD_DIMENSIONS[base]),
-                              us.unit(FIELD_DIMENSIONS[base]))
-                ds.dims[0].attach_scale(t)
-                ds.dims[1].attach_scale(x)
-            wg = fg.create_group("window")
-            ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"),
-                          us.unit("time"))
-            ts.make_scale("t_start")
-            for q, values in fields.items():
-                if q.startswith("window/") and q != "window/t_start":
-                    name = q.split("/", 1)[1]
-                    base = name[: -len("_stderr")] if name.endswith("_stderr") else name
-                    ds = _dataset(wg, name, us.from_atomic(values, FIELD_DIMENSIONS[base]),
-                                  us.unit(FIELD_DIMENSIONS[base]))
-                    ds.dims[0].attach_scale(ts)
-                    ds.dims[1].attach_scale(x)
+        if est.get("fields"):
+            _write_profiles(f.create_group("fields"), est, us, t, x)
         if "blocks" in est:
             _write_blocks(f.create_group("estimate_blocks"), est["blocks"], us, GLOBAL_VOLUME)
         _write_trajectories(f, result.stored_trajectories, us, t)
@@ -347,29 +324,27 @@ def _write_estimates(parent, volumes, est: dict, us, t, x):
         _write_blocks(parent.create_group("blocks"), blocks, us)
     fields = est.get("fields")
     if fields:
-        fg = parent.create_group("fields")
-        fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
-        fg.attrs["profile_bandwidth_units"] = us.unit("length")
-        for q, values in fields.items():
-            if q.startswith("window/"):
-                continue
-            base = q[: -len("_stderr")] if q.endswith("_stderr") else q
-            dim = FIELD_DIMENSIONS[base]
-            ds = _dataset(fg, q, us.from_atomic(values, dim), us.unit(dim))
-            ds.dims[0].attach_scale(t)
-            ds.dims[1].attach_scale(x)
-        wg = fg.create_group("window")
-        ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"),
-                      us.unit("time"))
-        ts.make_scale("t_start")
-        for q, values in fields.items():
-            if q.startswith("window/") and q != "window/t_start":
-                name = q.split("/", 1)[1]
-                base = name[: -len("_stderr")] if name.endswith("_stderr") else name
-                ds = _dataset(wg, name, us.from_atomic(values, FIELD_DIMENSIONS[base]),
-                              us.unit(FIELD_DIMENSIONS[base]))
-                ds.dims[0].attach_scale(ts)
-                ds.dims[1].attach_scale(x)
+        _write_profiles(parent.create_group("fields"), est, us, t, x)
+
+
+def _write_profiles(fg, est: dict, us, t, x) -> None:
+    """Kernel-density profiles of an ensemble (n_t, n_x) and their window averages (n_w, n_x)."""
+    fields = est["fields"]
+    fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
+    fg.attrs["profile_bandwidth_units"] = us.unit("length")
+    wg = fg.create_group("window")
+    ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"), us.unit("time"))
+    ts.make_scale("t_start")
+    for q, values in fields.items():
+        if q == "window/t_start":
+            continue
+        group, name, scale = (wg, q.split("/", 1)[1], ts) if q.startswith("window/") else \
+            (fg, q, t)
+        base = name[: -len("_stderr")] if name.endswith("_stderr") else name
+        dim = FIELD_DIMENSIONS[base]
+        ds = _dataset(group, name, us.from_atomic(values, dim), us.unit(dim))
+        ds.dims[0].attach_scale(scale)
+        ds.dims[1].attach_scale(x)
 
 
 def open_result(path: Path) -> h5py.File:
