@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time as _time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -249,7 +249,7 @@ class TrajectoryRun:
     def __init__(self, solver: ExactSolver):
         from bohmpower.exact.trajectories import BohmianEnsemble, BohmianGuide
         from bohmpower.model.sampling import sample_configurations
-        from bohmpower.power.recorder import BlockRecorder, blocks_of, estimator_volumes
+        from bohmpower.power.recorder import MultiBlockRecorder, blocks_of, estimator_volumes
 
         m = solver.model
         tr = solver.trajectories
@@ -266,29 +266,22 @@ class TrajectoryRun:
         self.guide.update(solver.psi, 0.0)
         self.ensemble = BohmianEnsemble(self.guide, X0)
         identical = m.statistics == "fermion" and m.n_particles > 1
-        self.blocks = [
-            (slice(int(b[0]), int(b[-1]) + 1),
-             BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
-                           identical))
-            for b in blocks_of(self.n_samples)
-        ]
+        # All blocks of the ensemble in one call per step; still one BlockSums per block of ids.
+        self.recorder = MultiBlockRecorder(blocks_of(self.n_samples), self.volumes, self.time,
+                                           self.window_steps, m.grid.x, self.n_store, identical)
 
     def record(self, step: int, t: float, psi: np.ndarray, frame_slot: int | None) -> None:
-        from bohmpower.power.recorder import slice_state
-
         if step > 0:
             self.guide.update(psi, t)
             self.ensemble.step(self.guide)
-        state = self.ensemble.state
-        for sl, rec in self.blocks:
-            rec.record(step, slice_state(state, sl))
+        self.recorder.record(step, self.ensemble.state)
 
     def results(self):
         """(estimates, stored trajectories, crossings): see ``power.recorder.merge_blocks``."""
         from bohmpower.power.recorder import merge_blocks
 
-        return merge_blocks([rec.finish() for _, rec in self.blocks], self.volumes, self.time,
-                            self.window_steps, self.grid_x, self.n_store, self.n_particles)
+        return merge_blocks(self.recorder.finish(), self.volumes, self.time, self.window_steps,
+                            self.grid_x, self.n_store, self.n_particles)
 
 
 def collect_frames(model: Model, frames: list) -> ExactResult:

@@ -7,9 +7,10 @@ them, the time per step of
 (b) the guide's grid derivatives: ``BohmianGuide.update(psi, t)``;
 (c) the per-world trajectory advance and evaluation: ``BohmianEnsemble.step(guide)`` (Heun predictor
     and corrector, interpolation of psi and its derivatives, every per-electron quantity, weights);
-(d) the estimators over all blocks, as the driver does it: one ``power.recorder.BlockRecorder`` per
-    fixed block of 64 sample ids, ``record(step, slice_state(state, block))`` for every block at every
-    step (an ``EnsembleEstimator.record`` plus the recorder's crossing count and stored trajectories);
+(d) the estimators over all blocks, as the driver does it: one ``power.recorder.MultiBlockRecorder``
+    over every fixed block of 64 sample ids, ``record(step, state)`` once per step (one
+    ``EnsembleEstimator.record`` over all worlds with per-block statistics, plus the crossing count
+    and stored trajectories);
     (d0) is the bare ``EnsembleEstimator.record`` of the same blocks with the same arrays, i.e. the part
     that ``power/estimators.py`` owns;
 (e) the grid observables: ``exact.observables.frame(psi, model, t, diagnostics=False)``;
@@ -143,6 +144,7 @@ def time_case(n: int, n_x: int, length: float, worlds: int, repeats: int) -> dic
     try:
         from bohmpower.power.recorder import (
             BlockRecorder,
+            MultiBlockRecorder,
             blocks_of,
             estimator_volumes,
             slice_state,
@@ -175,7 +177,7 @@ def time_case(n: int, n_x: int, length: float, worlds: int, repeats: int) -> dic
     blocks = blocks_of(worlds)
     slices = [slice(int(b[0]), int(b[-1]) + 1) for b in blocks]
     recorders = (
-        [BlockRecorder(b, vols, tc, window_steps, x, 0, model.n_particles > 1) for b in blocks]
+        [MultiBlockRecorder(blocks, vols, tc, window_steps, x, 0, model.n_particles > 1)]
         if BlockRecorder is not None
         else []
     )
@@ -186,8 +188,8 @@ def time_case(n: int, n_x: int, length: float, worlds: int, repeats: int) -> dic
         bare.append(est)
 
     def record_driver(step, state):
-        for sl, rec in zip(slices, recorders):
-            rec.record(step, slice_state(state, sl))
+        for rec in recorders:
+            rec.record(step, state)
 
     def record_bare(step, s):
         for sl, est in zip(slices, bare):

@@ -617,3 +617,221 @@ def test_misuse_is_refused():
         est.end_block()
     with pytest.raises(RuntimeError):
         est.results()
+
+
+# ----------------------------------------------------------------------------- several blocks at once
+
+
+def _state_data(M=150, N=2, n_steps=40, seed=21):
+    """Random-walk worlds for the recorder: electron pairs that cross in some worlds (pair
+    separation a random walk started at random distances), weights, one world removed mid-run."""
+    rng = np.random.default_rng(seed)
+    X, v, e, f, c, g, w = _random_block_data(M=M, N=N, n_steps=n_steps, seed=seed)
+    centre = X[:, :, :1]
+    gap = rng.uniform(0.2, 3.0, M) + np.cumsum(rng.normal(0, 0.15, (n_steps + 1, M)), axis=0)
+    X = centre + gap[:, :, None] * np.arange(N)
+    X[23:, 13] = np.nan
+    return X, v, e, f, c, g, w
+
+
+def _states(data):
+    from bohmpower.exact.trajectories import TrajectoryState
+
+    X, v, e, f, c, g, w = data
+    rng = np.random.default_rng(0)
+    Q = rng.normal(size=X.shape)
+    return [
+        TrajectoryState(0.05 * n, X[n], v[n], e[n], Q[n], f[n], f[n], c[n], c[n], Q[n], g[n], w[n])
+        for n in range(X.shape[0])
+    ]
+
+
+_VOLS = [Volume("s", -0.5, 0.7, 0.0), Volume("m", -1.0, 0.2, 0.3), Volume("t", 0.7, 3.0, 0.0)]
+#: Unequal blocks (two runs of sizes 64 and one of 22), as the last block of a run usually is.
+_BLOCKS = [np.arange(0, 64), np.arange(64, 128), np.arange(128, 150)]
+
+
+@pytest.mark.parametrize("chunk", [64, 512])
+def test_multi_block_recording_equals_single_blocks(monkeypatch, chunk):
+    """begin_blocks/record once per step/end_blocks gives every block the BlockSums of that block
+    recorded alone, bit for bit (same per-world values, each block reduced over its own worlds in
+    the same order), with profiles formed in one or in several chunks of blocks."""
+    import bohmpower.power.estimators as est_mod
+
+    monkeypatch.setattr(est_mod, "PROFILE_CHUNK", chunk)
+    X, v, e, f, c, g, w = _state_data()
+    n_steps = X.shape[0] - 1
+    grid = np.linspace(-8, 8, 161)
+    kw = {"grid_x": grid, "profile_bandwidth": 0.3}
+
+    single = []
+    for ids in _BLOCKS:
+        est = EnsembleEstimator(_VOLS, 0.05, n_steps, 10, 5, **kw)
+        est.begin_block(ids)
+        for n in range(n_steps + 1):
+            est.record(
+                n, X[n, ids], v[n, ids], e[n, ids], f[n, ids], c[n, ids], w[n, ids], g[n, ids]
+            )
+        single.append(est.end_block())
+
+    multi_est = EnsembleEstimator(_VOLS, 0.05, n_steps, 10, 5, **kw)
+    multi_est.begin_blocks(_BLOCKS)
+    for n in range(n_steps + 1):
+        multi_est.record(n, X[n], v[n], e[n], f[n], c[n], w[n], g[n])
+    multi = multi_est.end_blocks()
+
+    assert len(multi) == len(single)
+    for a, b in zip(single, multi):
+        assert (a.first_id, a.last_id, a.n_samples) == (b.first_id, b.last_id, b.n_samples)
+        assert list(a.mean) == list(b.mean) and set(a.m2) == set(b.m2)
+        for key in a.mean:
+            assert np.all(np.isfinite(a.mean[key])), key
+            np.testing.assert_array_equal(b.mean[key], a.mean[key], err_msg=key)
+            np.testing.assert_array_equal(b.m2[key], a.m2[key], err_msg=key)
+    assert any(k.startswith("fields/") for k in multi[0].mean)
+
+    # Misuse: overlapping or unordered blocks, end_block on several blocks.
+    est = EnsembleEstimator(_VOLS, 0.05, n_steps, 10, 5)
+    with pytest.raises(ValueError, match="order"):
+        est.begin_blocks([np.arange(10, 20), np.arange(0, 10)])
+    with pytest.raises(ValueError, match="order"):
+        est.begin_blocks([np.arange(0, 10), np.arange(9, 20)])
+    est.begin_blocks([np.arange(0, 10), np.arange(10, 20)])
+    with pytest.raises(RuntimeError, match="end_blocks"):
+        est.end_block()
+
+
+def test_truncated_kernel_profiles_equal_full_kernel():
+    """Profiles from the kernel truncated at PROFILE_TRUNCATION bandwidths (scattered with
+    bincount, on the grid range the stencils reach) equal the kernel summed over every grid point
+    up to the dropped tail, which must stay far below round-off: at most 1e-20 norm |P| per
+    electron (norm = 1/(sqrt(2 pi) h), the kernel's peak), plus one rounding of the value (the dense
+    sum adds the tail terms): rtol 2 eps."""
+    import bohmpower.power.estimators as est_mod
+
+    X, v, e, f, c, g, w = _state_data(M=70, N=3, seed=4)
+    n_steps = X.shape[0] - 1
+    grid = np.linspace(-6, 6, 121)
+    h = 0.2
+    out = {}
+    for how in ("stencil", "dense"):
+        est = EnsembleEstimator(_VOLS, 0.05, n_steps, 10, 5, grid_x=grid, profile_bandwidth=h)
+        assert est._stencil is not None  # a uniform grid wider than the stencil
+        if how == "dense":
+            est._stencil = None
+        out[how] = run_block(
+            est,
+            lambda t: tuple(a[round(t / 0.05)] for a in (X, v, e, f, c)),
+            np.arange(70),
+            np.arange(70),
+            n_steps,
+            0.05,
+            lambda t: w[round(t / 0.05)],
+            lambda t: g[round(t / 0.05)],
+        )
+    norm = 1 / (np.sqrt(2 * np.pi) * h)
+    tail = 3 * norm * 1e-20
+    scale = {
+        "density": 1.0,
+        "current": np.nanmax(np.abs(v)),
+        "energy_density": np.nanmax(np.abs(e)),
+    }
+    scale["window/power_density"] = 2 * scale["energy_density"] / (5 * 0.05)
+    n_checked = 0
+    for key, dense in out["dense"].mean.items():
+        stencil = out["stencil"].mean[key]
+        if key.startswith("fields/"):
+            q = key[len("fields/") :]
+            np.testing.assert_allclose(
+                stencil, dense, rtol=2 * np.finfo(float).eps, atol=tail * scale[q], err_msg=key
+            )
+            assert np.max(np.abs(dense)) > 0.1 * norm * scale[q] / 70, key  # not trivially zero
+            n_checked += 1
+        else:
+            np.testing.assert_array_equal(stencil, dense, err_msg=key)
+    assert n_checked == 4
+
+    # Positions off the grid, on its ends and beyond the padding: the same profiles.
+    st = est_mod._kernel_stencil(grid, h)
+    Xp = np.array([[-6.0, 6.0, -6.3, 6.4, -100.0, 100.0, 0.013, -5.9]])
+    P = np.random.default_rng(1).normal(size=(7,) + Xp.shape)
+    rows = [("density", 0), ("energy_density", 1)]
+    lo, hi, sparse = est_mod._profiles_stencil(st, h, Xp, P, rows)
+    full = est_mod._profiles_dense(grid, h, Xp, P, rows)
+    for name, _ in rows:
+        y = np.zeros_like(full[name])
+        y[:, lo:hi] = sparse[name]
+        np.testing.assert_allclose(
+            y, full[name], rtol=2 * np.finfo(float).eps, atol=tail * np.abs(P).max()
+        )
+
+
+def test_multi_block_recorder_equals_block_recorders():
+    """A MultiBlockRecorder over all blocks of a state returns, per block, what a BlockRecorder
+    of that block fed the sliced states returns: the same BlockSums bit for bit, the same stored
+    trajectories, and the crossing count of a direct argsort check of the electrons' order."""
+    from types import SimpleNamespace
+
+    from bohmpower.power.recorder import (
+        BlockRecorder,
+        MultiBlockRecorder,
+        merge_blocks,
+        slice_state,
+    )
+
+    data = _state_data()
+    X, w = data[0], data[6]
+    states = _states(data)
+    n_steps = len(states) - 1
+    time = SimpleNamespace(
+        dt=0.05, n_steps=n_steps, save_every=10, frame_steps=tuple(range(0, n_steps + 1, 10))
+    )
+    grid = np.linspace(-8, 8, 161)
+    args = (_VOLS, time, 5, grid, 70, True)  # stored samples 0..69 span two blocks
+
+    multi = MultiBlockRecorder(_BLOCKS, *args)
+    singles = [BlockRecorder(ids, *args) for ids in _BLOCKS]
+    for n, s in enumerate(states):
+        multi.record(n, s)
+        for ids, rec in zip(_BLOCKS, singles):
+            rec.record(n, slice_state(s, slice(int(ids[0]), int(ids[-1]) + 1)))
+    got = multi.finish()
+    want = [rec.finish() for rec in singles]
+
+    # Direct count: live worlds whose argsort order of X changed at some step.
+    order = np.argsort(np.nan_to_num(X, nan=np.inf), axis=2)
+    changed = (w[1:] > 0) & np.any(order[1:] != order[:-1], axis=2)
+    crossed = changed.any(axis=0)
+    assert 0 < crossed.sum() < len(crossed)  # the data has both kinds of world
+    for ids, a, b in zip(_BLOCKS, want, got):
+        assert a.crossed == b.crossed == crossed[ids].sum()
+        for key in a.sums.mean:
+            np.testing.assert_array_equal(b.sums.mean[key], a.sums.mean[key], err_msg=key)
+            np.testing.assert_array_equal(b.sums.m2[key], a.sums.m2[key], err_msg=key)
+        assert sorted(a.stored) == sorted(b.stored) == [i for i in ids if i < 70]
+        for sid in a.stored:
+            for name in a.stored[sid]:
+                np.testing.assert_array_equal(b.stored[sid][name], a.stored[sid][name])
+        for sid in a.stored:  # stored positions are the state's, at the frames
+            np.testing.assert_array_equal(
+                a.stored[sid]["positions"], X[list(time.frame_steps), sid]
+            )
+    ma = merge_blocks(want, _VOLS, time, 5, grid, 70, 2)
+    mb = merge_blocks(got, _VOLS, time, 5, grid, 70, 2)
+    assert ma[2] == mb[2] == crossed.sum()
+    for name in ma[1]:
+        np.testing.assert_array_equal(mb[1][name], ma[1][name])
+
+
+def test_slice_state_views_rows_and_keeps_the_rest():
+    from bohmpower.power.recorder import slice_state
+
+    state = _states(_state_data(M=20, n_steps=2))[1]
+    part = slice_state(state, slice(3, 7))
+    assert part.t == state.t and part.quantum_force_grid is None
+    for name in ("X", "v", "e", "Q", "field_power", "pair_power", "weight", "gamma_total"):
+        full = getattr(state, name)
+        assert getattr(part, name).shape == (4,) + full.shape[1:]
+        assert np.shares_memory(getattr(part, name), full)
+        np.testing.assert_array_equal(getattr(part, name), full[3:7])
+    assert state.X.shape == (20, 2)  # the original is untouched

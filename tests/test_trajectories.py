@@ -559,3 +559,51 @@ def test_from_model_matches_grid_interpolated_drive_and_chi():
     # the default guide of run_trajectories takes the same path as from_propagator
     _, ens = run_trajectories(prop, psi0, X[:5], 5, 0.05)
     assert np.all(np.isfinite(ens.state.e)) and np.all(ens.state.weight == 1.0)
+
+
+@pytest.mark.parametrize("n_dim, n_x", [(1, 96), (2, 48), (3, 16)])
+def test_fftw_and_scipy_guides_give_the_same_derivatives(n_dim, n_x):
+    """The pyFFTW path (own plans, unnormalised inverse with 1/n_x folded into i k and -k^2) and
+    the scipy.fft path compute the same d_k psi and d_k^2 psi; both equal the analytic derivatives
+    of a band-limited field (a few Fourier modes, below Nyquist, so the spectral derivative is exact).
+
+    Tolerance: a transform's round-off, ~eps log2(n_x) max|psi| in every mode, is amplified by up to
+    k_nyq^p in the p-th derivative (and the reference's exp(i k x) carries eps |k x|); 20 eps
+    log2(n_x) k_nyq^p max|psi| per derivative order p, for both checks."""
+    from bohmpower.errors import ConfigError
+
+    length = 20.0
+    x = grid(-10.0, length, n_x)
+    rng = np.random.default_rng(3)
+    modes = [(rng.integers(-5, 6, n_dim), rng.normal() + 1j * rng.normal()) for _ in range(4)]
+    mesh = np.meshgrid(*([x] * n_dim), indexing="ij")
+    psi = np.zeros((n_x,) * n_dim, complex)
+    d1 = np.zeros((n_dim,) + psi.shape, complex)
+    d2 = np.zeros((n_dim,) + psi.shape, complex)
+    for m, amp in modes:
+        k = 2 * np.pi * m / length
+        wave = amp * np.exp(1j * sum(k[a] * mesh[a] for a in range(n_dim)))
+        psi += wave
+        for a in range(n_dim):
+            d1[a] += 1j * k[a] * wave
+            d2[a] -= k[a] ** 2 * wave
+    fields = {}
+    for backend in ("scipy", "pyfftw"):
+        g = BohmianGuide(x, 1.0, n_dim, np.zeros(n_x), fft_backend=backend)
+        assert g.fft_backend == backend
+        g.update(np.zeros_like(psi), 0.0)
+        g.update(psi, 0.1)  # the second update reuses the plans and buffers
+        fields[backend] = g._require().copy()
+    exact = np.concatenate([psi[None], d1, d2])
+    k_nyq = np.pi * n_x / length
+    order = np.array([0] + [1] * n_dim + [2] * n_dim)
+    atol = 20 * np.finfo(float).eps * np.log2(n_x) * k_nyq**order * np.abs(psi).max()
+    for f in fields.values():
+        for row, tol in zip(range(len(order)), atol):
+            np.testing.assert_allclose(f[row], exact[row], rtol=0, atol=tol)
+            np.testing.assert_allclose(
+                fields["pyfftw"][row], fields["scipy"][row], rtol=0, atol=tol
+            )
+    with pytest.raises(ConfigError) as err:
+        BohmianGuide(x, 1.0, n_dim, np.zeros(n_x), fft_backend="mkl")
+    assert err.value.key == "numerics.fft_backend"
