@@ -5,9 +5,10 @@ conditional-wavefunction result (``/volumes`` of a ``cw`` file, with ``_stderr``
 Bohmian trajectory estimates stored in an exact file (``/trajectory_estimates/volumes``). Volumes match
 by name and must have equal edges and smoothing; instantaneous quantities are compared at common
 frames, power and its terms only as window averages (SPEC.md), with both files' standard errors.
-The other side's standard error is floored at the estimator's granularity, (series scale) / M:
-below it, where a handful of worlds carry the estimate, the sample standard error is not a
-reliable error bar.
+The other side's standard error is floored at the estimator's granularity, (series scale) / M (for
+window averages the scale is at least one electron's energy in the volume divided by the window):
+below it, where a handful of worlds carry the estimate, the sample standard error is not a reliable
+error bar.
 """
 
 from __future__ import annotations
@@ -156,6 +157,12 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             ja, jb = _match_times(wa["t_start"], wb["t_start"], tol)
             power_scale = max(float(np.nanmax(np.abs(wa[q][ja]))) for q in WINDOWED
                               if q in wa and len(ja))
+            # One world entering or leaving during a window moves a window average by about
+            # (its energy)/(M T): the granularity of window estimates, whatever the power scale.
+            window = float(ref["attrs"].get("window", 0)) or 1.0
+            energy_scale = float(np.nanmax(np.abs(va["data"]["energy"]))) / max(
+                int(ref["attrs"].get("n_particles", 1)), 1)
+            power_scale = max(power_scale, energy_scale / window)
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue

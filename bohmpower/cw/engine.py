@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bohmpower.errors import ConfigError, NumericalError
+from bohmpower.model.state import TrajectoryState
 
 from .guidance import (
     PointPotentials,
@@ -81,53 +82,8 @@ _STATE_KEYS = ("v", "e", "Q", "field_force", "field_power", "pair_force", "pair_
 
 
 # ---------------------------------------------------------------------------------------- records
-@dataclass
-class CWState:
-    """One step of B worlds of N electrons: the attributes of exact.trajectories.TrajectoryState.
-
-    Removed (or failed) worlds carry NaN in every (B, N) array, weight 0 and gamma_total 0.
-
-    Attributes
-    ----------
-    t : float
-        Time [a.u. time].
-    X, v, e, Q : ndarray, shape (B, N)
-        Positions [bohr], velocities [bohr / a.u. time], energies e_k and quantum potentials Q_k
-        [hartree] (e_k includes q phi when chi = 1).
-    field_force : ndarray, shape (B, N)
-        q E(X_k, t) [hartree / bohr].
-    field_power : ndarray, shape (B, N)
-        q E v_k (chi = 0) or q d_t phi(X_k, t) (chi = 1) [hartree / a.u. time].
-    pair_force, pair_power : ndarray, shape (B, N)
-        sum_{j != k} F_kj [hartree / bohr]; (1/2) sum_{j != k} F_kj (v_k + v_j) [hartree / a.u. time].
-    du0 : ndarray, shape (B, N)
-        U0'(X_k) [hartree / bohr].
-    gamma_total : ndarray, shape (B,)
-        sum_k Gamma(X_k) [hartree].
-    weight : ndarray, shape (B,)
-        w_i(t) (0: removed).
-    quantum_force_grid : None
-        Not available from CWs (kept for the shared interface).
-    """
-
-    t: float
-    X: np.ndarray
-    v: np.ndarray
-    e: np.ndarray
-    Q: np.ndarray
-    field_force: np.ndarray
-    field_power: np.ndarray
-    pair_force: np.ndarray
-    pair_power: np.ndarray
-    du0: np.ndarray
-    gamma_total: np.ndarray
-    weight: np.ndarray
-    quantum_force_grid: np.ndarray | None = None
-
-    @property
-    def alive(self) -> np.ndarray:
-        """Worlds not removed, shape (B,), bool."""
-        return self.weight > 0
+#: One step of B worlds: the shared record of every trajectory source (model.state).
+CWState = TrajectoryState
 
 
 @dataclass(frozen=True)

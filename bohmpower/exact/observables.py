@@ -105,8 +105,8 @@ from typing import Any
 import numpy as np
 import scipy.fft as sfft
 
-from bohmpower.errors import ConfigError
 from bohmpower.exact import _obs_kernels
+from bohmpower.exact.fftbackend import resolve_fft_backend
 from bohmpower.exact.hamiltonian import one_body_sum, pair_sum
 from bohmpower.model.volume import quadrature_weights
 
@@ -232,22 +232,6 @@ def _deriv(f: np.ndarray, kx: np.ndarray, axis: int, workers: int) -> np.ndarray
 # FFTs: unnormalised 1D transforms along one axis of contiguous complex arrays.
 
 
-def _resolve_backend(name: str) -> str:
-    if name not in ("auto", "scipy", "pyfftw"):
-        raise ConfigError(
-            "numerics.fft_backend", f"must be 'auto', 'scipy' or 'pyfftw', got {name!r}"
-        )
-    if name == "scipy":
-        return name
-    try:
-        import pyfftw  # noqa: F401
-    except ImportError:
-        if name == "pyfftw":
-            raise ConfigError(
-                "numerics.fft_backend", "'pyfftw' needs the pyFFTW package (pip install pyfftw)"
-            ) from None
-        return "scipy"
-    return "pyfftw"
 
 
 def _empty(shape: tuple[int, ...], backend: str) -> np.ndarray:
@@ -382,7 +366,7 @@ class FrameSetup:
         n_p = int(model.n_particles)
         self.n, self.n_p = n, n_p
         self.workers = int(workers)
-        self.backend = _resolve_backend(fft_backend)
+        self.backend = resolve_fft_backend(fft_backend)
         self.fft = _Transforms(self.backend, self.workers)
         self._key = _fingerprint(model)
         self.dx = dx = float(grid.dx)

@@ -51,6 +51,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from bohmpower.errors import ConfigError
+from bohmpower.exact.fftbackend import resolve_fft_backend
 
 from . import _kernels
 
@@ -220,7 +221,7 @@ class SplitOperator:
         if method not in METHODS or METHODS[method][0] != order:
             allowed = [m for m, (o, _) in METHODS.items() if o == order]
             raise ConfigError("numerics.method", f"must be one of {allowed} for order {order}")
-        self.fft_backend = _resolve_fft_backend(fft_backend)
+        self.fft_backend = resolve_fft_backend(fft_backend)
         self._fftw_plans: tuple | None = None
         u0 = np.asarray(u0, dtype=float)
         if u0.shape != (n_x,):
@@ -500,19 +501,3 @@ def _aligned_like(psi: np.ndarray) -> np.ndarray:
     return buf[start : start + psi.nbytes].view(psi.dtype).reshape(psi.shape)
 
 
-def _resolve_fft_backend(name: str) -> str:
-    if name not in ("auto", "scipy", "pyfftw"):
-        raise ConfigError(
-            "numerics.fft_backend", f"must be 'auto', 'scipy' or 'pyfftw', got {name!r}"
-        )
-    if name == "scipy":
-        return name
-    try:
-        import pyfftw  # noqa: F401
-    except ImportError:
-        if name == "pyfftw":
-            raise ConfigError(
-                "numerics.fft_backend", "'pyfftw' needs the pyFFTW package (pip install pyfftw)"
-            ) from None
-        return "scipy"
-    return "pyfftw"
