@@ -71,6 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bohmpower.errors import ConfigError
+from bohmpower.model.grid import uniform_grid
 
 __all__ = [
     "LAGRANGE_ORDER",
@@ -114,14 +115,7 @@ def layout(n_particles: int, exchange: bool) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- interpolation
 def _grid_params(x: np.ndarray) -> tuple[float, float, int]:
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 1 or x.shape[0] < 2:
-        raise ValueError("x must be a 1D grid with at least 2 points")
-    n_x = x.shape[0]
-    dx = (x[-1] - x[0]) / (n_x - 1)
-    if not np.allclose(np.diff(x), dx, rtol=1e-9, atol=0.0):
-        raise ValueError("x must be uniform")
-    return float(x[0]), float(dx), n_x
+    return uniform_grid(x)
 
 
 def trig_interpolate(f: np.ndarray, x: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -78,6 +78,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from bohmpower.errors import ConfigError
+from bohmpower.model.grid import uniform_grid
 from bohmpower.model.interaction import Interaction
 
 from . import _kernels as K
@@ -162,12 +163,7 @@ class ConditionalPropagator:
         workers: int = 1,
     ) -> None:
         x = np.ascontiguousarray(x, dtype=float)
-        if x.ndim != 1 or x.shape[0] < 4:
-            raise ValueError("x must be a 1D grid with at least 4 points")
-        n_x = x.shape[0]
-        dx = (x[-1] - x[0]) / (n_x - 1)
-        if not np.allclose(np.diff(x), dx, rtol=1e-9, atol=0.0):
-            raise ValueError("x must be uniform")
+        _, dx, n_x = uniform_grid(x, min_points=4)
         if not (mass > 0):
             raise ConfigError("particles.mass", f"must be > 0, got {mass}")
         if not (dt > 0):

@@ -52,6 +52,7 @@ import scipy.fft as sfft
 
 from bohmpower.errors import ConfigError
 from bohmpower.exact.fftbackend import resolve_fft_backend
+from bohmpower.model.grid import uniform_grid
 
 from . import _kernels
 
@@ -203,12 +204,7 @@ class SplitOperator:
         method: str | None = None,
     ) -> None:
         x = np.ascontiguousarray(x, dtype=float)
-        if x.ndim != 1 or x.shape[0] < 2:
-            raise ValueError("x must be a 1D grid with at least 2 points")
-        n_x = x.shape[0]
-        dx = (x[-1] - x[0]) / (n_x - 1)
-        if not np.allclose(np.diff(x), dx, rtol=1e-9, atol=0.0):
-            raise ValueError("x must be uniform")
+        _, dx, n_x = uniform_grid(x, min_points=2)
         if int(n_particles) < 1:
             raise ConfigError("particles.count", f"must be >= 1, got {n_particles}")
         if not (mass > 0):

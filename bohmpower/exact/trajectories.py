@@ -80,6 +80,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from bohmpower.exact.fftbackend import resolve_fft_backend
+from bohmpower.model.grid import uniform_grid
 from bohmpower.model.state import TrajectoryState
 
 from . import _traj_kernels
@@ -111,14 +112,7 @@ DriveFn = Callable[[np.ndarray, float], np.ndarray]
 
 # ---------------------------------------------------------------------------------------- interpolation
 def _check_grid(x: np.ndarray) -> tuple[float, float, int]:
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 1 or x.shape[0] < 2:
-        raise ValueError("x must be a 1D grid with at least 2 points")
-    n_x = x.shape[0]
-    dx = (x[-1] - x[0]) / (n_x - 1)
-    if not np.allclose(np.diff(x), dx, rtol=1e-9, atol=0.0):
-        raise ValueError("x must be uniform")
-    return float(x[0]), float(dx), n_x
+    return uniform_grid(x)
 
 
 def interpolate(

@@ -80,3 +80,18 @@ class Grid:
     def wrap(self, x: np.ndarray | float) -> np.ndarray | float:
         """Map positions into the cell [x_min, x_max) (periodic images) [bohr]."""
         return self.x_min + np.mod(np.asarray(x, dtype=float) - self.x_min, self.length)
+
+
+def uniform_grid(x, min_points: int = 2) -> tuple[float, float, int]:
+    """(x_min, dx, n_x) of a uniform 1D grid given by its points; ValueError otherwise.
+
+    The one check the propagators, guides and samplers share for grids passed as arrays.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.shape[0] < min_points:
+        raise ValueError(f"x must be a 1D grid with at least {min_points} points")
+    n_x = x.shape[0]
+    dx = (x[-1] - x[0]) / (n_x - 1)
+    if not np.allclose(np.diff(x), dx, rtol=1e-9, atol=0.0):
+        raise ValueError("x must be uniform")
+    return float(x[0]), float(dx), n_x
