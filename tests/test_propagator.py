@@ -386,3 +386,19 @@ def test_fft_backends_agree_or_pyfftw_is_refused_clearly():
     b = a.copy()  # a new buffer: new plans
     prop.advance(b, t, 20)
     assert np.max(np.abs(b - ref)) < 1e-13 * np.max(np.abs(ref))
+
+
+def test_from_model_without_drives_matches_direct_construction():
+    """A model with no [[field]] (an empty drive list) builds, and steps like the array form."""
+    from bohmpower.model import build_model
+    from tests.conftest import make_config
+
+    model, _ = build_model(make_config())
+    prop = SplitOperator.from_model(model, 0.05)
+    direct = SplitOperator(model.grid.x, model.mass, 1, model.u0, model.gamma, None,
+                           np.zeros((0, model.grid.n_x)), [], 0.05)
+    a = model.initial_state().astype(np.complex128)
+    b = a.copy()
+    prop.advance(a, 0.0, 10)
+    direct.advance(b, 0.0, 10)
+    np.testing.assert_array_equal(a, b)

@@ -305,7 +305,7 @@ class SplitOperator:
         if inter is not None and getattr(inter, "kind", "none") != "none":
             w = inter.w
         drives = tuple(getattr(model, "drives", ()) or ())
-        shapes = np.array([d.potential_shape for d in drives]).reshape(len(drives), -1)
+        shapes = np.array([d.potential_shape for d in drives]).reshape(len(drives), model.grid.n_x)
         profiles = [d.profile for d in drives]
         return cls(
             model.grid.x,
