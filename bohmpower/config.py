@@ -403,6 +403,7 @@ KEYS: tuple[KeySpec, ...] = (
     _f("numerics", "warn_phase", "dimensionless", math.pi, "> 0 (rad)", _positive),
     _i("numerics", "order", 2, "2, 4 or 6", lambda v: v in (2, 4, 6)),
     _i("numerics", "fft_workers", 1, ">= 1", lambda v: v >= 1),
+    _s("numerics", "fft_backend", "auto", ("auto", "scipy", "pyfftw")),
     _f(
         "numerics",
         "max_memory_gb",
@@ -743,6 +744,7 @@ class NumericsConfig:
     fft_workers: int = _d("numerics", "fft_workers")
     max_memory_gb: float | None = _d("numerics", "max_memory_gb")
     density_cutoff: float = _d("numerics", "density_cutoff")
+    fft_backend: str = _d("numerics", "fft_backend")
 
     def _sections(self) -> tuple[str, ...]:
         return ("numerics",)

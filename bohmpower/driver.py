@@ -112,6 +112,7 @@ class ExactSolver:
             self.dt,
             order=numerics.order,
             workers=self.workers,
+            fft_backend=numerics.fft_backend,
         )
         self.psi = initial_state(self.model, self.workers)
 
@@ -151,7 +152,8 @@ class ExactSolver:
         frames = []
         health = HealthMonitor(m, self.dt)
         windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt)
-        setup = FrameSetup(m, workers=self.workers)
+        setup = FrameSetup(m, workers=self.workers,
+                           fft_backend=m.config.numerics.fft_backend)
         traj = TrajectoryRun(self) if self.trajectories is not None else None
         for step, t, psi in self.steps():
             is_frame = step in frame_slots
@@ -262,7 +264,8 @@ class TrajectoryRun:
         self.volumes = estimator_volumes(m.volumes, m.grid, with_global=False)
         ids = np.arange(self.n_samples)
         X0 = sample_configurations("grid", solver.psi, m.grid.x, int(tr.seed), ids)
-        self.guide = BohmianGuide.from_model(m, workers=solver.workers)
+        self.guide = BohmianGuide.from_model(m, workers=solver.workers,
+                                             fft_backend=m.config.numerics.fft_backend)
         self.guide.update(solver.psi, 0.0)
         self.ensemble = BohmianEnsemble(self.guide, X0)
         identical = m.statistics == "fermion" and m.n_particles > 1
