@@ -216,7 +216,7 @@ class SplitOperator:
         method = DEFAULT_METHOD[order] if method is None else method
         if method not in METHODS or METHODS[method][0] != order:
             allowed = [m for m, (o, _) in METHODS.items() if o == order]
-            raise ConfigError("numerics.method", f"must be one of {allowed} for order {order}")
+            raise ValueError(f"method must be one of {allowed} for order {order}, got {method!r}")
         self.fft_backend = resolve_fft_backend(fft_backend)
         self._fftw_plans: tuple | None = None
         u0 = np.asarray(u0, dtype=float)
