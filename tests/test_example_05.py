@@ -10,37 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from bohmpower.io import read_result
+from tests.conftest import write_run_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "05_uniform_field_sum_rule"
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
-def _dump(config: dict) -> str:
-    """Minimal TOML writer for the run file's shape (tables, arrays of tables, scalars)."""
-    lines: list[str] = []
-
-    def table(prefix: str, body: dict) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, (dict, list))}
-        lines.extend(f"{k} = {_toml(v)}" for k, v in scalars.items())
-        for k, v in body.items():
-            name = f"{prefix}.{k}" if prefix else k
-            if isinstance(v, dict):
-                lines.append(f"\n[{name}]")
-                table(name, v)
-            elif isinstance(v, list):
-                for entry in v:
-                    lines.append(f"\n[[{name}]]")
-                    table(name, entry)
-
-    table("", config)
-    return "\n".join(lines) + "\n"
 
 
 def test_example_05_shrunk(tmp_path: Path) -> None:
@@ -49,7 +23,7 @@ def test_example_05_shrunk(tmp_path: Path) -> None:
     config["time"]["t_end"] = 4.0
     config["time"]["save_every"] = 5
     run = tmp_path / "run.toml"
-    run.write_text(_dump(config))
+    write_run_file(run, config)
     out = tmp_path / "out.h5"
     subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(run), "-o", str(out), "-q"],
                    check=True, cwd=tmp_path)
