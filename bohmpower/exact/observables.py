@@ -81,6 +81,13 @@ Ratios by rho are set to 0 where rho < density_cutoff * max rho (SPEC.md; defaul
     quantum_nonlocal P_N = power - field_work - interaction - quantum_flux - boundary_flux + absorbed
     quantum     = P_S + P_N
 
+For a sharp volume the edge terms are point values, P_S = -(L(a) - L(b)), P_B = j_E(a) - j_E(b). j_E and
+L are ratios by rho, not band-limited, so they are not read off the interpolant of their fine marginals:
+Psi, d_k Psi, d_k^2 Psi, Phi and d_k Phi (trigonometric polynomials in x_k) are evaluated exactly on the
+slice x_k = a (one weight vector contracted along axis k, :meth:`FrameSetup.edge_densities`), the ratios
+are taken there pointwise (with the cutoff) and summed over the other electrons' grid, times dx^(N-1)
+(times N for fermions). Edges are wrapped into the cell. Smooth volumes use the fine marginals.
+
 P_S is the surface form of sum_k int Theta(x_k) rho d_t Q_k (rho d_t Q_k = d_k L_k, THEORY.md section 3).
 The diagnostic ``pn_direct`` is sum_k int dx^N Theta(x_k) sum_{j != k} rho (v_j d_j Q_k - v_k d_k Q_j),
 with v_k = (1/m) Im(d_k Psi / Psi), Q_k = -(1/2m) Re(d_k^2 Psi / Psi) - (1/2) m v_k^2 (both with the
@@ -465,8 +472,109 @@ class FrameSetup:
         wts = [quadrature_weights(xf, 2 * n, v) for v in vols]
         self.w_theta = np.array([w for w, _ in wts]).reshape(len(vols), 2 * n)
         self.w_edge = np.array([we for _, we in wts]).reshape(len(vols), 2 * n)
+        self._sharp_edges(model, vols)
         self._u0_copy = u0.copy()
         self._gamma_copy = gamma.copy()
+
+    def _sharp_edges(self, model: Any, vols: tuple) -> None:
+        """Point-evaluation weights and one-body potentials at the edges of the sharp volumes.
+
+        ``edge_pos`` (E,) are the distinct edge points, ``edge_sign`` (n_volumes, E) the +1 (x_min) /
+        -1 (x_max) of each volume's Theta' = delta(x - a) - delta(x - b). ``edge_w`` (3, n, E) are the
+        weights whose dot product with grid samples gives the trigonometric interpolant, its first and
+        its second derivative at the edge points (Nyquist read as a cosine, as everywhere here).
+        """
+        n, dx = self.n, self.dx
+        x0, length = float(self.x[0]), n * dx
+        pos: list[float] = []
+        signs: list[list[tuple[int, float]]] = []
+        for v in vols:
+            pairs: list[tuple[int, float]] = []
+            if v.sharp:
+                for p_raw, sg in ((float(v.x_min), 1.0), (float(v.x_max), -1.0)):
+                    # The periodic image inside the cell: where the potentials of the model live
+                    # (an edge at x_max + L of a complement is the edge x_max).
+                    p = x0 + float(np.mod(p_raw - x0, length))
+                    if p not in pos:
+                        pos.append(p)
+                    pairs.append((pos.index(p), sg))
+            signs.append(pairs)
+        self.edge_pos = e_pos = np.array(pos, dtype=float)
+        n_e = e_pos.shape[0]
+        self.edge_sign = np.zeros((len(vols), n_e))
+        self.edge_sharp = np.array([bool(v.sharp) for v in vols], dtype=bool)
+        for iv, pairs in enumerate(signs):
+            for ie, sg in pairs:
+                self.edge_sign[iv, ie] += sg
+        if n_e == 0:
+            return
+        # f(a) = (1/n) sum_q c_q E_q(a) with c = FFT(f): f(a) = sum_i f_i [FFT(E)_i / n].
+        y = e_pos - x0
+        k = self.kx[:, None]
+        e0 = np.exp(1j * k * y[None, :])
+        e1 = 1j * k * e0
+        e2 = -(k**2) * e0
+        if n % 2 == 0:
+            kn = np.pi / dx
+            e0[n // 2] = np.cos(kn * y)
+            e1[n // 2] = -kn * np.sin(kn * y)
+            e2[n // 2] = -(kn**2) * np.cos(kn * y)
+        self.edge_w = np.stack([np.fft.fft(e, axis=0) / n for e in (e0, e1, e2)])
+        fn = getattr(model, "u0_at", None)
+        self.edge_u0 = (
+            np.asarray(fn(e_pos), dtype=float) if callable(fn) else self.u0 @ self.edge_w[0].real
+        )
+        if self.drives is not None:
+            self.edge_drive_g = [np.asarray(d.potential(e_pos), dtype=float) for d in self.drives]
+        # (1/2) W(a - x_j) for every edge point and grid point x_j, shape (n, E).
+        self.edge_halfw = (
+            None if self.w is None else 0.5 * np.asarray(self.w(e_pos[None, :] - self.x[:, None]))
+        )
+
+    def edge_densities(self, t_qphi: np.ndarray, rho_floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """(j_E, L_k) at x_k = every edge point, summed over the other electrons' grid (E,) each, for
+        the moved wavefunction ``X`` and ``Q`` = H_eff X (X layout, axis k last), not yet times
+        dx^(N-1).
+
+        Parameters
+        ----------
+        t_qphi : ndarray, shape (E,)
+            chi q phi(a, t) at the edge points [hartree] (zeros for chi = 0).
+        rho_floor : float
+            Density cutoff [bohr^-N].
+
+        Notes
+        -----
+        Psi, d_k Psi, d_k^2 Psi, Phi and d_k Phi are trigonometric polynomials in x_k, so their values
+        on the slice x_k = a are exact; the ratios by rho are taken on the slice, pointwise:
+
+            j_E = J_k Re[Psi* h_k Psi] / rho,   L_k = (1/4m) (d_k rho d_t rho / rho - d_k d_t rho).
+        """
+        n, m = self.n, self.mass
+        x2 = self.X.reshape(-1, n)
+        q2 = self.Q.reshape(-1, n)
+        wv, w1, w2 = self.edge_w
+        p0 = x2 @ wv
+        p1 = x2 @ w1
+        p2 = x2 @ w2
+        f0 = q2 @ wv
+        f1 = q2 @ w1
+        v = (self.edge_u0 + t_qphi)[None, :]
+        if self.edge_halfw is not None and self.n_p > 1:
+            v = v + self.edge_halfw[self.rowidx].sum(axis=1)
+        cp0 = np.conj(p0)
+        rho = p0.real**2 + p0.imag**2
+        jk = (cp0 * p1).imag / m
+        erho = (cp0 * (-0.5 / m) * p2).real + v * rho
+        drho = 2.0 * (cp0 * p1).real
+        dtrho = 2.0 * (cp0 * f0).imag
+        g = (cp0 * f1).imag + (np.conj(p1) * f0).imag
+        ok = rho >= rho_floor
+        inv = np.zeros_like(rho)
+        np.divide(1.0, rho, out=inv, where=ok)
+        je = (jk * erho * inv).sum(axis=0)
+        lk = (0.25 / m * (drho * dtrho * inv - 2.0 * g)).sum(axis=0)
+        return je, lk
 
     def matches(self, model: Any, workers: int | None = None) -> bool:
         """True when ``model`` is the one this setup was built for and is unchanged."""
@@ -507,6 +615,19 @@ class FrameSetup:
                 qe_f = _refine_1d(model.drive_force(t))
                 qdtphi_f = _refine_1d(model.drive_potential_dt(t))
         return drive_1d, qphi_f, qe_f, qdtphi_f
+
+
+    def edge_drive(self, model: Any, t: float, drive_1d: np.ndarray | None) -> np.ndarray:
+        """chi q phi(a, t) at the sharp-edge points a, shape (E,) [hartree] (zeros when chi = 0)."""
+        out = np.zeros(self.edge_pos.shape[0])
+        if not self.chi:
+            return out
+        if self.drives is not None:
+            for d, g in zip(self.drives, self.edge_drive_g):
+                out += float(d.profile(t)) * g
+        elif drive_1d is not None:
+            out += drive_1d @ self.edge_w[0].real
+        return out
 
 
 _SLAB_BUFFERS = ("A", "F", "D", "te", "p0o", "p1e", "p1o", "to", "f0o", "f1e", "f1o")
@@ -806,6 +927,10 @@ def frame(
     d1: dict[int, np.ndarray] = {}
     d2: dict[int, np.ndarray] = {}
     total = np.zeros((len(_MARGS), 2 * n))
+    n_edges = s.edge_pos.shape[0]
+    edge_je = np.zeros(n_edges)
+    edge_l = np.zeros(n_edges)
+    edge_qphi = s.edge_drive(model, t, drive_1d) if n_edges else None
     norm_sum = rho_floor = None
     for k in axes:
         # X layout: axis k last (contiguous), the other electrons leading.
@@ -819,10 +944,16 @@ def frame(
             st1 = np.empty(psi.shape, dtype=complex)
             st2 = np.empty(psi.shape, dtype=complex)
         total += _axis_marginals(s, v1, rho_floor, st1, st2)
+        if n_edges:
+            je_k, l_k = s.edge_densities(edge_qphi, rho_floor)
+            edge_je += je_k
+            edge_l += l_k
         if st1 is not None:
             d1[k] = np.moveaxis(st1, -1, k)
             d2[k] = np.moveaxis(st2, -1, k)
     total *= weight * s.dx ** (n_p - 1)
+    edge_je *= weight * s.dx ** (n_p - 1)
+    edge_l *= weight * s.dx ** (n_p - 1)
     tot = dict(zip(_MARGS, total))
 
     if diagnostics:
@@ -869,6 +1000,11 @@ def frame(
     # Volume values: integrals are dot products with quadrature weights (model.volume), stacked.
     theta_vals = s.w_theta @ np.stack([n_f, eps_f, p_f, fw_f, sc_f, a_f, pn_f]).T
     edge_vals = s.w_edge @ np.stack([j_f, l_f, je_f]).T
+    if n_edges:
+        # Sharp volumes: j_E and L_k at the edges from the slice x_k = a (not band-limited, so not
+        # read off their fine marginals' interpolant; module Notes).
+        sharp_vals = s.edge_sign @ np.stack([edge_l, edge_je]).T
+        edge_vals[s.edge_sharp, 1:] = sharp_vals[s.edge_sharp]
     volumes: dict[str, dict[str, float]] = {}
     for name, th, ed in zip(s.volume_names, theta_vals, edge_vals):
         parts, energy, power, fwork, inter, absorbed, pn_direct = (float(v) for v in th)
