@@ -6,9 +6,9 @@ Bohmian trajectory estimates stored in an exact file (``/trajectory_estimates/vo
 by name and must have equal edges and smoothing; instantaneous quantities are compared at common
 frames, power and its terms only as window averages (SPEC.md), with both files' standard errors.
 The other side's standard error is floored at the estimator's granularity, (series scale) / M (for
-window averages the scale is at least one electron's energy in the volume divided by the window):
-below it, where a handful of worlds carry the estimate, the sample standard error is not a reliable
-error bar.
+window averages of the terms made of crossing events, power, boundary flux and quantum, the scale is
+at least one electron's energy in the volume divided by the window): below it, where a handful of
+worlds carry the estimate, the sample standard error is not a reliable error bar.
 """
 
 from __future__ import annotations
@@ -155,17 +155,24 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
         wa, wb = va["window"], vb["window"]
         if wa and wb:
             ja, jb = _match_times(wa["t_start"], wb["t_start"], tol)
-            power_scale = max(float(np.nanmax(np.abs(wa[q][ja]))) for q in WINDOWED
-                              if q in wa and len(ja))
-            # One world entering or leaving during a window moves a window average by about
-            # (its energy)/(M T): the granularity of window estimates, whatever the power scale.
+            own = {q: float(np.nanmax(np.abs(wa[q][ja]))) if len(ja) else 0.0
+                   for q in WINDOWED if q in wa}
+            largest = max(own.values(), default=0.0)
+            # Granularity of a window estimate from M worlds: terms made of crossing events
+            # (power, boundary flux, and the quantum term built from them) move by one electron's
+            # energy per window, (e/T)/M, when a single world enters or leaves; smooth integrands
+            # (field work, interaction, absorbed) by their own size over M. A term that is zero up
+            # to round-off is measured against the volume's largest term instead.
             window = float(ref["attrs"].get("window", 0)) or 1.0
             energy_scale = float(np.nanmax(np.abs(va["data"]["energy"]))) / max(
                 int(ref["attrs"].get("n_particles", 1)), 1)
-            power_scale = max(power_scale, energy_scale / window)
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue
+                if q in ("power", "boundary_flux", "quantum"):
+                    scale_q = max(own[q], energy_scale / window)
+                else:
+                    scale_q = own[q] if own[q] > 1e-6 * largest else largest
                 a, b = wa[q][ja], wb[q][jb]
                 se_b = wb.get(f"{q}_stderr")
                 se_b = se_b[jb] if se_b is not None else None
@@ -173,7 +180,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                 se_a = se_a[ja] if se_a is not None else None
                 cmp.rows.append(_row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
                                      alpha, all_z, cmp._finite_masks, n_other,
-                                     power_scale))
+                                     scale_q))
                 block_cols.append(_block_columns(blocks, f"volumes/{name}/window/{q}", jb, a.size))
                 cmp.series[(name, q, "window")] = (wa["t_start"][ja], a, b, se_b)
         elif not wa:
