@@ -30,17 +30,52 @@ def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3)
     return best
 
 
-def describe_estimates(config) -> str:
-    """Resolved-model facts, memory and time estimates for an exact run of ``config``.
+#: Cost of one conditional-wavefunction step (propagation, guidance, health checks, estimators),
+#: in units of one scipy.fft pair of one wavefunction timed from Python, calibrated on the built-in
+#: demo (9 s measured) and examples/04 (about 4 min of one core measured).
+CW_STEP_COST_IN_FFT_PAIRS = 1.8
 
-    For a ``run`` file (one with [method]) the figures are those of the exact solver on the same
-    grid, which is what a comparison run would cost.
-    """
+
+def describe_estimates(config) -> str:
+    """Resolved-model facts, memory and time estimates of the run ``config`` describes: the
+    conditional-wavefunction engine for a ``run`` file (one with [method]), else the exact solver."""
     from bohmpower.model import build_model
-    from bohmpower.model.resolution import exact_memory_bytes
 
     atomic = config.to_atomic() if config.units.system != "atomic" else config
     model, warnings = build_model(atomic, command="check")
+    if atomic.method is not None:
+        return _describe_cw(atomic, model, warnings)
+    return _describe_exact(atomic, model, warnings)
+
+
+def _describe_cw(atomic, model, warnings) -> str:
+    from bohmpower.power.recorder import BLOCK_SIZE
+
+    n, n_x = model.n_particles, model.grid.n_x
+    exchange = bool(atomic.method.exchange)
+    per_world = n * n if exchange else n
+    samples = atomic.trajectories.count if atomic.trajectories else 0
+    t_pair = fft_pair_seconds((n_x,), workers=1, repeats=20)
+    seconds = (samples * atomic.time.n_steps * per_world * CW_STEP_COST_IN_FFT_PAIRS * t_pair)
+    block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
+    lines = [
+        "conditional-wavefunction estimates:",
+        f"  {per_world} conditional wavefunction(s) of {n_x} points per world "
+        f"({'exchange: N^2' if exchange else 'no exchange: N'}), {samples} samples, "
+        f"{atomic.time.n_steps:,} steps",
+        f"  memory: about {block_bytes / 2**20:.0f} MiB per block of {BLOCK_SIZE} worlds",
+        f"  run time: about {_human(seconds)} on one core (divide by the number of MPI ranks; "
+        f"one FFT pair of {n_x} points measured here: {t_pair * 1e6:.1f} us)",
+    ]
+    if getattr(model, "absorber_report", None):
+        lines.append(f"  absorbing layers: {model.absorber_report}")
+    lines.extend(f"  warning: {w}" for w in warnings)
+    return "\n".join(lines)
+
+
+def _describe_exact(atomic, model, warnings) -> str:
+    from bohmpower.model.resolution import exact_memory_bytes
+
     n, n_x = model.n_particles, model.grid.n_x
     shape = (n_x,) * n
     mem = exact_memory_bytes(n_x, n)

@@ -119,3 +119,11 @@ def test_builtin_demos_run_and_compare(tmp_path):
     assert r.returncode == 0 and "overall:" in r.stdout, r.stderr
     r = bohmpower("plot", cw, "-o", tmp_path / "demo.png", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "demo.png").stat().st_size > 10_000, r.stderr
+
+
+def test_check_estimates_a_large_n_cw_run_without_the_exact_grid(tmp_path):
+    """A `run` file with 60 electrons: check prints CW estimates (the exact grid n_x^60 would not
+    fit anywhere) and exits 0."""
+    r = bohmpower("check", REPO / "examples" / "04_large_n_channel" / "run.toml")
+    assert r.returncode == 0, r.stderr
+    assert "conditional-wavefunction estimates" in r.stdout and "60 conditional" in r.stdout
