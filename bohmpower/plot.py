@@ -94,7 +94,8 @@ def plot_result(path, output=None) -> Path:
             label += "; lines: grid, dots: trajectories ± 1 s.e."
         ax2.axhline(0, color="0.6", lw=0.5)
         ax2.set_title(f"{name}: power and its terms ({label})", fontsize=9)
-        ax2.set_ylabel(f"power ({_label(units.get('power', ''))})", fontsize=8)
+        power_units = units.get("power") or units.get("field_work", "")
+        ax2.set_ylabel(f"power ({_label(power_units)})", fontsize=8)
         ax2.set_xlabel(f"t ({_label(tu)})", fontsize=8)
         ax2.legend(fontsize=7, ncol=3, loc="best")
     fields = res["fields"]
