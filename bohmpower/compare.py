@@ -6,7 +6,7 @@ Bohmian trajectory estimates stored in an exact file (``/trajectory_estimates/vo
 by name and must have equal edges and smoothing; instantaneous quantities are compared at common
 frames, power and its terms only as window averages (SPEC.md), with both files' standard errors.
 The other side's standard error is floored at the estimator's granularity, (series scale) / M (for
-window averages of the terms made of crossing events, power, boundary flux and quantum, the scale is
+window averages of the terms made of events, power, boundary flux, quantum and absorbed, the scale is
 at least one electron's energy in the volume divided by the window): below it, where a handful of
 worlds carry the estimate, the sample standard error is not a reliable error bar.
 """
@@ -158,18 +158,19 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             own = {q: float(np.nanmax(np.abs(wa[q][ja]))) if len(ja) else 0.0
                    for q in WINDOWED if q in wa}
             largest = max(own.values(), default=0.0)
-            # Granularity of a window estimate from M worlds: terms made of crossing events
-            # (power, boundary flux, and the quantum term built from them) move by one electron's
-            # energy per window, (e/T)/M, when a single world enters or leaves; smooth integrands
-            # (field work, interaction, absorbed) by their own size over M. A term that is zero up
-            # to round-off is measured against the volume's largest term instead.
+            # Granularity of a window estimate from M worlds: terms made of events (power,
+            # boundary flux and the quantum term built from them: a world entering or leaving;
+            # absorbed: a world removed, its energy booked at once) move by one electron's energy
+            # per window, (e/T)/M, for a single world; smooth integrands (field work, interaction)
+            # by their own size over M. A term that is zero up to round-off is measured against
+            # the volume's largest term instead.
             window = float(ref["attrs"].get("window", 0)) or 1.0
             energy_scale = float(np.nanmax(np.abs(va["data"]["energy"]))) / max(
                 int(ref["attrs"].get("n_particles", 1)), 1)
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue
-                if q in ("power", "boundary_flux", "quantum"):
+                if q in ("power", "boundary_flux", "quantum", "absorbed"):
                     scale_q = max(own[q], energy_scale / window)
                 else:
                     scale_q = own[q] if own[q] > 1e-6 * largest else largest
