@@ -95,3 +95,20 @@ def run_file(tmp_path):
         return write_run_file(tmp_path / name, run_dict(**sections))
 
     return factory
+
+
+def run_example(example: Path, tmp_path: Path, config: dict, command: str = "exact") -> Path:
+    """Write a (shrunk) example run file, run it through the command line and the example's
+    plot.py, check the figure was written, and return the result file."""
+    import subprocess
+    import sys
+
+    run = write_run_file(tmp_path / "run.toml", config)
+    out = tmp_path / "out.h5"
+    subprocess.run([sys.executable, "-m", "bohmpower", command, str(run), "-o", str(out), "-q"],
+                   check=True, cwd=tmp_path)
+    plotted = subprocess.run([sys.executable, str(example / "plot.py"), str(out)], check=True,
+                             capture_output=True, text=True)
+    png = out.with_suffix(".png")
+    assert png.exists() and png.stat().st_size > 10_000, plotted.stdout
+    return out

@@ -106,8 +106,10 @@ def test_spec_example_resolves_as_documented():
 
 
 def test_device_file_is_an_exact_run():
-    load_config(DATA / "device_double_barrier.toml").check_command("exact")
-    load_config(DATA / "exact_one_electron.toml").check_command("exact")
+    for name in ("device_double_barrier.toml", "exact_one_electron.toml"):
+        config = load_config(DATA / name)
+        config.check_command("exact")  # raises ConfigError if refused
+        assert config.method is None
 
 
 # ---- defaults ------------------------------------------------------------------------------------

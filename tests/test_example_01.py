@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import numpy as np
 
 from bohmpower.compare import compare_files
 from bohmpower.io import read_result
-from tests.conftest import write_run_file
+from tests.conftest import run_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "01_single_electron_barrier"
 
@@ -28,15 +26,7 @@ def test_example_01_shrunk(tmp_path: Path) -> None:
     # z test then fails on the front although nothing is wrong)
     config["time"]["t_end"] = 32.0
     config["trajectories"]["store"] = 5
-    run = tmp_path / "run.toml"
-    write_run_file(run, config)
-    out = tmp_path / "out.h5"
-    subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(run), "-o", str(out), "-q"],
-                   check=True, cwd=tmp_path)
-    plotted = subprocess.run([sys.executable, str(EXAMPLE / "plot.py"), str(out)], check=True,
-                             capture_output=True, text=True)
-    png = out.with_suffix(".png")
-    assert png.exists() and png.stat().st_size > 10_000, plotted.stdout
+    out = run_example(EXAMPLE, tmp_path, config)
 
     r = read_result(out, fields=True)
     est = r["trajectory_estimates"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from bohmpower.io import read_result
-from tests.conftest import write_run_file
+from tests.conftest import run_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "03_resonant_tunnelling_diode"
 
@@ -21,15 +19,7 @@ def test_example_03_shrunk(tmp_path: Path) -> None:
     # t_end = 240 fs instead of 360: the packet (launched 80 nm before the well at 0.44 nm/fs) is in
     # the well near t = 180-230 fs, so every volume is reached
     config["time"]["t_end"] = 240.0
-    run = tmp_path / "run.toml"
-    write_run_file(run, config)
-    out = tmp_path / "out.h5"
-    subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(run), "-o", str(out), "-q"],
-                   check=True, cwd=tmp_path)
-    plotted = subprocess.run([sys.executable, str(EXAMPLE / "plot.py"), str(out)], check=True,
-                             capture_output=True, text=True)
-    png = out.with_suffix(".png")
-    assert png.exists() and png.stat().st_size > 10_000, plotted.stdout
+    out = run_example(EXAMPLE, tmp_path, config)
 
     r = read_result(out, fields=True)
     # the file speaks device units

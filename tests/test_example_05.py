@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from bohmpower.io import read_result
-from tests.conftest import write_run_file
+from tests.conftest import run_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "05_uniform_field_sum_rule"
 
@@ -22,15 +20,7 @@ def test_example_05_shrunk(tmp_path: Path) -> None:
     # 4 time units instead of 44, a frame every 5 steps: 21 frames, windows of 1 (25 steps)
     config["time"]["t_end"] = 4.0
     config["time"]["save_every"] = 5
-    run = tmp_path / "run.toml"
-    write_run_file(run, config)
-    out = tmp_path / "out.h5"
-    subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(run), "-o", str(out), "-q"],
-                   check=True, cwd=tmp_path)
-    plotted = subprocess.run([sys.executable, str(EXAMPLE / "plot.py"), str(out)], check=True,
-                             capture_output=True, text=True)
-    png = out.with_suffix(".png")
-    assert png.exists() and png.stat().st_size > 10_000, plotted.stdout
+    out = run_example(EXAMPLE, tmp_path, config)
 
     r = read_result(out, fields=True)
     force = config["field"][0]["force"]

@@ -62,7 +62,9 @@ def test_vocabulary_is_the_agreed_one():
 @pytest.mark.parametrize("dimension", DIMENSIONS)
 @pytest.mark.parametrize("system", [ATOMIC, DEVICE])
 def test_every_unit_string_parses_with_pint(system, dimension):
-    UREG.parse_units(system.unit(dimension))
+    # parses, and names the same physical dimension in every unit system
+    reference = UREG.parse_units(UnitSystem("atomic").unit(dimension)).dimensionality
+    assert UREG.parse_units(system.unit(dimension)).dimensionality == reference
 
 
 @pytest.mark.parametrize("dimension", DIMENSIONS)
