@@ -409,6 +409,10 @@ class CWResult:
     exchange: bool
     wall_time: float = 0.0
     warnings: list = field(default_factory=list)
+    scheme: str = "zeroth_order"
+    #: interacting scheme: the shared basis's per-step "rank" (eigenvalues of S kept), "norm" of the
+    #: reconstructed Psi and "condition" of S, from a block this process ran (identical in every block)
+    basis_diagnostics: dict | None = None
 
 
 class CWSolver:
@@ -429,6 +433,7 @@ class CWSolver:
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
         self.model, self.warnings = build_model(atomic, command="run")
+        self.warnings = list(self.warnings) + atomic.method_warnings()
         self.workers = workers if workers is not None else atomic.numerics.fft_workers
         self.time = atomic.time
         self.dt = atomic.time.dt
@@ -437,7 +442,11 @@ class CWSolver:
         self.n_samples = int(tr.count)
         self.seed = int(tr.seed)
         self.n_store = int(min(tr.store or 0, self.n_samples))
-        self.exchange = bool(atomic.method.exchange) if atomic.method is not None else False
+        method = atomic.method
+        self.exchange = bool(method.exchange) if method is not None else False
+        self.scheme = method.scheme if method is not None else "zeroth_order"
+        self.method = method
+        self.basis_diagnostics: dict | None = None
         m = self.model
         self.kind = "slater" if m.statistics == "fermion" else "product"
         self.identical = m.statistics == "fermion" and m.n_particles > 1
@@ -535,7 +544,8 @@ class CWSolver:
         result = CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
                           estimates=estimates, stored_trajectories=stored, crossings=crossings,
                           discarded=discarded, samples=self.n_samples, exchange=self.exchange,
-                          wall_time=_time.perf_counter() - start, warnings=list(self.warnings))
+                          wall_time=_time.perf_counter() - start, warnings=list(self.warnings),
+                          scheme=self.scheme, basis_diagnostics=self.basis_diagnostics)
         result.ranks = comm.size
         result.load_imbalance = (max(busy_all) / max(np.mean(busy_all), 1e-12)
                                  if busy_all else 1.0)
@@ -559,9 +569,23 @@ class CWSolver:
         return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
                 "with the same command plus --resume")
 
+    def _ensemble(self, X0: np.ndarray, ids: np.ndarray):
+        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis."""
+        from bohmpower.cw.engine import CWEnsemble
+
+        if self.scheme == "interacting":
+            from bohmpower.cw.interacting import InteractingEnsemble
+
+            mth = self.method
+            return InteractingEnsemble(
+                self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
+                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers)
+        return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
+                          sample_ids=ids)
+
     def run_block(self, ids: np.ndarray):
         """Propagate the worlds of one block of sample ids and return its ``BlockResult``."""
-        from bohmpower.cw.engine import CWEnsemble, SampleFailure
+        from bohmpower.cw.engine import SampleFailure
         from bohmpower.model.sampling import sample_configurations
         from bohmpower.power.recorder import BlockRecorder
 
@@ -572,12 +596,15 @@ class CWSolver:
             rec = BlockRecorder(ids, self.volumes, self.time, self.window_steps, m.grid.x,
                                 self.n_store, self.identical)
             try:
-                ens = CWEnsemble(m, X0, exchange=self.exchange, workers=self.workers,
-                                 sample_ids=ids)
+                ens = self._ensemble(X0, ids)
                 rec.record(0, ens.state)
                 for step in range(1, self.time.n_steps + 1):
                     ens.step()
                     rec.record(step, ens.state)
+                if self.scheme == "interacting" and self.basis_diagnostics is None:
+                    self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
+                                              "norm": np.asarray(ens.norm_history),
+                                              "condition": np.asarray(ens.condition_history)}
             except SampleFailure as exc:
                 bad = int(exc.sample_id)
                 if not self.discard_bad_samples:
