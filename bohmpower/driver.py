@@ -7,6 +7,8 @@ while checking the run's numerical health, and calls observers (progress bars, w
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time as _time
 from collections.abc import Callable, Iterator
@@ -500,7 +502,10 @@ class CWSolver:
             progress(sum(r.sums.n_samples for r in done.values()))
         todo = [b for b in blocks if int(b[0]) not in done_ids]
         mine = my_blocks(todo, comm)
-        n_rounds = comm.allreduce(len(mine), op=_max_op())
+        # units of work: one block each (zeroth order), or all of a rank's blocks at once (the
+        # interacting scheme: one shared basis guides them all, so it is propagated once per rank)
+        units = [[b] for b in mine] if self.scheme != "interacting" else ([mine] if mine else [])
+        n_rounds = comm.allreduce(len(units), op=_max_op())
         local, pending = [], []
         last_flush = _time.perf_counter()
         busy = 0.0
@@ -513,10 +518,10 @@ class CWSolver:
                 self._flush(checkpoint, pending)
                 raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
             t0 = _time.perf_counter()
-            if i < len(mine):
-                r = self.run_block(mine[i])
-                local.append(r)
-                pending.append(r)
+            if i < len(units):
+                rs = self.run_blocks(units[i])
+                local.extend(rs)
+                pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
             busy += _time.perf_counter() - t0
             n_pending = sum(r.sums.n_samples for r in pending)
@@ -528,7 +533,8 @@ class CWSolver:
                 self._flush(checkpoint, pending)
                 last_flush = _time.perf_counter()
             if progress is not None:
-                finished = comm.allreduce(len(mine[i]) if i < len(mine) else 0, op=_sum_op())
+                finished = comm.allreduce(
+                    sum(len(b) for b in units[i]) if i < len(units) else 0, op=_sum_op())
                 if comm.rank == 0:
                     progress(finished)
         self._flush(checkpoint, pending)
@@ -583,6 +589,40 @@ class CWSolver:
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
 
+    def run_blocks(self, blocks: list) -> list:
+        """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
+        together (one basis, their worlds side by side) in the interacting scheme."""
+        if self.scheme != "interacting" or len(blocks) == 1:
+            return [self.run_block(ids) for ids in blocks]
+        from bohmpower.model.sampling import sample_configurations
+        from bohmpower.power.recorder import BlockRecorder
+
+        m = self.model
+        blocks = [np.asarray(b) for b in blocks]
+        ids = np.concatenate(blocks)
+        X0 = sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+        recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
+                              self.identical) for b in blocks]
+        edges = np.cumsum([0] + [b.size for b in blocks])
+        ens = self._ensemble(X0, ids)
+
+        def record(step, state):
+            for r, a, b in zip(recs, edges[:-1], edges[1:]):
+                r.record(step, slice_state(state, slice(a, b)))
+
+        record(0, ens.state)
+        for step in range(1, self.time.n_steps + 1):
+            ens.step()
+            record(step, ens.state)
+        self._keep_basis_diagnostics(ens)
+        return [r.finish() for r in recs]
+
+    def _keep_basis_diagnostics(self, ens) -> None:
+        if self.scheme == "interacting" and self.basis_diagnostics is None:
+            self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
+                                      "norm": np.asarray(ens.norm_history),
+                                      "condition": np.asarray(ens.condition_history)}
+
     def run_block(self, ids: np.ndarray):
         """Propagate the worlds of one block of sample ids and return its ``BlockResult``."""
         from bohmpower.cw.engine import SampleFailure
@@ -601,10 +641,7 @@ class CWSolver:
                 for step in range(1, self.time.n_steps + 1):
                     ens.step()
                     rec.record(step, ens.state)
-                if self.scheme == "interacting" and self.basis_diagnostics is None:
-                    self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
-                                              "norm": np.asarray(ens.norm_history),
-                                              "condition": np.asarray(ens.condition_history)}
+                self._keep_basis_diagnostics(ens)
             except SampleFailure as exc:
                 bad = int(exc.sample_id)
                 if not self.discard_bad_samples:
@@ -629,6 +666,15 @@ class CWSolver:
                                          "every sample of a block failed") from None
                 continue
             return rec.finish()
+
+
+def slice_state(state, rows: slice):
+    """The worlds ``rows`` of a TrajectoryState (a view per array)."""
+    kw = {}
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        kw[f.name] = v[rows] if isinstance(v, np.ndarray) and v.ndim >= 1 else v
+    return type(state)(**kw)
 
 
 def _max_op():

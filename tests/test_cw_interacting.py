@@ -237,3 +237,20 @@ def test_run_pipeline_agrees_with_exact(tmp_path):
         norm = f["diagnostics/basis/norm"][()]
     assert rank.shape == (81,)  # one value per step, 80 steps and rank.max() <= 16
     assert np.all(np.abs(norm - 1.0) < 0.05)
+
+
+@pytest.mark.parametrize("statistics, n", [("fermion", 2), ("distinguishable", 2), ("fermion", 3)])
+def test_guidance_kernel_matches_numpy_twin(statistics, n):
+    cfg = _collision(statistics, lam=1.0, n=n, points=96 if n == 3 else 128, t_end=1.0)
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.zeros((1, n)) + np.arange(n) * 3.0 - 3.0, 5, seed=4)
+    for _ in range(5):
+        ens.step()
+    X = np.random.default_rng(0).uniform(-8, 8, size=(40, n))
+    X[3] = np.nan
+    fast = ens._ratios(X)
+    slow = ens._ratios_numpy(X)
+    for a, b in zip(fast, slow):
+        ok = np.isfinite(b)
+        np.testing.assert_array_equal(np.isfinite(a), ok)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12 * np.abs(b[ok]).max())

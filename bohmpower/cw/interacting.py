@@ -411,7 +411,23 @@ class InteractingEnsemble:
         raise NumericalError(self.step_index, self.t_now, f"interacting scheme: {cause}")
 
     def _ratios(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Psi, r1, r2 of the reconstructed wavefunction at configurations X (B', N)."""
+        """Psi, r1, r2 of the reconstructed wavefunction at configurations X (B', N) (numba)."""
+        from ._icwf_kernels import icwf_ratios_nb
+
+        psi_b = np.ascontiguousarray(self.basis.psi[self.live])
+        X = np.ascontiguousarray(X, dtype=float)
+        n_w, n = X.shape
+        out = np.empty(n_w, dtype=complex)
+        r1 = np.empty((n_w, n), dtype=complex)
+        r2 = np.empty((n_w, n), dtype=complex)
+        prop = self.basis.propagator
+        with np.errstate(divide="ignore", invalid="ignore"):
+            icwf_ratios_nb(psi_b, np.ascontiguousarray(self.c), X, float(prop.x[0]), float(prop.dx),
+                           int(prop.n_stencil), bool(self.antisymmetric), out, r1, r2)
+        return out, r1, r2
+
+    def _ratios_numpy(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Numpy twin of :meth:`_ratios` (propagator stencils, then :func:`reconstructed_ratios`)."""
         psi_b = np.ascontiguousarray(self.basis.psi[self.live])
         m, n = psi_b.shape[:2]
         pts = np.ascontiguousarray(np.broadcast_to(X.reshape(1, 1, -1), (m, 1, X.size)))
