@@ -264,6 +264,11 @@ def reconstructed_ratios(values: np.ndarray, d1: np.ndarray, d2: np.ndarray, c: 
     """
     n_w, m, n, _ = values.shape
     diag = np.arange(n)
+    with np.errstate(invalid="ignore"):  # NaN rows: removed worlds
+        return _reconstructed(values, d1, d2, c, antisymmetric, n_w, n, diag)
+
+
+def _reconstructed(values, d1, d2, c, antisymmetric, n_w, n, diag):
     if not antisymmetric:
         v = values[:, :, diag, diag]  # (B, M, N)
         full = np.prod(v, axis=-1)  # (B, M)
