@@ -224,14 +224,15 @@ def test_run_pipeline_agrees_with_exact(tmp_path):
     exact = {k: v for k, v in data.items() if k not in ("method", "trajectories")}
     pe = write_run_file(tmp_path / "exact.toml", exact)
     pc = write_run_file(tmp_path / "cw.toml", data)
-    for cmd, path in (("exact", pe), ("run", pc)):
-        r = subprocess.run([sys.executable, "-m", "bohmpower", cmd, str(path), "-q"],
+    he, hc = tmp_path / "exact.h5", tmp_path / "cw.h5"
+    for cmd, path, out in (("exact", pe, he), ("run", pc, hc)):
+        r = subprocess.run([sys.executable, "-m", "bohmpower", cmd, str(path), "-o", str(out), "-q"],
                            capture_output=True, text=True, cwd=REPO, timeout=900)
         assert r.returncode == 0, r.stderr
-    cmp = compare_files(pe.with_suffix(".h5"), pc.with_suffix(".h5"))
+    cmp = compare_files(he, hc)
     assert cmp.overall.n_points > 100
     assert cmp.overall.ok, cmp.table()
-    with open_result(pc.with_suffix(".h5")) as f:
+    with open_result(hc) as f:
         assert f.attrs["scheme"] == "interacting"
         rank = f["diagnostics/basis/rank"][()]
         norm = f["diagnostics/basis/norm"][()]
