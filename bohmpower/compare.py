@@ -33,6 +33,18 @@ INSTANTANEOUS = ("particles", "energy")
 WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed")
 
 
+#: The legend printed under the table.
+COLUMNS_EXPLAINED = (
+    "columns: points  frames (kind frame) or power windows (kind window) compared",
+    "         max |diff|  largest |exact - other| over those points",
+    "         of scale  max |diff| / max |exact| of the row: the worst difference relative to the",
+    "                   quantity's own size (about 1 where the other side is 0 and the exact value",
+    "                   round-off, e.g. absorbed far from the layers)",
+    "         RMS z, max |z|  the differences in standard errors, z = (exact - other) / s.e.,",
+    "                   tested against the bounds on the overall line; '-': no standard errors",
+)
+
+
 @dataclass
 class Row:
     volume: str
@@ -68,6 +80,8 @@ class Comparison:
                   f"{'-':>7} {'-':>8}")
             lines.append(f"{r.volume:<14} {r.quantity:<16} {r.kind:<6} {r.n_points:6d} "
                          f"{r.max_abs_diff:12.4e} {rel:9.2e} {zs}  {r.units}")
+        lines.append("")
+        lines.extend(COLUMNS_EXPLAINED)
         lines.append("")
         if self.overall is not None and self.overall.n_points:
             lines.append(f"overall: {self.overall}")
