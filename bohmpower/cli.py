@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="standard figures of a result file")
     p.add_argument("result_file", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="figure file (default: OUT.png)")
+    p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
     _common(p)
 
     p = sub.add_parser("info", help="what a result file holds")
