@@ -53,7 +53,8 @@ def result(tmp_path_factory):
     d = tmp_path_factory.mktemp("plot")
     data = run_dict(volume=[{"name": "right", "x_min": 5.0, "x_max": 20.0},
                             {"name": "left", "x_min": -20.0, "x_max": -5.0},
-                            {"name": "middle", "x_min": -5.0, "x_max": 5.0}])
+                            {"name": "middle", "x_min": -5.0, "x_max": 5.0}],
+                    trajectories={"count": 128, "seed": 5, "store": 2})
     path = write_run_file(d / "run.toml", data)
     out = d / "run.exact.h5"
     r = subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(path), "-o", str(out), "-q"],
@@ -82,3 +83,22 @@ def test_figure_layout_order_labels_and_legend(result, tmp_path, monkeypatch):
     # no legend inside a panel: one figure legend, outside them
     assert all(ax.get_legend() is None for ax in fig.axes)
     assert len(fig.legends) == 1 and "P_J field work" in [t.get_text() for t in fig.legends[0].texts]
+
+
+def test_compare_figure_names_the_other_side_and_marks_round_off(result, tmp_path, monkeypatch):
+    """`compare --plot` of a file against its own exact trajectories: the orange line is "exact
+    trajectories" (not "other"), units read Ha/a.u., and the periodic grid's `absorbed` panel (zero up
+    to round-off) says so in its title."""
+    from bohmpower.compare import compare_files, plot_comparison
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    cmp = compare_files(result, result)
+    plot_comparison(cmp, tmp_path / "cmp.png")
+    (fig,) = figures
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.texts][:2] == ["exact (grid)", "exact trajectories"]
+    titles = {ax.get_title().split("\n")[0]: ax.get_title() for ax in fig.axes if ax.get_visible()}
+    assert titles["middle: absorbed (window avg)"].endswith("exact value is round-off only")
+    assert not titles["middle: power (window avg)"].endswith("round-off only")
+    assert "Ha/a.u." in {ax.get_ylabel() for ax in fig.axes}
