@@ -1,7 +1,8 @@
 """Command line: ``bohmpower run | exact | check | compare | plot | info`` (SPEC.md).
 
 Exit codes: 0 success; 2 bad run file or arguments (one message naming the key); 1 numerical failure
-(with the step and time); 75 stopped cleanly with a checkpoint.
+(with the step and time); 3 `compare` found DISAGREE (unless --report-only); 75 stopped cleanly with a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ DEMO_EXACT = "exact_demo.toml"
 DEMO_RUN = "run_demo.toml"
 
 
+def _version() -> str:
+    from bohmpower import __version__
+
+    return __version__
+
+
 def _demo_path(name: str) -> Path:
     return Path(str(resources.files("bohmpower") / "demo" / name))
 
@@ -36,12 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Local energy and local power of driven interacting electrons "
         "(Albareda, Traversa, Oriols 2016) from exact wavefunctions and Bohmian trajectories.",
     )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("exact", help="exact many-electron wavefunction on the full grid (N <= 3)")
     p.add_argument("run_file", nargs="?", type=Path,
                    help="run file (TOML); without it a built-in two-electron demo runs")
-    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.h5 beside RUN.toml)")
+    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.exact.h5 beside RUN.toml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     p.add_argument("--seed", type=int, help="override [trajectories] seed")
     p.add_argument("--samples", type=int, help="override [trajectories] count")
@@ -52,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_file", nargs="?", type=Path,
                    help="run file (TOML) with [trajectories] and [method]; without it a built-in "
                    "demo runs")
-    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.h5 beside RUN.toml)")
+    p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.cw.h5 beside RUN.toml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     p.add_argument("--seed", type=int, help="override [trajectories] seed")
     p.add_argument("--samples", type=int, help="override [trajectories] count")
@@ -82,13 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, metavar="FIG.png", help="also draw the comparison")
     p.add_argument("--alpha", type=float, default=1e-3,
                    help="family-wise false-alarm probability of the agreement bounds")
-    p.add_argument("--fail-on-disagreement", action="store_true",
-                   help="exit with code 3 when the bounds are exceeded")
+    p.add_argument("--report-only", action="store_true",
+                   help="exit 0 whatever the verdict (default: exit 3 when it is DISAGREE)")
+    # the old opt-in, now the default; still accepted so that scripts keep working
+    p.add_argument("--fail-on-disagreement", action="store_true", help=argparse.SUPPRESS)
     _common(p)
 
     p = sub.add_parser("plot", help="standard figures of a result file")
     p.add_argument("result_file", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="figure file (default: OUT.png)")
+    p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
     _common(p)
 
     p = sub.add_parser("info", help="what a result file holds")
@@ -123,11 +133,11 @@ def cmd_exact(args) -> int:
 
     if args.run_file is None:
         run_file = _demo_path(DEMO_EXACT)
-        output = args.output or Path.cwd() / "bohmpower_demo_exact.h5"
+        output = args.output or Path.cwd() / "bohmpower_demo.exact.h5"
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".h5")
+        output = args.output or run_file.with_suffix(".exact.h5")
     config = _load(run_file, "exact", args)
     io.check_output_path(output, args.overwrite)
     log.info("exact run: %s", config.title or run_file.name)
@@ -166,11 +176,11 @@ def cmd_run(args) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     if args.run_file is None:
         run_file = _demo_path(DEMO_RUN)
-        output = args.output or Path.cwd() / "bohmpower_demo.h5"
+        output = args.output or Path.cwd() / "bohmpower_demo.cw.h5"
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".h5")
+        output = args.output or run_file.with_suffix(".cw.h5")
     for name in ("checkpoint_every", "checkpoint_interval", "max_wall_time"):
         val = getattr(args, name)
         if val is not None and not val > 0:
@@ -312,9 +322,16 @@ def cmd_compare(args) -> int:
     if args.plot:
         plot_comparison(cmp, args.plot)
         log.info("figure: %s", args.plot)
-    if args.fail_on_disagreement and cmp.overall is not None and not cmp.overall.ok:
-        return 3
-    return 0
+    disagree = cmp.overall is not None and not cmp.overall.ok
+    code = 3 if disagree and not args.report_only else 0
+    if disagree:
+        print(f"exit code {code}: " + ("the verdict is DISAGREE (--report-only exits 0 instead)"
+                                       if code else "DISAGREE, but --report-only was given"))
+    elif cmp.overall is not None and cmp.overall.n_points:
+        print("exit code 0: the verdict is agree (a DISAGREE verdict exits 3 unless --report-only)")
+    else:
+        print("exit code 0: no verdict without standard errors")
+    return code
 
 
 def cmd_plot(args) -> int:

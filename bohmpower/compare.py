@@ -33,6 +33,18 @@ INSTANTANEOUS = ("particles", "energy")
 WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed")
 
 
+#: The legend printed under the table.
+COLUMNS_EXPLAINED = (
+    "columns: points  frames (kind frame) or power windows (kind window) compared",
+    "         max |diff|  largest |exact - other| over those points",
+    "         of scale  max |diff| / max |exact| of the row: the worst difference relative to the",
+    "                   quantity's own size (about 1 where the other side is 0 and the exact value",
+    "                   round-off, e.g. absorbed far from the layers)",
+    "         RMS z, max |z|  the differences in standard errors, z = (exact - other) / s.e.,",
+    "                   tested against the bounds on the overall line; '-': no standard errors",
+)
+
+
 @dataclass
 class Row:
     volume: str
@@ -68,6 +80,8 @@ class Comparison:
                   f"{'-':>7} {'-':>8}")
             lines.append(f"{r.volume:<14} {r.quantity:<16} {r.kind:<6} {r.n_points:6d} "
                          f"{r.max_abs_diff:12.4e} {rel:9.2e} {zs}  {r.units}")
+        lines.append("")
+        lines.extend(COLUMNS_EXPLAINED)
         lines.append("")
         if self.overall is not None and self.overall.n_points:
             lines.append(f"overall: {self.overall}")
@@ -240,7 +254,12 @@ def plot_comparison(cmp: Comparison, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bohmpower.plot import _label
+
     volumes = sorted({k[0] for k in cmp.series})
+    other_label = ("CW" if cmp.other_source.startswith("conditional") else
+                   "exact trajectories" if cmp.other_source.startswith("exact Bohmian") else
+                   "other file")
     quantities = [("energy", "frame")] + [(q, "window") for q in WINDOWED]
     quantities = [qk for qk in quantities if any((v, *qk) in cmp.series for v in volumes)]
     units = {(r.volume, r.quantity): r.units for r in cmp.rows}
@@ -253,12 +272,16 @@ def plot_comparison(cmp: Comparison, path) -> None:
                 ax.set_visible(False)
                 continue
             t, a, b, se = cmp.series[(v, q, kind)]
+            largest = max(float(np.nanmax(np.abs(cmp.series[k][1]))) for k in cmp.series
+                          if k[0] == v and k[2] == kind and len(cmp.series[k][1]))
+            round_off = float(np.nanmax(np.abs(a))) <= 1e-10 * largest if len(a) else True
             ax.plot(t, a, "k-", lw=1.2, label="exact (grid)")
-            ax.plot(t, b, "C1-", lw=1.0, label="other")
+            ax.plot(t, b, "C1-", lw=1.0, label=other_label)
             if se is not None:
                 ax.fill_between(t, b - 2 * se, b + 2 * se, color="C1", alpha=0.3, label="±2 s.e.")
-            ax.set_title(f"{v}: {q}" + (" (window avg)" if kind == "window" else ""), fontsize=9)
-            ax.set_ylabel(units.get((v, q), ""), fontsize=8)
+            ax.set_title(f"{v}: {q}" + (" (window avg)" if kind == "window" else "")
+                         + ("\nexact value is round-off only" if round_off else ""), fontsize=9)
+            ax.set_ylabel(_label(units.get((v, q), "")), fontsize=8)
             ax.set_xlabel("t (start of window)" if kind == "window" else "t", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)

@@ -1125,9 +1125,13 @@ def _read_keys(
         if elsewhere and k in elsewhere:
             raise ConfigError(full, elsewhere[k])
         allowed = sorted((names | set(extra)) - {"kind"}) if context else sorted(names | set(extra))
+        import difflib
+
+        close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {_join(prefix, close[0])!r}? " if close else ""
         raise ConfigError(
             full,
-            f"unknown key; allowed keys{context}: {', '.join(allowed) if allowed else '(none)'}",
+            f"unknown key; {hint}allowed keys{context}: {', '.join(allowed) if allowed else '(none)'}",
         )
     values: dict[str, Any] = {}
     for spec in specs:

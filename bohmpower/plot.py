@@ -1,17 +1,25 @@
 """``bohmpower plot OUT.h5``: the standard figure of a result file.
 
-One PNG: for each volume its energy E_Omega(t) and its power terms (window averages when the file has
-them, with error bands when it has standard errors); then space-time maps of the energy density and
-the power density, and the density with a few stored trajectories on top.
+One figure (PNG, PDF or SVG, chosen by the suffix of ``-o``): for each volume, in spatial order (left to
+right), its energy E_Omega(t) and its power terms (window averages drawn at the window centres when the
+file has them, with error bands when it has standard errors); then space-time maps of the energy density
+and the power density, and the density with a few stored trajectories on top. Units are written the way
+people write them (Ha, eV/fs, fs, nm; the atomic unit of time as a.u.), and the legends sit outside the
+panels.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
+from bohmpower.errors import ConfigError
 from bohmpower.io import read_result
+
+#: Figure formats, chosen by the suffix of the output file.
+FORMATS = ("png", "pdf", "svg")
 
 TERMS = ("field_work", "interaction", "quantum", "boundary_flux", "absorbed")
 TERM_LABELS = {
@@ -26,15 +34,58 @@ TERM_LABELS = {
 }
 
 
+#: pint names in result files -> the symbols people write on an axis.
+UNIT_SYMBOLS = {
+    "hartree": "Ha",
+    "atomic_unit_of_time": "a.u.",
+    "atomic_unit_of_electric_field": "a.u.",
+    "electron_volt": "eV",
+    "femtosecond": "fs",
+    "nanometer": "nm",
+    "dimensionless": "",
+}
+
+
 def _label(units: str) -> str:
-    """Short axis-label form of a pint unit string."""
-    return units.replace("atomic_unit_of_time", "a.u.").replace("hartree", "Ha")
+    """Axis-label form of a pint unit string: ``hartree/atomic_unit_of_time`` -> ``Ha/a.u.``."""
+    parts = re.split(r"([/*() ])", units or "")
+    return "".join(UNIT_SYMBOLS.get(p, p) for p in parts).replace("**", "^")
+
+
+def _axis(quantity: str, units: str) -> str:
+    """``quantity (unit)``, or the bare quantity for dimensionless data."""
+    u = _label(units)
+    return f"{quantity} ({u})" if u else quantity
+
+
+def spatial_order(vols: dict) -> list[str]:
+    """Volume names ordered left to right by centre, the narrower first at equal centres."""
+    def key(name):
+        a, b = float(vols[name]["attrs"]["x_min"]), float(vols[name]["attrs"]["x_max"])
+        return (0.5 * (a + b), b - a, name)
+
+    return sorted(vols, key=key)
+
+
+def figure_format(output: Path) -> str:
+    """The format of ``output`` from its suffix; ConfigError (exit 2) for anything but FORMATS."""
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ConfigError("-o/--output", f"{output.name}: the suffix chooses the figure format; use "
+                          f"one of {', '.join('.' + f for f in FORMATS)}")
+    return fmt
 
 
 def _band(ax, t, y, se, color, label, style="-"):
     ax.plot(t, y, style, color=color, lw=1.2, label=label)
     if se is not None:
         ax.fill_between(t, y - se, y + se, color=color, alpha=0.25, lw=0)
+
+
+def _collect(ax, legend: dict, prefix: str = "") -> None:
+    """Gather an axes' labelled artists into the figure legend (first occurrence wins)."""
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+        legend.setdefault(prefix + label, handle)
 
 
 def _window_units(res) -> str:
@@ -45,7 +96,10 @@ def _window_units(res) -> str:
 
 
 def plot_result(path, output=None) -> Path:
-    """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``)."""
+    """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``).
+
+    The suffix of ``output`` chooses the format: ``.png``, ``.pdf`` or ``.svg``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,13 +107,15 @@ def plot_result(path, output=None) -> Path:
 
     res = read_result(path, fields=True)
     output = Path(output) if output else Path(path).with_suffix(".png")
+    fmt = figure_format(output)
     t, x = res["time"], res["x"]
     tu, xu = res["units"]["time"], res["units"]["x"]
-    vols = res["volumes"]
+    vols = {name: res["volumes"][name] for name in spatial_order(res["volumes"])}
     traj_est = res.get("trajectory_estimates", {})
     n_v = len(vols)
-    fig = plt.figure(figsize=(11, 3.0 * (n_v + 1.2)))
+    fig = plt.figure(figsize=(12, 3.0 * (n_v + 1.2) + 0.6), layout="constrained")
     gs = fig.add_gridspec(n_v + 1, 3, height_ratios=[1] * n_v + [1.3])
+    legend = {}  # label -> handle, one figure legend outside the panels
     for i, (name, v) in enumerate(vols.items()):
         d, w, units = v["data"], v["window"], v["units"]
         ax = fig.add_subplot(gs[i, 0])
@@ -67,16 +123,16 @@ def plot_result(path, output=None) -> Path:
         if name in traj_est:
             te = traj_est[name]["data"]
             _band(ax, t, te["energy"], te.get("energy_stderr"), "C1", "trajectories")
-            ax.legend(fontsize=7)
+            _collect(ax, legend, prefix="E_Ω: ")
         a, b, s = v["attrs"]["x_min"], v["attrs"]["x_max"], v["attrs"]["smoothing"]
         ax.set_title(f"{name}: [{a:.4g}, {b:.4g}] {xu}" + (f", s = {s:.3g}" if s else ""),
                      fontsize=9)
-        ax.set_ylabel(f"E_Ω ({_label(units.get('energy', ''))})", fontsize=8)
-        ax.set_xlabel(f"t ({_label(tu)})", fontsize=8)
+        ax.set_ylabel(_axis("E_Ω", units.get("energy", "")), fontsize=8)
+        ax.set_xlabel(_axis("t", tu), fontsize=8)
         ax2 = fig.add_subplot(gs[i, 1:])
         if w:
             tw = w["t_start"] + 0.5 * float(res["attrs"].get("window", 0))
-            src, label = w, "window averages"
+            src, label = w, "window averages at the window centres"
             tt = tw
         else:
             src, label, tt = d, "instantaneous", t
@@ -95,9 +151,9 @@ def plot_result(path, output=None) -> Path:
         ax2.axhline(0, color="0.6", lw=0.5)
         ax2.set_title(f"{name}: power and its terms ({label})", fontsize=9)
         power_units = units.get("power") or units.get("field_work", "")
-        ax2.set_ylabel(f"power ({_label(power_units)})", fontsize=8)
-        ax2.set_xlabel(f"t ({_label(tu)})", fontsize=8)
-        ax2.legend(fontsize=7, ncol=3, loc="best")
+        ax2.set_ylabel(_axis("power", power_units), fontsize=8)
+        ax2.set_xlabel(_axis("t", tu), fontsize=8)
+        _collect(ax2, legend)
     fields = res["fields"]
     fu = res["field_units"]
     extent = [x[0], x[-1], t[0], t[-1]]
@@ -122,8 +178,8 @@ def plot_result(path, output=None) -> Path:
         cb.set_label(_label(fu.get(key, "")), fontsize=7)
         ax.set_title(title + (" (window averages)" if key == "power_density"
                               and p_extent is not extent else ""), fontsize=9)
-        ax.set_xlabel(f"x ({xu})", fontsize=8)
-        ax.set_ylabel(f"t ({_label(tu)})", fontsize=8)
+        ax.set_xlabel(_axis("x", xu), fontsize=8)
+        ax.set_ylabel(_axis("t", tu), fontsize=8)
         for v in vols.values():
             for edge in (v["attrs"]["x_min"], v["attrs"]["x_max"]):
                 ax.axvline(edge, color="w" if cmap == "viridis" else "k", lw=0.5, ls=":")
@@ -141,10 +197,15 @@ def plot_result(path, output=None) -> Path:
     else:
         ax.set_title("density n(x,t)", fontsize=9)
     ax.set_xlim(x[0], x[-1])
-    ax.set_xlabel(f"x ({xu})", fontsize=8)
-    ax.set_ylabel(f"t ({_label(tu)})", fontsize=8)
-    fig.suptitle(Path(path).name + f" — method {res['attrs'].get('method')}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(output, dpi=110)
+    ax.set_xlabel(_axis("x", xu), fontsize=8)
+    ax.set_ylabel(_axis("t", tu), fontsize=8)
+    title = Path(path).name + f" — method {res['attrs'].get('method')}"
+    if legend:
+        # above the panels, with the file's name as its title: constrained layout keeps both clear
+        fig.legend(list(legend.values()), list(legend), loc="outside upper center", title=title,
+                   ncol=min(len(legend), 7), fontsize=8, title_fontsize=10, frameon=False)
+    else:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(output, dpi=110, format=fmt)
     plt.close(fig)
     return output

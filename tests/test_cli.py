@@ -111,12 +111,18 @@ def test_builtin_demos_run_and_compare(tmp_path):
     assert r.returncode == 0, r.stderr
     r = bohmpower("exact", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    cw, ex = tmp_path / "bohmpower_demo.h5", tmp_path / "bohmpower_demo_exact.h5"
+    cw, ex = tmp_path / "bohmpower_demo.cw.h5", tmp_path / "bohmpower_demo.exact.h5"
     with h5py.File(cw, "r") as f:
         assert f.attrs["method"] == "cw" and f.attrs["samples"] == 512
         assert not f.attrs["exchange"] and f["diagnostics/crossings"][()] >= 0
     r = bohmpower("compare", ex, cw, cwd=tmp_path)
-    assert r.returncode == 0 and "overall:" in r.stdout, r.stderr
+    assert "overall:" in r.stdout and "of scale  max |diff| / max |exact|" in r.stdout, r.stderr
+    # the exit code follows the verdict, and the output says which code and why
+    disagree = "overall: DISAGREE" in r.stdout
+    assert r.returncode == (3 if disagree else 0), r.stdout + r.stderr
+    assert f"exit code {r.returncode}: " in r.stdout
+    r = bohmpower("compare", ex, cw, "--report-only", cwd=tmp_path)
+    assert r.returncode == 0 and "exit code 0: " in r.stdout, r.stderr
     r = bohmpower("plot", cw, "-o", tmp_path / "demo.png", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "demo.png").stat().st_size > 10_000, r.stderr
 

@@ -266,7 +266,8 @@ def test_unknown_key_message_lists_allowed_keys_of_the_kind():
     )
     e = refuse(d)
     assert str(e) == (
-        "potential[1].heigth: unknown key; allowed keys for kind 'barrier': "
+        "potential[1].heigth: unknown key; did you mean 'potential[1].height'? "
+        "allowed keys for kind 'barrier': "
         "center, height, smoothing, width"
     )
 

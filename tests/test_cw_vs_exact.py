@@ -49,7 +49,7 @@ def _run_both(tmp_path, data):
         r = subprocess.run([*exe, cmd, path, "-q"], capture_output=True, text=True, cwd=REPO,
                            timeout=600)
         assert r.returncode == 0, r.stderr
-    return compare_files(pe.with_suffix(".h5"), pc.with_suffix(".h5"))
+    return compare_files(pe.with_suffix(".exact.h5"), pc.with_suffix(".cw.h5"))
 
 
 @pytest.mark.parametrize("statistics, exchange", [("distinguishable", False), ("fermion", True)])

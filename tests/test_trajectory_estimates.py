@@ -107,7 +107,7 @@ def test_compare_and_plot_commands(tmp_path):
     exe = [sys.executable, "-m", "bohmpower"]
     r = subprocess.run([*exe, "exact", path, "-q"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    out = path.with_suffix(".h5")
+    out = path.with_suffix(".exact.h5")
     fig = tmp_path / "cmp.png"
     r = subprocess.run([*exe, "compare", out, out, "--plot", fig, "--fail-on-disagreement"],
                        capture_output=True, text=True, cwd=REPO)
@@ -122,6 +122,6 @@ def test_compare_and_plot_commands(tmp_path):
     path2 = write_run_file(tmp_path / "other.toml", other)
     r = subprocess.run([*exe, "exact", path2, "-q"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*exe, "compare", out, path2.with_suffix(".h5")], capture_output=True,
+    r = subprocess.run([*exe, "compare", out, path2.with_suffix(".exact.h5")], capture_output=True,
                        text=True, cwd=REPO)
     assert r.returncode == 2 and "x_max differs" in r.stderr and "Traceback" not in r.stderr

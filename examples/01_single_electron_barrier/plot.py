@@ -10,7 +10,7 @@ values as lines, trajectory estimates (mean +/- one standard error) as markers. 
 per volume: the window-averaged power P_Omega = (E_Omega(t + T) - E_Omega(t))/T and its split into
 field work P_J, quantum term P_S + P_N and boundary flux P_B (grid lines, trajectory markers with error
 bars). For one electron the interaction term is zero and the quantum term is a pure surface term
-(THEORY.md section 3), so P_Omega = P_J + P_Q + P_B - A_Omega with A_Omega = 0 away from the absorbers.
+(docs/theory.md section 3), so P_Omega = P_J + P_Q + P_B - A_Omega with A_Omega = 0 away from the absorbers.
 """
 
 from __future__ import annotations

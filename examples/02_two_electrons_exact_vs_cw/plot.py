@@ -10,11 +10,11 @@ Two rows (the finite volume ``device`` and the whole cell ``cell``) of three pan
 
 - interaction correlation P_C: exact line, CW estimates (mean +/- one standard error) with exchange off and on;
 - quantum term: the exact non-local source/sink P_N and the exact P_S + P_N as lines, the CW estimates of
-  P_S + P_N (the CW gives only the sum: its split needs derivatives across particles, THEORY.md section 3);
+  P_S + P_N (the CW gives only the sum: its split needs derivatives across particles, docs/theory.md section 3);
 - boundary flux P_B: exact line and the CW estimates.
 
 In the finite volume the three are non-zero; over the whole cell each vanishes exactly (pair antisymmetry
-for P_C, the integral of R^2 d_t Q for P_S + P_N, no flux through the grid's ends for P_B; THEORY.md
+for P_C, the integral of R^2 d_t Q for P_S + P_N, no flux through the grid's ends for P_B; docs/theory.md
 section 3), so the exact lines lie on zero and the CW estimates must be consistent with it. Each panel's
 title gives the largest exact field work P_J of its volume, the scale the other terms are measured against.
 """

@@ -8,7 +8,7 @@ Left: the potential energy U0(x) + q phi(x) (double barrier plus the bias drop, 
 stored field shape), the density at three times and the volumes emitter / well / collector. Right, one
 panel per volume: the window-averaged power P_Omega and its split into field work P_J, quantum term
 P_S + P_N and boundary flux P_B, all in the file's units (eV/fs in device units). One electron: the
-interaction term is zero (THEORY.md section 3).
+interaction term is zero (docs/theory.md section 3).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Usage::
     python examples/05_uniform_field_sum_rule/plot.py out.h5 [--volume device] [-o fig.png]
 
 Top panel: the global power P(t) stored by the run, next to F * integral of J dx built from the stored
-particle current (= F N d<X_cm>/dt, THEORY.md identity 9) and, as a second, independent route,
+particle current (= F N d<X_cm>/dt, docs/theory.md identity 9) and, as a second, independent route,
 F times the frame-difference derivative of the first moment integral of x n dx. Bottom panel: the
 window-averaged power of one finite volume and its terms (field work, interaction, quantum,
 boundary flux, absorbed).
