@@ -89,12 +89,7 @@ def test_relative_links_and_anchors_resolve(path):
     assert _broken(path) == []
 
 
-# docs/accuracy.md belongs to the accuracy study and still cites "THEORY.md section 3/4" (lines 37, 48,
-# 56, 78, 110, 541); strict, so this mark has to go as soon as that page is fixed.
-_OWNED_ELSEWHERE = {REPO / "docs" / "accuracy.md"}
-CITE_CASES = [pytest.param(p, marks=pytest.mark.xfail(
-    strict=True, reason="cites THEORY.md; page owned by the accuracy study")) if p in _OWNED_ELSEWHERE
-    else p for p in DOCS]
+CITE_CASES = DOCS
 
 
 @pytest.mark.parametrize("path", CITE_CASES, ids=lambda p: str(p.relative_to(REPO)))
