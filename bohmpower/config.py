@@ -413,6 +413,8 @@ KEYS: tuple[KeySpec, ...] = (
     _i("numerics", "order", 2, "2, 4 or 6", lambda v: v in (2, 4, 6)),
     _i("numerics", "fft_workers", 1, ">= 1", lambda v: v >= 1),
     _s("numerics", "fft_backend", "auto", ("auto", "scipy", "pyfftw")),
+    _s("numerics", "window_quadrature", "newton_cotes", ("newton_cotes", "every_step")),
+    _f("numerics", "window_node_phase", "dimensionless", 0.4, "> 0 (rad)", _positive),
     _f(
         "numerics",
         "max_memory_gb",
@@ -764,6 +766,8 @@ class NumericsConfig:
     max_memory_gb: float | None = _d("numerics", "max_memory_gb")
     density_cutoff: float = _d("numerics", "density_cutoff")
     fft_backend: str = _d("numerics", "fft_backend")
+    window_quadrature: str = _d("numerics", "window_quadrature")
+    window_node_phase: float = _d("numerics", "window_node_phase")
 
     def _sections(self) -> tuple[str, ...]:
         return ("numerics",)

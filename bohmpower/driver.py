@@ -20,6 +20,7 @@ from bohmpower.errors import NumericalError, StoppedEarly
 from bohmpower.exact.observables import FrameSetup
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
+from bohmpower.exact.quadrature import node_stride, window_rule
 from bohmpower.model import Model, build_model
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,12 @@ class ExactSolver:
             yield step, t, psi
 
     def run(self, observers: tuple[Callable, ...] = ()) -> ExactResult:
-        """Propagate to t_end: grid observables at every stored frame, every volume term at every
-        step (for the window averages), and exact Bohmian trajectories when the run asks for them.
+        """Propagate to t_end: grid observables at every stored frame and at the window quadrature's
+        nodes (``numerics.window_quadrature``), and exact Bohmian trajectories when the run asks.
 
-        Observers are called as ``observer(step, t, frame)`` after each stored frame.
+        Without trajectories the propagator advances straight from one evaluation step to the next
+        (fused half steps). Observers are called as ``observer(step, t, frame)`` after each stored
+        frame.
         """
         start = _time.perf_counter()
         m = self.model
@@ -153,14 +156,18 @@ class ExactSolver:
         frame_slots = {s: i for i, s in enumerate(tc.frame_steps)}
         frames = []
         health = HealthMonitor(m, self.dt)
-        windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt)
+        windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt,
+                               rule=self.window_quadrature, stride=self.node_stride)
         setup = FrameSetup(m, workers=self.workers,
                            fft_backend=m.config.numerics.fft_backend)
         traj = TrajectoryRun(self) if self.trajectories is not None else None
-        for step, t, psi in self.steps():
+        evaluate = set(frame_slots) | windows.node_steps
+        stepper = self.steps() if traj is not None else self._visits(sorted(evaluate))
+        for step, t, psi in stepper:
             is_frame = step in frame_slots
-            fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame, setup=setup)
-            windows.record(step, fr.volumes)
+            if is_frame or step in windows.node_steps:
+                fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame, setup=setup)
+                windows.record(step, fr.volumes)
             if traj is not None:
                 traj.record(step, t, psi, frame_slots.get(step))
             if is_frame:
@@ -180,6 +187,29 @@ class ExactSolver:
         result.warnings = list(self.warnings) + health.warnings
         return result
 
+    def _visits(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Yield ``(step, t, psi)`` at the given increasing steps (0 first), advancing in between."""
+        psi = self.psi
+        step = 0
+        yield 0, 0.0, psi
+        for target in targets:
+            if target <= step:
+                continue
+            self.propagator.advance(psi, step * self.dt, target - step)
+            step = target
+            yield step, step * self.dt, psi
+
+    @property
+    def window_quadrature(self) -> str:
+        return str(getattr(self.model.config.numerics, "window_quadrature", "newton_cotes"))
+
+    @property
+    def node_stride(self) -> int:
+        """Node spacing in steps of the "newton_cotes" window quadrature (``exact.quadrature``)."""
+        res = getattr(self.model, "resolution", None)
+        phase = float(res.phase) if res is not None else 0.0
+        return node_stride(phase, float(self.model.config.numerics.window_node_phase))
+
     @property
     def window_steps(self) -> int:
         return int(round(self.time_config.window_length / self.dt))
@@ -190,53 +220,62 @@ class ExactSolver:
 
 
 class ExactWindows:
-    """Window averages of the grid values over [t_s, t_s + T], accumulated at every step.
+    """Window averages of the grid values over [t_s, t_s + T], from a quadrature on step times.
 
-    ``power`` is (E_Omega(t_s + T) - E_Omega(t_s)) / T exactly; every other term is the trapezoid
-    average of its instantaneous values (O(dt^2)); ``quantum_nonlocal`` is the window balance, so
+    ``power`` is (E_Omega(t_s + T) - E_Omega(t_s)) / T exactly (the window's end nodes); every other
+    term is integrated by the window rule of :mod:`bohmpower.exact.quadrature` ("newton_cotes": a few
+    nodes per window; "every_step": every step), with ``quadrature_error`` per window the sum over the
+    power terms of the rule's error estimate (it bounds the error of each term and of the balance);
+    ``quantum_nonlocal`` is the window balance, so
     power = field_work + interaction + quantum_flux + quantum_nonlocal + boundary_flux - absorbed
     holds for the window averages too.
     """
 
     TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed",
              "particle_flux")
+    #: Terms whose error estimates add up to ``quadrature_error`` (hartree/time).
+    POWER_TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed")
 
-    def __init__(self, names, window_steps: int, n_steps: int, dt: float):
+    def __init__(self, names, window_steps: int, n_steps: int, dt: float,
+                 rule: str = "newton_cotes", stride: int = 1):
         self.names = list(names)
         self.window_steps = window_steps
         self.n_windows = n_steps // window_steps
         self.dt = dt
-        self.energy_start = {n: np.zeros(self.n_windows) for n in self.names}
-        self.energy_end = {n: np.zeros(self.n_windows) for n in self.names}
-        self.sums = {n: {q: np.zeros(self.n_windows) for q in self.TERMS} for n in self.names}
+        self.rule = window_rule(window_steps, rule, stride)
+        n_nodes = self.rule.steps.shape[0]
+        # step -> [(window, node index)], shared window ends belong to two windows.
+        self._slots: dict[int, list[tuple[int, int]]] = {}
+        for w in range(self.n_windows):
+            for i, s in enumerate(self.rule.steps):
+                self._slots.setdefault(int(w * window_steps + s), []).append((w, i))
+        self.node_steps = set(self._slots)
+        self.values = {n: {q: np.zeros((self.n_windows, n_nodes)) for q in self.TERMS + ("energy",)}
+                       for n in self.names}
 
     def record(self, step: int, volumes: dict) -> None:
-        w, r = divmod(step, self.window_steps)
-        for name in self.names:
-            vol = volumes[name]
-            if r == 0 and w < self.n_windows:
-                self.energy_start[name][w] = vol["energy"]
-                for q in self.TERMS:
-                    self.sums[name][q][w] += 0.5 * vol[q]
-            if r == 0 and 0 < w <= self.n_windows:
-                self.energy_end[name][w - 1] = vol["energy"]
-                for q in self.TERMS:
-                    self.sums[name][q][w - 1] += 0.5 * vol[q]
-            elif r != 0 and w < self.n_windows:
-                for q in self.TERMS:
-                    self.sums[name][q][w] += vol[q]
+        for w, i in self._slots.get(step, ()):
+            for name in self.names:
+                vol, store = volumes[name], self.values[name]
+                for q in self.TERMS + ("energy",):
+                    store[q][w, i] = vol[q]
 
     def results(self) -> dict:
         T = self.window_steps * self.dt
+        rule = self.rule
         out = {}
         for name in self.names:
+            v = self.values[name]
             d = {"t_start": np.arange(self.n_windows) * T,
-                 "power": (self.energy_end[name] - self.energy_start[name]) / T}
+                 "power": (v["energy"][:, -1] - v["energy"][:, 0]) / T}
             for q in self.TERMS:
-                d[q] = self.sums[name][q] / self.window_steps
+                d[q] = v[q] @ rule.weights
             d["quantum_nonlocal"] = (d["power"] - d["field_work"] - d["interaction"]
                                      - d["quantum_flux"] - d["boundary_flux"] + d["absorbed"])
             d["quantum"] = d["quantum_flux"] + d["quantum_nonlocal"]
+            d["quadrature_error"] = np.array(
+                [sum(rule.error_estimate(v[q][w]) for q in self.POWER_TERMS)
+                 for w in range(self.n_windows)])
             out[name] = d
         return out
 

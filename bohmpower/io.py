@@ -44,6 +44,7 @@ VOLUME_DIMENSIONS = {
     "quantum_nonlocal": "power",
     "boundary_flux": "power",
     "absorbed": "power",
+    "quadrature_error": "power",
 }
 TRAJECTORY_DIMENSIONS = {
     "positions": "length",

@@ -303,6 +303,53 @@ def wavepacket_comparison(run: bool) -> dict | str:
     return out
 
 
+def command_per_step(run_file: Path, n_steps: int, repeats: int = 2) -> dict:
+    """Per-step cost of the whole exact run of ``run_file`` (``ExactSolver.run()``: propagation,
+    observables at the window-quadrature nodes and frames, health checks), as the difference of runs
+    of ``n_steps`` and ``2 n_steps`` steps in this process after a warm-up run (start-up and numba
+    compilation cancel), against the FFT-pair floor of the same shape (scipy.fft, one thread).
+
+    Returns wall and CPU ms per step (the minimum over ``repeats`` pairs of runs), the floor, the
+    ratio of CPU per step to the floor, and the node stride of the window quadrature.
+    """
+    import dataclasses
+
+    from bohmpower.config import load_config
+    from bohmpower.driver import ExactSolver
+
+    cfg = load_config(run_file)
+
+    def run(steps: int) -> tuple[float, float, ExactSolver]:
+        c = dataclasses.replace(cfg, time=dataclasses.replace(cfg.time, t_end=steps * cfg.time.dt))
+        solver = ExactSolver(c, workers=1)
+        w0, c0 = time.perf_counter(), time.process_time()
+        solver.run()
+        return time.perf_counter() - w0, time.process_time() - c0, solver
+
+    _, _, solver = run(min(20, n_steps))
+    best = None
+    for _ in range(repeats):
+        w1, c1, _ = run(n_steps)
+        w2, c2, _ = run(2 * n_steps)
+        cur = ((w2 - w1) / n_steps * 1e3, (c2 - c1) / n_steps * 1e3)
+        best = cur if best is None or cur[1] < best[1] else best
+    import numpy as np
+    import scipy.fft as sfft
+
+    a = np.zeros(solver.psi.shape, dtype=complex) + 1e-3
+    floor = []
+    for _ in range(7):
+        t0 = time.process_time()
+        for _ in range(5):
+            a = sfft.fftn(a, overwrite_x=True, workers=1)
+            a = sfft.ifftn(a, overwrite_x=True, workers=1)
+        floor.append((time.process_time() - t0) / 5 * 1e3)
+    return {"run_file": str(run_file), "n_steps": n_steps, "wall_ms_per_step": best[0],
+            "cpu_ms_per_step": best[1], "fft_floor_ms": min(floor),
+            "ratio_cpu_to_floor": best[1] / min(floor), "node_stride": solver.node_stride,
+            "window_quadrature": solver.window_quadrature}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small cases only")
@@ -315,10 +362,16 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the WavePacket comparison of scripts/_wavepacket_case.py",
     )
     ap.add_argument("--backend", default=None, help="scipy or pyfftw (default: both if available)")
+    ap.add_argument("--command", type=Path, default=None, metavar="RUN.toml",
+                    help="only the whole-command per-step cost of this exact run file")
+    ap.add_argument("--command-steps", type=int, default=100)
     ap.add_argument("--child", nargs=2, type=int, metavar=("N", "NX"), help=argparse.SUPPRESS)
     ap.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.command:
+        print(json.dumps(command_per_step(args.command, args.command_steps)))
+        return 0
     if args.child:
         print(
             json.dumps(
