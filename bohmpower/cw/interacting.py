@@ -82,6 +82,7 @@ import scipy.linalg
 from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.state import TrajectoryState
 
+from .engine import _STATE_KEYS
 from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
 
 __all__ = [
@@ -97,7 +98,6 @@ __all__ = [
 
 #: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
 BASIS_ID_OFFSET = 2**40
-_STATE_KEYS = ("v", "e", "Q", "field_force", "field_power", "pair_force", "pair_power", "du0")
 
 
 # ---------------------------------------------------------------------------------------- algebra
