@@ -936,12 +936,15 @@ class RunConfig:
             changes["store"] = max(0, min(store, samples))
         if seed is not None:
             changes["seed"] = seed
-        key = "--samples" if samples is not None else "--seed"
         try:
             return self.replace_section("trajectories", **changes)
         except ConfigError as e:
+            # Name the option that carried the bad value: --seed for the seed, --samples else.
+            if e.key == "trajectories.seed":
+                raise ConfigError("--seed", e.message) from None
             if e.key.startswith("trajectories."):
-                raise ConfigError(key, e.message) from None
+                raise ConfigError("--samples" if samples is not None else "--seed",
+                                  e.message) from None
             raise
 
 
