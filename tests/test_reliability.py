@@ -379,7 +379,7 @@ OVERFLOW_CASES = [
                             {"center": 4.0, "width": 1.5, "wavenumber": 0.6}]})),
     ("trajectories.count", lambda d: _with(d, "trajectories", count=10 ** 12)),
     ("grid.points", lambda d: _with(d, "grid", points=2 ** 62)),
-    ("duration", lambda d: dict(d, field=[{"kind": "linear_drop", "bias": 0.1, "x_left": -5.0,
+    ("field[0].duration", lambda d: dict(d, field=[{"kind": "linear_drop", "bias": 0.1, "x_left": -5.0,
                                            "x_right": 5.0, "smoothing": 1.0,
                                            "time_profile": "gaussian_pulse", "t0": 0.25,
                                            "duration": 1e-3}])),
@@ -391,4 +391,4 @@ def test_overflow_values_are_refused_naming_the_key_and_the_limit(tmp_path, capl
     run = write_run_file(tmp_path / "run.toml", edit(cw_run()))
     code, err = cli(["check", run], caplog)
     assert code == 2 and key in err and "Traceback" not in err, err
-    assert any(w in err for w in ("at most", "at least", "limit")), err
+    assert any(w in err for w in ("at most", "at least", "limit", "<=")), err
