@@ -392,3 +392,68 @@ def test_overflow_values_are_refused_naming_the_key_and_the_limit(tmp_path, capl
     code, err = cli(["check", run], caplog)
     assert code == 2 and key in err and "Traceback" not in err, err
     assert any(w in err for w in ("at most", "at least", "limit", "<=")), err
+
+
+# ------------------------------------------------------------------------------------------------
+# Fuzz: near-limit numbers through the whole `check` path (model build and resolution rules, where
+# the overflow tracebacks were), and random CLI argument lists
+# ------------------------------------------------------------------------------------------------
+
+NEAR_LIMITS = [1e30, -1e30, 1e-30, -1e-30, 3e29, 3e-29]
+
+
+def _float_sections():
+    from bohmpower.config import SECTIONS
+
+    return sorted(s for s, specs in SECTIONS.items() if any(k.type == "float" for k in specs))
+
+
+@pytest.mark.parametrize("section", _float_sections())
+def test_near_limit_floats_never_end_in_a_traceback(section, tmp_path, caplog):
+    """Every float key of every section at values near the limits: `check` exits 0 or 2."""
+    from bohmpower.config import SECTIONS
+    from tests.test_config_fuzz import section_doc
+
+    (tmp_path / "u.dat").write_text("-40 0\n0 1\n40 0\n")
+    doc, table_of = section_doc(section)
+    codes = set()
+    for spec in SECTIONS[section]:
+        if spec.type != "float":
+            continue
+        for value in NEAR_LIMITS:
+            variant = json.loads(json.dumps(doc))
+            table_of(variant)[spec.key] = value
+            path = write_run_file(tmp_path / "run.toml", variant)
+            code, err = cli(["check", path], caplog)
+            assert code in (0, 2), (section, spec.key, value, err)
+            assert "unexpected failure" not in err, (section, spec.key, value, err)
+            codes.add(code)
+    assert codes  # the sweep ran
+
+
+def test_random_cli_argument_lists_never_end_in_a_traceback(tmp_path, caplog):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)  # an HDF5 signature and nothing else
+    words = ["check", "info", "plot", "compare", "-o", "--plot", "--alpha", "--seed", "--samples",
+             "-q", "-v", "--overwrite", "--resume", "0", "-1", "nan", "1e400", str(run), str(junk),
+             str(tmp_path), str(tmp_path / "none.h5"), str(tmp_path / "missing" / "f.png"), "",
+             "\udcff"]
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(args=st.lists(st.sampled_from(words), min_size=1, max_size=6).filter(
+        lambda a: a[0] in ("check", "info", "plot", "compare")))
+    def prop(args):
+        try:
+            code, err = cli(args, caplog)
+        except SystemExit as exc:  # argparse's usage error: exit 2 with its message
+            assert exc.code in (0, 2)
+            return
+        assert code in (0, 2, 3), (args, err)
+        assert "unexpected failure" not in err, (args, err)
+
+    prop()
