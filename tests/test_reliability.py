@@ -307,8 +307,9 @@ def test_check_into_a_closed_pipe_is_quiet(tmp_path):
 
 def test_negative_seed_names_seed(tmp_path, caplog):
     run = write_run_file(tmp_path / "run.toml", cw_run())
-    code, err = cli(["run", run, "--seed", "-1", "-o", tmp_path / "o.h5"], caplog)
-    assert code == 2 and "--seed" in err and "--samples" not in err
+    for extra in ([], ["--samples", "10"]):
+        code, err = cli(["run", run, "--seed", "-1", *extra, "-o", tmp_path / "o.h5"], caplog)
+        assert code == 2 and "--seed" in err and "--samples" not in err, err
 
 
 def test_non_utf8_run_file_in_check_is_a_clear_error(tmp_path, caplog):
