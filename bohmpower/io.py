@@ -532,4 +532,26 @@ def read_result(path: Path, fields: bool = False) -> dict:
                 out["U0_units"] = f["model/U0"].attrs["units"]
             if "trajectories" in f:
                 out["trajectories"] = _read_group_arrays(f["trajectories"])
+    _require_parts(path, out, fields)
     return out
+
+
+#: Datasets every reader of a result file relies on (SPEC.md "Result file").
+_REQUIRED_VOLUME = ("energy",)
+_REQUIRED_FIELDS = ("density", "energy_density", "power_density")
+
+
+def _require_parts(path, out: dict, fields: bool) -> None:
+    """Refuse a result whose structure lacks what the readers use, naming what is missing."""
+    missing = []
+    for where in ("volumes", "trajectory_estimates"):
+        for name, vol in out.get(where, {}).items():
+            prefix = "volumes" if where == "volumes" else "trajectory_estimates/volumes"
+            missing += [f"/{prefix}/{name}/{q}" for q in _REQUIRED_VOLUME if q not in vol["data"]]
+            if vol["window"] and "t_start" not in vol["window"]:
+                missing.append(f"/{prefix}/{name}/window/t_start")
+    if fields:
+        missing += [f"/fields/{q}" for q in _REQUIRED_FIELDS if q not in out["fields"]]
+    if missing:
+        raise ResultFileError(f"{path}: incomplete bohmpower result file: missing "
+                              + ", ".join(missing))

@@ -458,3 +458,61 @@ def test_random_cli_argument_lists_never_end_in_a_traceback(tmp_path, caplog):
         assert "unexpected failure" not in err, (args, err)
 
     prop()
+
+
+PLOT_NEEDS = ("fields/density", "fields/energy_density", "fields/power_density", "volumes",
+              "volumes/right/energy", "volumes/right/window/t_start", "fields/window", "time",
+              "/time as bytes")
+
+
+def _objects_and_attrs(path):
+    names = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: names.append(n))
+        names += ["@" + k for k in f.attrs]
+    return names
+
+
+def test_result_readers_survive_deleted_parts_truncation_and_wrong_dtypes(exact_result, tmp_path,
+                                                                          caplog):
+    """Every group, dataset and root attribute deleted in turn, a truncated file, a dataset of the
+    wrong dtype: info, plot and compare end in 0 or 2 (a ResultFileError naming the file)."""
+    broken = tmp_path / "broken.h5"
+    cases = []
+    for name in _objects_and_attrs(exact_result):
+        def delete(f, name=name):
+            if name.startswith("@"):
+                del f.attrs[name[1:]]
+            else:
+                del f[name]
+        cases.append((f"delete {name}", delete))
+
+    def wrong_dtype(f):
+        del f["time"]
+        f["time"] = np.array([b"a", b"b"])
+    cases.append(("/time as bytes", wrong_dtype))
+    refused = 0
+    for label, edit in cases:
+        broken.write_bytes(exact_result.read_bytes())
+        with h5py.File(broken, "r+") as f:
+            try:
+                edit(f)
+            except KeyError:  # already gone with its parent group
+                continue
+        commands = [["info", broken], ["compare", exact_result, broken]]
+        if label.removeprefix("delete ") in PLOT_NEEDS:  # figures are slow: only what plot reads
+            commands.append(["plot", broken, "-o", tmp_path / "f.png"])
+        for command in commands:
+            code, err = cli(command, caplog)
+            assert code in (0, 2) and "unexpected failure" not in err, (label, command, err)
+            if code == 2:
+                # a ResultFileError names the file; compare may instead refuse the comparison
+                # itself ("no volume names in common"), which names the volumes
+                assert str(broken) in err or command[0] == "compare", (label, command, err)
+                refused += 1
+    data = exact_result.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    for command in (["info", broken], ["compare", exact_result, broken]):
+        code, err = cli(command, caplog)
+        assert code == 2 and str(broken) in err, (command, err)
+    assert refused > 10
