@@ -136,6 +136,19 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
+@contextmanager
+def _replacing(path: Path):
+    """Yield a temporary name; on success rename it to ``path``, on any failure remove it (no
+    partial file stays behind, and an existing ``path`` is untouched)."""
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def _dataset(group, name, data, units: str, **kw):
     ds = group.create_dataset(name, data=np.asarray(data), **kw)
     ds.attrs["units"] = units
@@ -148,8 +161,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
     check_output_path(path, overwrite)
     us = UnitSystem(config.units.system)
     model = result.model
-    tmp = _tmp_name(path)
-    with h5py.File(tmp, "w") as f:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         _common_attrs(f, config, model, us, "exact", result.wall_time, result.samples)
         t, x = _write_axes_and_model(f, model, result.time, us)
 
@@ -187,7 +199,6 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
             if key.startswith("health/"):
                 _dataset(hg, key.split("/", 1)[1], val, "dimensionless")
         hg.attrs["warnings"] = "\n".join(result.warnings)
-    os.replace(tmp, path)
     return path
 
 
@@ -256,8 +267,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
     us = UnitSystem(config.units.system)
     model = result.model
     est = result.estimates
-    tmp = _tmp_name(path)
-    with h5py.File(tmp, "w") as f:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples,
                       getattr(result, "ranks", 1))
         f.attrs["load_imbalance"] = float(getattr(result, "load_imbalance", 1.0))
@@ -291,7 +301,6 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
         _dataset(dg, "discarded_samples", len(result.discarded), "dimensionless")
         dg.attrs["discarded_sample_ids"] = np.asarray(result.discarded, dtype=np.int64)
         dg.attrs["warnings"] = "\n".join(result.warnings)
-    os.replace(tmp, path)
     return path
 
 

@@ -516,3 +516,20 @@ def test_result_readers_survive_deleted_parts_truncation_and_wrong_dtypes(exact_
         code, err = cli(command, caplog)
         assert code == 2 and str(broken) in err, (command, err)
     assert refused > 10
+
+
+def test_a_failed_result_write_leaves_no_partial_file(tmp_path, monkeypatch, caplog):
+    """A write that fails half-way (here: a dataset that cannot be written) removes its temporary
+    file and leaves no result behind."""
+    import bohmpower.io as bio
+
+    run = write_run_file(tmp_path / "run.toml", exact_run())
+    out = tmp_path / "out.h5"
+
+    def failing(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bio, "_write_axes_and_model", failing)
+    code, err = cli(["exact", run, "-o", out, "-q"], caplog)
+    assert code != 0 and not out.exists()
+    assert not list(tmp_path.glob("out.h5.tmp*")), list(tmp_path.iterdir())
