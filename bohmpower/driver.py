@@ -7,6 +7,8 @@ while checking the run's numerical health, and calls observers (progress bars, w
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time as _time
 from collections.abc import Callable, Iterator
@@ -409,6 +411,10 @@ class CWResult:
     exchange: bool
     wall_time: float = 0.0
     warnings: list = field(default_factory=list)
+    scheme: str = "zeroth_order"
+    #: interacting scheme: the shared basis's per-step "rank" (eigenvalues of S kept), "norm" of the
+    #: reconstructed Psi and "condition" of S, from a block this process ran (identical in every block)
+    basis_diagnostics: dict | None = None
 
 
 class CWSolver:
@@ -429,6 +435,7 @@ class CWSolver:
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
         self.model, self.warnings = build_model(atomic, command="run")
+        self.warnings = list(self.warnings) + atomic.method_warnings()
         self.workers = workers if workers is not None else atomic.numerics.fft_workers
         self.time = atomic.time
         self.dt = atomic.time.dt
@@ -437,7 +444,11 @@ class CWSolver:
         self.n_samples = int(tr.count)
         self.seed = int(tr.seed)
         self.n_store = int(min(tr.store or 0, self.n_samples))
-        self.exchange = bool(atomic.method.exchange) if atomic.method is not None else False
+        method = atomic.method
+        self.exchange = bool(method.exchange) if method is not None else False
+        self.scheme = method.scheme if method is not None else "zeroth_order"
+        self.method = method
+        self.basis_diagnostics: dict | None = None
         m = self.model
         self.kind = "slater" if m.statistics == "fermion" else "product"
         self.identical = m.statistics == "fermion" and m.n_particles > 1
@@ -501,7 +512,10 @@ class CWSolver:
             progress(sum(r.sums.n_samples for r in done.values()))
         todo = [b for b in blocks if int(b[0]) not in done_ids]
         mine = my_blocks(todo, comm)
-        n_rounds = comm.allreduce(len(mine), op=_max_op())
+        # units of work: one block each (zeroth order), or all of a rank's blocks at once (the
+        # interacting scheme: one shared basis guides them all, so it is propagated once per rank)
+        units = [[b] for b in mine] if self.scheme != "interacting" else ([mine] if mine else [])
+        n_rounds = comm.allreduce(len(units), op=_max_op())
         local, pending = [], []
         last_flush = _time.perf_counter()
         busy = 0.0
@@ -514,10 +528,10 @@ class CWSolver:
                 self._flush(checkpoint, pending)
                 raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
             t0 = _time.perf_counter()
-            if i < len(mine):
-                r = self.run_block(mine[i])
-                local.append(r)
-                pending.append(r)
+            if i < len(units):
+                rs = self.run_blocks(units[i])
+                local.extend(rs)
+                pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
             busy += _time.perf_counter() - t0
             n_pending = sum(r.sums.n_samples for r in pending)
@@ -529,7 +543,8 @@ class CWSolver:
                 self._flush(checkpoint, pending)
                 last_flush = _time.perf_counter()
             if progress is not None:
-                finished = comm.allreduce(len(mine[i]) if i < len(mine) else 0, op=_sum_op())
+                finished = comm.allreduce(
+                    sum(len(b) for b in units[i]) if i < len(units) else 0, op=_sum_op())
                 if comm.rank == 0:
                     progress(finished)
         self._flush(checkpoint, pending)
@@ -549,7 +564,8 @@ class CWSolver:
         result = CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
                           estimates=estimates, stored_trajectories=stored, crossings=crossings,
                           discarded=discarded, samples=self.n_samples, exchange=self.exchange,
-                          wall_time=_time.perf_counter() - start, warnings=list(self.warnings))
+                          wall_time=_time.perf_counter() - start, warnings=list(self.warnings),
+                          scheme=self.scheme, basis_diagnostics=self.basis_diagnostics)
         result.ranks = comm.size
         result.load_imbalance = (max(busy_all) / max(np.mean(busy_all), 1e-12)
                                  if busy_all else 1.0)
@@ -573,9 +589,57 @@ class CWSolver:
         return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
                 "with the same command plus --resume")
 
+    def _ensemble(self, X0: np.ndarray, ids: np.ndarray):
+        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis."""
+        from bohmpower.cw.engine import CWEnsemble
+
+        if self.scheme == "interacting":
+            from bohmpower.cw.interacting import InteractingEnsemble
+
+            mth = self.method
+            return InteractingEnsemble(
+                self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
+                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers)
+        return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
+                          sample_ids=ids)
+
+    def run_blocks(self, blocks: list) -> list:
+        """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
+        together (one basis, their worlds side by side) in the interacting scheme."""
+        if self.scheme != "interacting" or len(blocks) == 1:
+            return [self.run_block(ids) for ids in blocks]
+        from bohmpower.model.sampling import sample_configurations
+        from bohmpower.power.recorder import BlockRecorder
+
+        m = self.model
+        blocks = [np.asarray(b) for b in blocks]
+        ids = np.concatenate(blocks)
+        X0 = sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+        recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
+                              self.identical) for b in blocks]
+        edges = np.cumsum([0] + [b.size for b in blocks])
+        ens = self._ensemble(X0, ids)
+
+        def record(step, state):
+            for r, a, b in zip(recs, edges[:-1], edges[1:]):
+                r.record(step, slice_state(state, slice(a, b)))
+
+        record(0, ens.state)
+        for step in range(1, self.time.n_steps + 1):
+            ens.step()
+            record(step, ens.state)
+        self._keep_basis_diagnostics(ens)
+        return [r.finish() for r in recs]
+
+    def _keep_basis_diagnostics(self, ens) -> None:
+        if self.scheme == "interacting" and self.basis_diagnostics is None:
+            self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
+                                      "norm": np.asarray(ens.norm_history),
+                                      "condition": np.asarray(ens.condition_history)}
+
     def run_block(self, ids: np.ndarray):
         """Propagate the worlds of one block of sample ids and return its ``BlockResult``."""
-        from bohmpower.cw.engine import CWEnsemble, SampleFailure
+        from bohmpower.cw.engine import SampleFailure
         from bohmpower.model.sampling import sample_configurations
         from bohmpower.power.recorder import BlockRecorder
 
@@ -586,12 +650,12 @@ class CWSolver:
             rec = BlockRecorder(ids, self.volumes, self.time, self.window_steps, m.grid.x,
                                 self.n_store, self.identical)
             try:
-                ens = CWEnsemble(m, X0, exchange=self.exchange, workers=self.workers,
-                                 sample_ids=ids)
+                ens = self._ensemble(X0, ids)
                 rec.record(0, ens.state)
                 for step in range(1, self.time.n_steps + 1):
                     ens.step()
                     rec.record(step, ens.state)
+                self._keep_basis_diagnostics(ens)
             except SampleFailure as exc:
                 bad = int(exc.sample_id)
                 if not self.discard_bad_samples:
@@ -616,6 +680,15 @@ class CWSolver:
                                          "every sample of a block failed") from None
                 continue
             return rec.finish()
+
+
+def slice_state(state, rows: slice):
+    """The worlds ``rows`` of a TrajectoryState (a view per array)."""
+    kw = {}
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        kw[f.name] = v[rows] if isinstance(v, np.ndarray) and v.ndim >= 1 else v
+    return type(state)(**kw)
 
 
 def _max_op():

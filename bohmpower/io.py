@@ -272,6 +272,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
                       getattr(result, "ranks", 1))
         f.attrs["load_imbalance"] = float(getattr(result, "load_imbalance", 1.0))
         f.attrs["exchange"] = bool(result.exchange)
+        f.attrs["scheme"] = str(getattr(result, "scheme", "zeroth_order"))
         t, x = _write_axes_and_model(f, model, result.time, us)
         vg = f.create_group("volumes")
         for vol in model.volumes:
@@ -301,6 +302,13 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
         _dataset(dg, "discarded_samples", len(result.discarded), "dimensionless")
         dg.attrs["discarded_sample_ids"] = np.asarray(result.discarded, dtype=np.int64)
         dg.attrs["warnings"] = "\n".join(result.warnings)
+        basis = getattr(result, "basis_diagnostics", None)
+        if basis:
+            # interacting scheme: one value per step of the shared basis (the same in every block)
+            bg = dg.create_group("basis")
+            bg.attrs["dt"] = float(us.from_atomic(model.config.time.dt, "time"))
+            for name, values in basis.items():
+                _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless")
     return path
 
 

@@ -1,0 +1,584 @@
+"""Interacting conditional wavefunctions (ICWF): a correlated CW method that converges with the basis.
+
+After G. Albareda, A. Kelly, A. Rubio, Phys. Rev. Materials 3, 023803 (2019). The many-electron
+wavefunction is expanded in the conditional wavefunctions (CWs) of ``n_basis`` *basis worlds*,
+
+.. math::
+
+    \\Psi(x_1..x_N, t) = \\sum_\\beta C_\\beta(t)\\, \\Phi_\\beta(x_1..x_N, t), \\qquad
+    \\Phi_\\beta = \\prod_j \\phi^\\beta_j(x_j) \\ \\text{(distinguishable)}, \\qquad
+    \\Phi_\\beta = \\det[\\phi^\\beta_l(x_k)] \\ \\text{(fermions)},
+
+and the coefficients follow the Dirac-Frenkel projection of the Schroedinger equation on that basis
+(hbar = 1), ``i S dC/dt = (H - D) C``.
+
+Choices (and why)
+-----------------
+- **Basis worlds** are configurations X^beta sampled from |Psi0|^2 (their own seed streams, ids
+  ``BASIS_ID_OFFSET + beta``), each carrying the zeroth-order CWs phi^beta_j(x, 0) = Psi0(X^beta_1 .. x
+  .. X^beta_N) (for a Slater determinant: the cofactor slice) that evolve by the Hermitian conditional
+  equation i d_t phi^beta_j = [T + U0 + q phi + sum_{k != j} W(x - X^beta_k(t))] phi^beta_j, with
+  X^beta guided by its own CWs: exactly the zeroth-order engine (``cw.engine.CWEnsemble``), so the basis
+  explores the regions the interacting dynamics visits.
+- **Matrices.** Because T, U0 and q phi cancel between H and D,
+
+  .. math::
+
+      K_{\\alpha\\beta} = \\langle \\Phi_\\alpha | H - i\\partial_t | \\Phi_\\beta \\rangle
+        = \\langle \\Phi_\\alpha | \\sum_{j<k} W(x_j - x_k)
+          - \\sum_j \\sum_{k \\ne j} W(x_j - X^\\beta_k) | \\Phi_\\beta \\rangle .
+
+  With O^{ab}_{il} = <phi^a_i|phi^b_l> and a sum over permutations sigma (identity only for
+  distinguishable electrons; all of them with their signs for fermions: <Phi_a| applied to the
+  antisymmetriser of Phi_b):
+
+  .. math::
+
+      S_{ab} = \\sum_\\sigma \\mathrm{sgn}\\,\\sigma \\prod_l O_{\\sigma l, l}, \\qquad
+      K_{ab} = \\sum_\\sigma \\mathrm{sgn}\\,\\sigma \\Big[ \\sum_{j<k} W2_{\\sigma j j, \\sigma k k}
+          \\prod_{l \\ne j,k} O_{\\sigma l, l}
+          - \\sum_j U_{\\sigma j, j} \\prod_{l \\ne j} O_{\\sigma l, l} \\Big],
+
+  W2_{ij,i'j'} = int int conj(phi^a_i(x)) phi^b_j(x) W(x - y) conj(phi^a_i'(y)) phi^b_j'(y) and
+  U_{ij} = <phi^a_i| sum_{k != j} W(. - X^b_k) |phi^b_j>. (Both S and K of the fermion case are N! times
+  <A Phi_a|.|A Phi_b>; the common factor drops out of the equation.)
+- **Regularised solve.** S is Hermitian positive semi-definite and ill-conditioned (with a Slater Psi0
+  every antisymmetrised basis function is proportional to Psi0 at t = 0: rank 1). dC/dt = -i S^+ K C
+  with S^+ the pseudo-inverse from the eigen-decomposition of S, keeping eigenvalues above
+  ``overlap_cutoff`` times the largest. The number of kept eigenvalues (the effective basis size) is
+  recorded at every step.
+- **Time step.** After the basis worlds are stepped (second order), C(t + dt) = exp(-i dt (G(t) +
+  G(t + dt))/2) C(t), G = S^+ K: second order, like the rest of the engine.
+- **C(0)** is the least-squares fit S C = <Phi_a|Psi0> (pseudo-inverse), scaled to unit norm.
+- **Guidance.** The measured worlds (``trajectories.count``, the existing sample ids) are guided by the
+  reconstructed Psi: r1_k = d_k Psi / Psi and r2_k = d_k^2 Psi / Psi at the configuration are sums over
+  the basis of determinants (or products) of the CWs' values and derivatives at the N positions, so
+  v_k, Q_k and e_k, and every estimator, follow unchanged.
+- **A basis world that is removed** (absorbed, out of the cell, or numerically failed in its own
+  zeroth-order guidance) is dropped and C is refitted on the remaining basis (least squares), so Psi
+  is continuous across the removal.
+
+Health (checked every step): the norm of Psi, N! C^+ S C for fermions, C^+ S C otherwise, must stay
+within ``norm_tolerance`` of 1 without absorbing layers (and never grow beyond it with them); C, S and
+K must be finite. A run that fails stops with the step, the time and the cause.
+
+Cost per step: n_basis N CW propagations; the matrices cost O(n_basis^2 N^2 n_x^2) (the pair
+interaction, one matrix product with the n_x x n_x table of W) plus O(n_basis^3) (eigen-decomposition
+and exponential); the guidance of B measured worlds O(B n_basis N) stencil evaluations and B n_basis N
+small determinants. Every block of measured worlds propagates the same basis (deterministic), so blocks
+stay independent: results do not depend on the rank count and checkpoints work as for zeroth order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from bohmpower.errors import ConfigError, NumericalError
+from bohmpower.model.state import TrajectoryState
+
+from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
+
+__all__ = [
+    "PairConvolution",
+    "BASIS_ID_OFFSET",
+    "BasisMatrices",
+    "InteractingEnsemble",
+    "basis_matrices",
+    "permutations_with_signs",
+    "pseudo_inverse",
+    "reconstructed_ratios",
+]
+
+#: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
+BASIS_ID_OFFSET = 2**40
+_STATE_KEYS = ("v", "e", "Q", "field_force", "field_power", "pair_force", "pair_power", "du0")
+
+
+# ---------------------------------------------------------------------------------------- algebra
+def permutations_with_signs(n: int, antisymmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Permutations sigma of 0..n-1 (rows) and their signs; the identity alone when not antisymmetric."""
+    if not antisymmetric:
+        return np.arange(n)[None, :], np.ones(1)
+    perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64).reshape(-1, n)
+    signs = np.array([np.linalg.det(np.eye(n)[p]) for p in perms]).round()
+    return perms, signs
+
+
+def pseudo_inverse(s: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, float]:
+    """Pseudo-inverse of a Hermitian PSD matrix, eigenvalues below ``cutoff * max`` dropped.
+
+    Returns
+    -------
+    s_plus : ndarray (M, M)
+    rank : int
+        Eigenvalues kept.
+    condition : float
+        Largest over smallest kept eigenvalue.
+    """
+    s = 0.5 * (s + s.conj().T)
+    lam, vec = np.linalg.eigh(s)
+    top = lam[-1]
+    if not (np.isfinite(top) and top > 0):
+        raise FloatingPointError("overlap matrix S is not positive")
+    keep = lam > cutoff * top
+    vk = vec[:, keep]
+    s_plus = (vk / lam[keep]) @ vk.conj().T
+    return s_plus, int(keep.sum()), float(top / lam[keep][0])
+
+
+@dataclass
+class BasisMatrices:
+    """S, K and the one-body overlaps of a basis (module Choices), shapes (M, M) and (M, M, N, N)."""
+
+    s: np.ndarray
+    k: np.ndarray
+    overlaps: np.ndarray
+
+
+def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConvolution | None,
+                   antisymmetric: bool) -> BasisMatrices:
+    """S and K = <Phi_a|H - i d_t|Phi_b> of the basis (module Choices).
+
+    Parameters
+    ----------
+    psi : ndarray, complex, shape (M, N, n_x)
+        CWs of the basis worlds, phi^b_j on the grid.
+    X : ndarray, shape (M, N)
+        Positions of the basis worlds [bohr] (the X^b_k of their conditional potentials).
+    x : ndarray, shape (n_x,)
+        Uniform grid [bohr].
+    pair : PairConvolution or None
+        The pair interaction on the grid; None without interaction (K = 0).
+    antisymmetric : bool
+        Fermions (determinants) or distinguishable electrons (products).
+
+    Returns
+    -------
+    BasisMatrices
+    """
+    m, n, n_x = psi.shape
+    x = np.asarray(x, dtype=float)
+    dx = float(x[1] - x[0])
+    perms, signs = permutations_with_signs(n, antisymmetric)
+    cpsi = psi.conj()
+    # O[a, b, i, l] = <phi^a_i | phi^b_l>
+    ov = np.einsum("aix,blx->abil", cpsi, psi, optimize=True) * dx
+    s = np.zeros((m, m), dtype=complex)
+    k = np.zeros((m, m), dtype=complex)
+    for p, sg in zip(perms, signs):
+        cols = ov[:, :, p, np.arange(n)]  # (M, M, N): O_{sigma l, l}
+        s += sg * np.prod(cols, axis=-1)
+    if pair is None or n < 2:
+        return BasisMatrices(s, k, ov)
+    w_fn = pair.w
+    # U[a, b, i, j] = <phi^a_i | sum_{k != j} W(x - X^b_k) | phi^b_j>, with V[b, j, x] the
+    # conditional interaction that b's CW j evolves under
+    vb = np.zeros((m, n, n_x))
+    for j in range(n):
+        for kk in range(n):
+            if kk != j:
+                vb[:, j, :] += w_fn(x[None, :] - X[:, kk, None])
+    u = np.einsum("aix,bjx->abij", cpsi, vb * psi, optimize=True) * dx
+    # pair densities f_ij(x) = conj(phi^a_i(x)) phi^b_j(x), shape (M, M, n_x), and their convolution
+    # with W (only the (i, j) that some permutation needs)
+    f_cache: dict = {}
+    g_cache: dict = {}
+
+    def f_of(i, j):
+        if (i, j) not in f_cache:
+            f_cache[i, j] = cpsi[:, None, i, :] * psi[None, :, j, :]
+        return f_cache[i, j]
+
+    def g_of(i, j):
+        if (i, j) not in g_cache:
+            g_cache[i, j] = pair.convolve(f_of(i, j)) * dx
+        return g_cache[i, j]
+
+    for p, sg in zip(perms, signs):
+        cols = ov[:, :, p, np.arange(n)]
+        for j in range(n):
+            rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
+            k -= sg * u[:, :, p[j], j] * rest
+            for kk in range(j + 1, n):
+                w2 = np.einsum("abx,abx->ab", f_of(p[j], j), g_of(p[kk], kk)) * dx
+                others = [l for l in range(n) if l not in (j, kk)]
+                rest2 = np.prod(cols[:, :, others], axis=-1) if others else 1.0
+                k += sg * w2 * rest2
+    return BasisMatrices(s, k, ov)
+
+
+class PairConvolution:
+    """Convolution with the pair interaction on the grid, (W f)(x_i) = sum_j W(x_i - x_j) f(x_j).
+
+    W(x_i - x_j) is a Toeplitz matrix (the plain distance, as in the conditional potentials), applied
+    by zero-padded FFTs of length 2 n_x: O(n_x log n_x) per function instead of O(n_x^2) for the
+    table (``table``, its numpy twin in the tests); W of a soft Coulomb pair is not of low rank on a
+    grid whose spacing is near the softening, so no factorisation helps.
+    """
+
+    def __init__(self, x: np.ndarray, w) -> None:
+        x = np.asarray(x, dtype=float)
+        self.x, self.w, self.n_x = x, w, x.size
+        dx = float(x[1] - x[0])
+        d = np.arange(self.n_x) * dx
+        kernel = np.zeros(2 * self.n_x)
+        kernel[: self.n_x] = w(d)
+        kernel[self.n_x + 1 :] = w(-d[1:][::-1])
+        self._kernel_hat = np.fft.fft(kernel)
+
+    def table(self) -> np.ndarray:
+        """W(x_i - x_j), shape (n_x, n_x) [hartree]."""
+        return np.asarray(self.w(self.x[:, None] - self.x[None, :]), dtype=float)
+
+    def convolve(self, f: np.ndarray) -> np.ndarray:
+        """sum_j W(x_i - x_j) f[..., j] (no dx), shape of f."""
+        import scipy.fft as sfft
+
+        n = self.n_x
+        fh = sfft.fft(f, n=2 * n, axis=-1)
+        fh *= self._kernel_hat
+        return sfft.ifft(fh, axis=-1, overwrite_x=True)[..., :n]
+
+
+def reconstructed_ratios(values: np.ndarray, d1: np.ndarray, d2: np.ndarray, c: np.ndarray,
+                         antisymmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Psi, d_k Psi / Psi and d_k^2 Psi / Psi of the reconstructed wavefunction at B configurations.
+
+    Parameters
+    ----------
+    values, d1, d2 : ndarray, complex, shape (B, M, N, N)
+        phi^b_l at X_k and its first and second derivatives: entry [w, b, k, l] for world w's
+        electron k and basis function b's orbital l.
+    c : ndarray, complex, shape (M,)
+    antisymmetric : bool
+
+    Returns
+    -------
+    psi : (B,), r1, r2 : (B, N) complex
+    """
+    n_w, m, n, _ = values.shape
+    diag = np.arange(n)
+    with np.errstate(invalid="ignore"):  # NaN rows: removed worlds
+        return _reconstructed(values, d1, d2, c, antisymmetric, n_w, n, diag)
+
+
+def _reconstructed(values, d1, d2, c, antisymmetric, n_w, n, diag):
+    if not antisymmetric:
+        v = values[:, :, diag, diag]  # (B, M, N)
+        full = np.prod(v, axis=-1)  # (B, M)
+        psi = full @ c
+        r1 = np.empty((n_w, n), dtype=complex)
+        r2 = np.empty((n_w, n), dtype=complex)
+        for k in range(n):
+            rest = np.prod(np.delete(v, k, axis=-1), axis=-1)
+            r1[:, k] = (rest * d1[:, :, k, k]) @ c
+            r2[:, k] = (rest * d2[:, :, k, k]) @ c
+    else:
+        psi = np.linalg.det(values) @ c
+        r1 = np.empty((n_w, n), dtype=complex)
+        r2 = np.empty((n_w, n), dtype=complex)
+        for k in range(n):
+            a = values.copy()
+            a[:, :, k, :] = d1[:, :, k, :]
+            r1[:, k] = np.linalg.det(a) @ c
+            a[:, :, k, :] = d2[:, :, k, :]
+            r2[:, k] = np.linalg.det(a) @ c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return psi, r1 / psi[:, None], r2 / psi[:, None]
+
+
+# ---------------------------------------------------------------------------------------- ensemble
+class InteractingEnsemble:
+    """Measured worlds guided by the ICWF wavefunction of a shared basis (module Choices).
+
+    Parameters
+    ----------
+    model : bohmpower.model.Model
+    X0 : ndarray, shape (B, N)
+        Initial positions of the measured worlds [bohr].
+    n_basis : int
+        Basis worlds (the control parameter).
+    seed : int
+        Run seed; the basis worlds use the streams ``BASIS_ID_OFFSET + beta``.
+    overlap_cutoff : float
+        Relative eigenvalue cutoff of the pseudo-inverse of S.
+    norm_tolerance : float
+        Largest relative drift of the norm of Psi allowed.
+    sample_ids : ndarray of int, shape (B,), optional
+    workers : int
+        FFT threads.
+
+    Attributes
+    ----------
+    state : TrajectoryState
+    c : ndarray (M,)
+        Coefficients of the live basis functions.
+    norm : float
+        Norm of the reconstructed Psi.
+    rank_history, norm_history : list
+        Kept eigenvalues of S and the norm of Psi at every step.
+    timings : dict
+        Seconds in ``basis`` (propagation), ``matrices``, ``guidance``.
+    """
+
+    def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
+                 overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
+                 sample_ids: np.ndarray | None = None, workers: int = 1) -> None:
+        from bohmpower.cw.engine import CWEnsemble
+        from bohmpower.model.sampling import sample_configurations
+
+        if getattr(model, "orbitals", None) is None:
+            raise ConfigError(
+                "initial.many_body_state",
+                "the interacting scheme starts from orbitals; give [[initial.packet]], "
+                "[initial.train] or [[initial.eigenstate]]",
+            )
+        self.model = model
+        self.n_particles = n = int(model.n_particles)
+        self.antisymmetric = model.statistics == "fermion" and n > 1
+        self.factorial = math.factorial(n) if self.antisymmetric else 1
+        self.dt = float(model.config.time.dt)
+        self.dx = float(model.grid.dx)
+        self.x_min, self.x_max = float(model.grid.x_min), float(model.grid.x_max)
+        self.overlap_cutoff = float(overlap_cutoff)
+        self.norm_tolerance = float(norm_tolerance)
+        self.potentials = PointPotentials.from_model(model)
+        X0 = np.array(X0, dtype=float)
+        if X0.ndim != 2 or X0.shape[1] != n:
+            raise ValueError(f"X0 must have shape (B, {n}), got {X0.shape}")
+        self.n_worlds = X0.shape[0]
+        self.sample_ids = (np.arange(self.n_worlds) if sample_ids is None
+                           else np.asarray(sample_ids, dtype=int))
+        kind = "slater" if self.antisymmetric else "product"
+        basis_ids = BASIS_ID_OFFSET + np.arange(int(n_basis))
+        Xb = sample_configurations(kind, model.orbitals, model.grid.x, int(seed), basis_ids)
+        # Basis worlds: the zeroth-order engine, failures recorded (the basis function is dropped)
+        self.basis = CWEnsemble(model, Xb, exchange=False, workers=workers, sample_ids=basis_ids,
+                                discard_failures=True)
+        inter = self.potentials.w
+        self.pair = None if inter is None else PairConvolution(model.grid.x, inter)
+        self.timings = {"basis": 0.0, "matrices": 0.0, "guidance": 0.0}
+        self.step_index = 0
+        self.live = self.basis.state.alive.copy()
+        mats = self._matrices()
+        # C(0): least-squares fit S C = <Phi_a | Psi0> (Psi0 = det or product of the orbitals)
+        orb = np.asarray(model.orbitals, dtype=complex)
+        psi_b = self.basis.psi[self.live]
+        o0 = np.einsum("aix,jx->aij", psi_b.conj(), orb) * self.dx  # <phi^a_i|orbital_j>
+        perms, signs = permutations_with_signs(n, self.antisymmetric)
+        beta = sum(sg * np.prod(o0[:, p, np.arange(n)], axis=-1) for p, sg in zip(perms, signs))
+        s_plus, self.rank, self.condition = pseudo_inverse(mats.s, self.overlap_cutoff)
+        c = s_plus @ beta
+        self.c = c / np.sqrt(self._norm(c, mats.s))
+        self.norm = self._norm(self.c, mats.s)
+        self.g = s_plus @ mats.k
+        self.s = mats.s
+        self.rank_history = [self.rank]
+        self.norm_history = [self.norm]
+        self.condition_history = [self.condition]
+        self.log_weight = np.zeros(self.n_worlds)
+        self.crossed = np.zeros(self.n_worlds, dtype=bool)
+        self._order0 = np.argsort(X0, axis=1)
+        self.n_removed = 0
+        self.previous = None
+        self.state = self._build_state(X0, np.ones(self.n_worlds, dtype=bool), 0.0)
+
+    # ------------------------------------------------------------------ internals
+    @property
+    def t(self) -> float:
+        return self.state.t
+
+    def _norm(self, c: np.ndarray, s: np.ndarray) -> float:
+        return float(np.real(np.vdot(c, s @ c))) * self.factorial
+
+    def _matrices(self) -> BasisMatrices:
+        a = _time.perf_counter()
+        psi = self.basis.psi[self.live]
+        X = self.basis.state.X[self.live]
+        mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric)
+        self.timings["matrices"] += _time.perf_counter() - a
+        if not (np.all(np.isfinite(mats.s)) and np.all(np.isfinite(mats.k))):
+            raise NumericalError(self.step_index, self.t_now,
+                                 "interacting scheme: S or K not finite (a basis CW blew up)")
+        return mats
+
+    @property
+    def t_now(self) -> float:
+        return self.basis.state.t
+
+    def _fail(self, cause: str) -> None:
+        raise NumericalError(self.step_index, self.t_now, f"interacting scheme: {cause}")
+
+    def _ratios(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Psi, r1, r2 of the reconstructed wavefunction at configurations X (B', N) (numba)."""
+        from ._icwf_kernels import icwf_ratios_nb
+
+        psi_b = np.ascontiguousarray(self.basis.psi[self.live])
+        X = np.ascontiguousarray(X, dtype=float)
+        n_w, n = X.shape
+        out = np.empty(n_w, dtype=complex)
+        r1 = np.empty((n_w, n), dtype=complex)
+        r2 = np.empty((n_w, n), dtype=complex)
+        prop = self.basis.propagator
+        with np.errstate(divide="ignore", invalid="ignore"):
+            icwf_ratios_nb(psi_b, np.ascontiguousarray(self.c), X, float(prop.x[0]), float(prop.dx),
+                           int(prop.n_stencil), bool(self.antisymmetric), out, r1, r2)
+        return out, r1, r2
+
+    def _ratios_numpy(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Numpy twin of :meth:`_ratios` (propagator stencils, then :func:`reconstructed_ratios`)."""
+        psi_b = np.ascontiguousarray(self.basis.psi[self.live])
+        m, n = psi_b.shape[:2]
+        pts = np.ascontiguousarray(np.broadcast_to(X.reshape(1, 1, -1), (m, 1, X.size)))
+        vals, d1, d2 = self.basis.propagator.derivatives(psi_b, pts)  # (M, N, B'*N)
+        # -> [w, b, k, l]
+        shape = (m, n, X.shape[0], n)
+        vals, d1, d2 = (a.reshape(shape).transpose(2, 0, 3, 1) for a in (vals, d1, d2))
+        return reconstructed_ratios(vals, d1, d2, self.c, self.antisymmetric)
+
+    def _velocity(self, X: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        v = np.full(X.shape, np.nan)
+        idx = np.flatnonzero(alive)
+        if idx.size:
+            _, r1, _ = self._ratios(X[idx])
+            v[idx] = np.imag(r1) / self.potentials.mass
+        return v
+
+    def _build_state(self, X: np.ndarray, alive: np.ndarray, t: float) -> TrajectoryState:
+        n_w, n = X.shape
+        vals = {k: np.full((n_w, n), np.nan) for k in _STATE_KEYS}
+        gamma_total = np.zeros(n_w)
+        idx = np.flatnonzero(alive)
+        if idx.size:
+            a = _time.perf_counter()
+            _, r1, r2 = self._ratios(X[idx])
+            v, q = velocity_and_quantum_potential(r1, r2, self.potentials.mass)
+            ev = self.potentials.evaluate(X[idx], v, q, t)
+            vals["v"][idx], vals["Q"][idx] = v, q
+            for key in _STATE_KEYS:
+                if key not in ("v", "Q"):
+                    vals[key][idx] = ev[key]
+            gamma_total[idx] = ev["gamma_total"]
+            bad = ~np.all(np.isfinite(v) & np.isfinite(q) & np.isfinite(vals["e"][idx]), axis=1)
+            self.timings["guidance"] += _time.perf_counter() - a
+            if np.any(bad):
+                row = int(np.flatnonzero(bad)[0])
+                raise NumericalError(
+                    self.step_index, t,
+                    f"sample {int(self.sample_ids[idx[row]])}: velocity, quantum potential or "
+                    "energy not finite (the trajectory sits on a node of the reconstructed Psi)")
+        for key in _STATE_KEYS:
+            vals[key][~alive] = np.nan
+        self.log_weight = np.where(alive, self.log_weight, -np.inf)
+        weight = np.where(alive, np.exp(self.log_weight), 0.0)
+        Xs = np.where(alive[:, None], X, np.nan)
+        return TrajectoryState(t=t, X=Xs, gamma_total=gamma_total, weight=weight, **vals)
+
+    def _refit(self, old_live: np.ndarray, s_full_old: np.ndarray) -> None:
+        """Least-squares refit of C on the live basis after basis worlds were removed."""
+        keep = self.live[old_live]  # positions (within the old live set) that stay
+        # <Phi_a | Psi> for the kept a, with Psi = sum_b C_b Phi_b over the old set (same time)
+        rhs = s_full_old[keep] @ self.c
+        s_new = s_full_old[np.ix_(keep, keep)]
+        s_plus, _, _ = pseudo_inverse(s_new, self.overlap_cutoff)
+        self.c = s_plus @ rhs
+
+    # ------------------------------------------------------------------ public
+    def step(self) -> TrajectoryState:
+        """Advance basis, coefficients and measured worlds by dt (module Choices)."""
+        from bohmpower.cw.engine import WEIGHT_FLOOR
+
+        dt = self.dt
+        old = self.state
+        alive = old.alive
+        self.step_index += 1
+        g_old = self.g
+        a = _time.perf_counter()
+        old_live = self.live.copy()
+        s_old = self.s
+        self.basis.step()
+        self.timings["basis"] += _time.perf_counter() - a
+        now_live = self.basis.state.alive
+        if not np.any(now_live):
+            self._fail("every basis world was removed (absorbed, left the cell or failed)")
+        if np.any(old_live & ~now_live):
+            # drop the removed basis functions and refit C at the old time, then go on
+            self.live = now_live.copy()
+            self._refit(old_live, s_old)
+            g_old = None
+        mats = self._matrices()
+        try:
+            s_plus, self.rank, self.condition = pseudo_inverse(mats.s, self.overlap_cutoff)
+        except FloatingPointError as exc:
+            self._fail(str(exc))
+        g_new = s_plus @ mats.k
+        if g_old is None:
+            # after a refit the old G belongs to another basis: one-sided (first-order) step
+            g_mid = g_new
+        else:
+            g_mid = 0.5 * (g_old + g_new)
+        self.c = scipy.linalg.expm(-1j * dt * g_mid) @ self.c
+        self.g, self.s = g_new, mats.s
+        if not np.all(np.isfinite(self.c)):
+            self._fail("coefficients C not finite")
+        self.norm = self._norm(self.c, mats.s)
+        self.rank_history.append(self.rank)
+        self.norm_history.append(self.norm)
+        self.condition_history.append(self.condition)
+        drift = self.norm / self.norm_history[0] - 1.0
+        absorbing = self.potentials.absorbing
+        if (not absorbing and abs(drift) > self.norm_tolerance) or (absorbing and drift > self.norm_tolerance):
+            self._fail(
+                f"the norm of the reconstructed Psi drifted by {drift:+.3g} (tolerance "
+                f"{self.norm_tolerance:g}); raise method.basis_size, lower time.dt or change "
+                f"method.overlap_cutoff (now {self.overlap_cutoff:g}, S rank {self.rank})")
+        # measured worlds: the same predictor-corrector as the zeroth-order engine, with Psi_r
+        t_new = old.t + dt
+        X_new = np.full_like(old.X, np.nan)
+        if np.any(alive):
+            a = _time.perf_counter()
+            X_star = np.where(alive[:, None], old.X + dt * old.v, np.nan)
+            ok = alive & np.all(np.isfinite(X_star), axis=1)
+            v_star = self._velocity(X_star, ok)
+            X_new = np.where(alive[:, None], old.X + 0.5 * dt * (old.v + v_star), np.nan)
+            self.timings["guidance"] += _time.perf_counter() - a
+        finite = np.all(np.isfinite(X_new), axis=1)
+        inside = alive & finite & np.all((X_new >= self.x_min) & (X_new < self.x_max), axis=1)
+        g_abs = np.zeros(self.n_worlds)
+        if self.potentials.absorbing and np.any(inside):
+            g_abs[inside] = self.potentials.gamma_at(X_new[inside]).sum(axis=1)
+        self.log_weight = np.where(alive, self.log_weight - dt * (old.gamma_total + g_abs), -np.inf)
+        keep = inside & (self.log_weight >= np.log(WEIGHT_FLOOR))
+        self.n_removed += int(np.sum(alive & ~keep))
+        self.previous = old
+        self.state = self._build_state(X_new, keep, t_new)
+        now = self.state.alive
+        if self.n_particles > 1 and np.any(now):
+            ordered = np.take_along_axis(self.state.X[now], self._order0[now], axis=1)
+            self.crossed[now] |= np.any(np.diff(ordered, axis=1) < 0, axis=1)
+        return self.state
+
+    def wavefunction_on_grid(self) -> np.ndarray:
+        """The reconstructed Psi on the full N-electron grid, shape (n_x,)*N (tests; N <= 3).
+
+        Normalised like the exact solver's Psi (sum |Psi|^2 dx^N = norm, 1 at t = 0).
+        """
+        psi_b = self.basis.psi[self.live]
+        m, n, n_x = psi_b.shape
+        if n > 3:
+            raise ValueError("the full grid is for N <= 3")
+        out = np.zeros((n_x,) * n, dtype=complex)
+        perms, signs = permutations_with_signs(n, self.antisymmetric)
+        axes = "ijk"[:n]
+        outer = ",".join("b" + ax for ax in axes) + "->b" + axes  # "bi,bj->bij"
+        for p, sg in zip(perms, signs):
+            # sum_sigma sgn prod_l phi_l(x_{sigma(l)}): orbital l sits on axis sigma(l)
+            factors = [psi_b[:, list(p).index(ax), :] for ax in range(n)]
+            out += sg * np.einsum("b,b" + axes + "->" + axes, self.c, np.einsum(outer, *factors))
+        return out

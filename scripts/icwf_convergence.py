@@ -1,0 +1,158 @@
+"""Convergence of the interacting scheme (ICWF) against the exact solver, beside zeroth order.
+
+    NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 python scripts/icwf_convergence.py --scratch /tmp/icwf_study
+
+For each strong-collision case of ``scripts/accuracy_study.py`` (``n2_strong``: two fermions meeting
+head-on in a biased region with a barrier; ``n3_strong``: a three-body collision in a bias) it runs
+``bohmpower exact`` once, ``bohmpower run`` at zeroth order (exchange through the initial slice, the
+default) and with ``[method] scheme = "interacting"`` at each basis size, all with the same samples and
+seed, and compares every run with ``bohmpower.compare.compare_files`` (the code behind ``bohmpower
+compare``). Written:
+
+- ``SCRATCH/icwf_convergence.md``: per case, one row per setting: wall time, the largest |z| over all
+  volumes and windowed terms, RMS z, the verdict, and the largest |z| of E_Omega and of each term;
+- ``SCRATCH/icwf_convergence.json``: the same numbers;
+- ``docs/figures/icwf_convergence.png``: largest |z| against the basis size and against the wall time.
+
+``--only CASE``, ``--sizes 8 16 32``, ``--samples M``, ``--reuse`` (skip runs whose file exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bohmpower.compare import compare_files
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("accuracy_study", REPO / "scripts" / "accuracy_study.py")
+acc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(acc)
+
+CASES = ("n2_strong", "n3_strong")
+TERMS = ("energy", "power", "interaction", "quantum", "boundary_flux", "field_work")
+
+
+def run_files(name: str, samples: int, sizes: list[int]) -> tuple[dict, dict]:
+    exact, cws = acc.run_dicts(name)
+    base = copy.deepcopy(cws["off"])
+    base["trajectories"] = {"count": samples, "seed": acc.SEED, "store": 2}
+    runs = {"zeroth_order": base}
+    for m in sizes:
+        d = copy.deepcopy(base)
+        d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": m}
+        runs[f"icwf_{m}"] = d
+    return exact, runs
+
+
+def summarise(cmp) -> dict:
+    out = {"overall_rms_z": cmp.overall.rms_z, "overall_max_z": cmp.overall.max_abs_z,
+           "ok": cmp.overall.ok, "rms_bound": cmp.overall.rms_bound,
+           "max_bound": cmp.overall.max_bound, "per_term": {}}
+    for t in TERMS:
+        zs = [r.agreement.max_abs_z for r in cmp.rows if r.quantity == t and r.agreement]
+        if zs:
+            out["per_term"][t] = float(np.nanmax(zs))
+    return out
+
+
+def study(name: str, scratch: Path, samples: int, sizes: list[int], reuse: bool) -> dict:
+    folder = scratch / name
+    folder.mkdir(parents=True, exist_ok=True)
+    exact, runs = run_files(name, samples, sizes)
+    pe = folder / "exact.toml"
+    pe.write_text(acc.to_toml(exact))
+    he = pe.with_suffix(".h5")
+    if not (reuse and he.exists()):
+        acc._bohmpower("exact", pe, "-o", he, "--overwrite", "-q")
+    rec = {"case": name, "title": acc.CASES[name][4], "samples": samples, "runs": {}}
+    for tag, d in runs.items():
+        p = folder / f"{tag}.toml"
+        p.write_text(acc.to_toml(d))
+        h = p.with_suffix(".h5")
+        if not (reuse and h.exists()):
+            t0 = time.perf_counter()
+            acc._bohmpower("run", p, "-o", h, "--overwrite", "-q")
+            print(f"{name} {tag}: {time.perf_counter() - t0:.1f} s", flush=True)
+        info = acc._file_info(h)
+        cmp = compare_files(he, h)
+        rec["runs"][tag] = {"wall_time": info["wall_time"], **summarise(cmp)}
+        print(f"  max |z| {rec['runs'][tag]['overall_max_z']:.2f}  ok {cmp.overall.ok}", flush=True)
+    return rec
+
+
+def table(rec: dict) -> str:
+    lines = [f"### {rec['case']}: {rec['title']} ({rec['samples']} samples)", "",
+             "| setting | wall time [s] | max \\|z\\| (all) | RMS z | verdict | "
+             + " | ".join(f"max \\|z\\| {t}" for t in TERMS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(TERMS)]
+    for tag, r in rec["runs"].items():
+        verdict = "agree" if r["ok"] else "DISAGREE"
+        terms = " | ".join(f"{r['per_term'].get(t, float('nan')):.1f}" for t in TERMS)
+        lines.append(f"| {tag} | {r['wall_time']:.0f} | {r['overall_max_z']:.1f} | "
+                     f"{r['overall_rms_z']:.2f} | {verdict} | {terms} |")
+    first = next(iter(rec["runs"].values()))
+    lines.append("")
+    lines.append(f"Bounds: RMS z <= {first['rms_bound']:.2f}, max |z| <= {first['max_bound']:.2f} "
+                 f"(Bonferroni, alpha = {acc.ALPHA}).")
+    return "\n".join(lines)
+
+
+def figure(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for rec in records:
+        runs = rec["runs"]
+        sizes = [int(t.split("_")[1]) for t in runs if t.startswith("icwf_")]
+        zs = [runs[f"icwf_{m}"]["overall_max_z"] for m in sizes]
+        ts = [runs[f"icwf_{m}"]["wall_time"] for m in sizes]
+        (line,) = axes[0].plot(sizes, zs, "o-", label=f"{rec['case']} interacting")
+        axes[0].axhline(runs["zeroth_order"]["overall_max_z"], ls="--", color=line.get_color(),
+                        label=f"{rec['case']} zeroth order")
+        axes[1].plot(ts, zs, "o-", color=line.get_color(), label=f"{rec['case']} interacting")
+        axes[1].plot([runs["zeroth_order"]["wall_time"]], [runs["zeroth_order"]["overall_max_z"]],
+                     "s", color=line.get_color(), label=f"{rec['case']} zeroth order")
+        bound = runs["zeroth_order"]["max_bound"]
+    for ax in axes:
+        ax.axhline(bound, color="k", lw=0.8, ls=":", label="Bonferroni bound")
+        ax.set_yscale("log")
+        ax.set_ylabel("largest |z| (all volumes and terms)")
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xlabel("basis size (basis worlds)")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("wall time of the run [s]")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scratch", type=Path, required=True)
+    ap.add_argument("--only", nargs="*", choices=CASES)
+    ap.add_argument("--sizes", nargs="*", type=int, default=[8, 16, 32, 64])
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--reuse", action="store_true")
+    args = ap.parse_args()
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    records = [study(n, args.scratch, args.samples, args.sizes, args.reuse)
+               for n in (args.only or CASES)]
+    (args.scratch / "icwf_convergence.json").write_text(json.dumps(records, indent=1))
+    text = "\n\n".join(table(r) for r in records)
+    (args.scratch / "icwf_convergence.md").write_text(text + "\n")
+    print(text)
+    figure(records, REPO / "docs" / "figures" / "icwf_convergence.png")
+
+
+if __name__ == "__main__":
+    main()

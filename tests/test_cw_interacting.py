@@ -1,0 +1,283 @@
+"""The interacting conditional-wavefunction scheme (ICWF, ``cw.interacting``).
+
+What is checked, each against something independent of the code under test:
+
+- the basis matrices S and K = <Phi_a|H - i d_t|Phi_b> against the same integrals done on the full
+  N-electron grid (N = 2 and 3, products and determinants), with the interaction on;
+- the identity dS/dt = i (D^+ - D) = i (K - K^+) (H Hermitian) along the basis's own dynamics, with
+  interaction on (a wrong potential in the one-body subtraction breaks it);
+- without interaction the reconstructed Psi is the exact solver's Psi (every basis function then
+  follows the exact one-body dynamics);
+- with a strong collision the error of the reconstructed Psi against the exact solver falls as the
+  basis grows, and the norm of Psi is held;
+- the norm monitor stops a run with its cause; the run file's rules; the whole `bohmpower run`
+  pipeline agrees with `bohmpower exact` through `compare`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bohmpower.config import parse_config
+from bohmpower.cw.interacting import (
+    InteractingEnsemble,
+    PairConvolution,
+    basis_matrices,
+    permutations_with_signs,
+)
+from bohmpower.errors import ConfigError, NumericalError
+from tests.conftest import REPO, make_config, run_dict, write_run_file
+
+
+def _collision(statistics="fermion", lam=1.0, n=2, points=128, t_end=4.0, dt=0.05, L=30.0,
+               exchange=None):
+    packets = [{"center": -5.0, "width": 1.5, "wavenumber": 1.0},
+               {"center": 5.0, "width": 1.5, "wavenumber": -1.0},
+               {"center": 0.0, "width": 1.5, "wavenumber": 0.0}][:n]
+    inter = ({"kind": "soft_coulomb", "softening": 1.0, "relative_permittivity": 1.0 / lam}
+             if lam else None)
+    if exchange is None:
+        exchange = statistics == "fermion"
+    return make_config(
+        particles={"count": n, "mass": 1.0, "statistics": statistics},
+        grid={"x_min": -L, "x_max": L, "points": points, "boundary": "periodic"},
+        time={"dt": dt, "t_end": t_end, "save_every": int(round(1.0 / dt))},
+        interaction=inter,
+        initial={"packet": packets},
+        trajectories={"count": 8, "seed": 3},
+        method={"scheme": "interacting", "exchange": exchange},
+    )
+
+
+def _model(cfg):
+    from bohmpower.model import build_model
+
+    return build_model(cfg, command="run")[0]
+
+
+def _full_basis(psi, antisymmetric):
+    """Phi_b on the full grid, shape (M, n_x, ..., n_x): products or sum_sigma sgn prod."""
+    m, n, n_x = psi.shape
+    perms, signs = permutations_with_signs(n, antisymmetric)
+    out = np.zeros((m,) + (n_x,) * n, dtype=complex)
+    for p, sg in zip(perms, signs):
+        term = np.ones((m,) + (1,) * n, dtype=complex)
+        for ax in range(n):
+            orb = list(p).index(ax)  # orbital sitting on coordinate ax
+            shape = [m] + [1] * n
+            shape[1 + ax] = n_x
+            term = term * psi[:, orb, :].reshape(shape)
+        out += sg * term
+    return out
+
+
+@pytest.mark.parametrize("n, statistics", [(2, "distinguishable"), (2, "fermion"), (3, "fermion"),
+                                           (3, "distinguishable")])
+def test_basis_matrices_equal_full_grid_integrals(n, statistics):
+    rng = np.random.default_rng(4)
+    n_x, m = (48, 3) if n == 2 else (20, 2)
+    x = np.linspace(-6.0, 6.0, n_x, endpoint=False)
+    dx = x[1] - x[0]
+    psi = rng.normal(size=(m, n, n_x)) + 1j * rng.normal(size=(m, n, n_x))
+    psi *= np.exp(-(x / 3.0) ** 2)
+    X = rng.uniform(-3, 3, size=(m, n))
+
+    def w(r):
+        return 1.0 / np.sqrt(np.asarray(r) ** 2 + 1.0)
+
+    anti = statistics == "fermion"
+    mats = basis_matrices(psi, X, x, PairConvolution(x, w), anti)
+    # reference: <prod_l phi^a_l(x_l)| V^b(x) |A' Phi_b> on the full grid (module Choices)
+    prod_a = _full_basis(psi, False)
+    full_b = _full_basis(psi, anti)
+    grids = np.meshgrid(*([x] * n), indexing="ij")
+    vol = dx**n
+    pa = prod_a.reshape(m, -1).conj()
+    s_ref = pa @ full_b.reshape(m, -1).T * vol
+    k_ref = np.zeros((m, m), dtype=complex)
+    pair = sum(w(grids[j] - grids[k]) for j in range(n) for k in range(j + 1, n))
+    perms, signs = permutations_with_signs(n, anti)
+    for b in range(m):
+        # (H - i d_t) A' Phi_b = A' [V^b Phi_b]: the one-body part of V^b is tied to the orbital
+        # (coordinate j carries phi^b_j), so it is applied before antisymmetrising
+        vb = pair - sum(w(grids[j] - X[b, k]) for j in range(n) for k in range(n) if k != j)
+        g = vb * prod_a[b]
+        ag = sum(sg * np.transpose(g, p) for p, sg in zip(perms, signs))
+        k_ref[:, b] = pa @ ag.ravel() * vol
+    scale = np.abs(k_ref).max()
+    np.testing.assert_allclose(mats.s, s_ref, rtol=0, atol=1e-12 * np.abs(s_ref).max())
+    np.testing.assert_allclose(mats.k, k_ref, rtol=0, atol=1e-11 * scale)
+
+
+def test_pair_convolution_matches_table():
+    x = np.linspace(-10.0, 10.0, 64, endpoint=False)
+    pc = PairConvolution(x, lambda r: 1.0 / np.sqrt(np.asarray(r) ** 2 + 0.5))
+    f = np.random.default_rng(1).normal(size=(5, 64)) + 0j
+    np.testing.assert_allclose(pc.convolve(f), f @ pc.table().T, atol=1e-12)
+
+
+@pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])
+def test_overlap_derivative_identity_with_interaction(statistics):
+    """dS/dt = i (K - K^+) along the basis dynamics (central differences, O(dt^2))."""
+    cfg = _collision(statistics, lam=1.0, points=128, dt=0.01, t_end=1.0)
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), 6, seed=2)
+    for _ in range(20):  # let the basis functions separate
+        ens.step()
+    s_prev = ens.s
+    ens.step()
+    k_mid = ens._matrices().k
+    ens.step()
+    ds = (ens.s - s_prev) / (2 * ens.dt)
+    rhs = 1j * (k_mid - k_mid.conj().T)
+    assert np.abs(rhs).max() > 1e-3  # the identity is not trivially 0 = 0
+    np.testing.assert_allclose(ds, rhs, rtol=0, atol=2e-3 * np.abs(rhs).max())
+
+
+def _psi_error(statistics, lam, n_basis, t_end=4.0):
+    from bohmpower.driver import ExactSolver
+
+    cfg = _collision(statistics, lam=lam, t_end=t_end)
+    ex = ExactSolver(dataclasses.replace(cfg, method=None, trajectories=None))
+    for _, _, psi_exact in ex.frames():
+        pass
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), n_basis, seed=11)
+    for _ in range(cfg.time.n_steps):
+        ens.step()
+    pr = ens.wavefunction_on_grid()
+    vol = model.grid.dx**2
+    overlap = abs(np.vdot(psi_exact, pr)) * vol
+    dist2 = (np.sum(abs(psi_exact) ** 2) + np.sum(abs(pr) ** 2)) * vol - 2 * overlap
+    return float(np.sqrt(max(dist2, 0.0))), ens
+
+
+@pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])
+def test_without_interaction_reconstructed_psi_is_exact(statistics):
+    err, ens = _psi_error(statistics, lam=0.0, n_basis=4, t_end=3.0)
+    assert err < 1e-6, err
+    assert abs(ens.norm - 1.0) < 1e-9
+
+
+def test_error_falls_as_the_basis_grows_strong_collision():
+    errs = {}
+    for m in (8, 32):
+        errs[m], ens = _psi_error("fermion", lam=1.0, n_basis=m)
+        assert abs(ens.norm - 1.0) < 5e-3
+    # measured: 0.075 (8), 0.022 (32) at t = 4; the state-vector error, not a Monte Carlo number
+    assert errs[32] < 0.5 * errs[8], errs
+    assert errs[32] < 0.05, errs
+
+
+def test_norm_drift_stops_with_its_cause():
+    cfg = _collision("fermion", lam=1.0, t_end=2.0)
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), 8, seed=11, norm_tolerance=1e-13)
+    with pytest.raises(NumericalError, match="norm of the reconstructed Psi drifted") as exc:
+        for _ in range(cfg.time.n_steps):
+            ens.step()
+    assert "basis_size" in str(exc.value)
+
+
+def test_run_file_rules():
+    with pytest.raises(ConfigError, match="exchange = true"):
+        _collision("fermion", exchange=False)
+    c = _collision("distinguishable")
+    assert c.method.scheme == "interacting" and c.method.basis_size == 64
+    with pytest.raises(ConfigError, match="scheme"):
+        parse_config(run_dict(method={"scheme": "icwf"}, trajectories={"count": 4}), REPO)
+
+
+def test_exchange_scheme_with_interaction_warns():
+    c = make_config(particles={"count": 2, "mass": 1.0, "statistics": "fermion"},
+                    initial={"packet": [{"center": -5.0, "width": 1.5, "wavenumber": 1.0},
+                                        {"center": 5.0, "width": 1.5, "wavenumber": -1.0}]},
+                    interaction={"kind": "soft_coulomb", "softening": 1.0},
+                    trajectories={"count": 4}, method={"exchange": True})
+    assert any("worse than no exchange" in w for w in c.method_warnings())
+    quiet = c.replace_section("method", exchange=False)
+    assert quiet.method_warnings() == []
+
+
+def test_run_pipeline_agrees_with_exact(tmp_path):
+    """`bohmpower run` with scheme = "interacting" through `compare` against `bohmpower exact`."""
+    from bohmpower.compare import compare_files
+    from bohmpower.io import open_result
+
+    data = run_dict(
+        particles={"count": 2, "mass": 1.0, "statistics": "fermion"},
+        grid={"x_min": -30.0, "x_max": 30.0, "points": 128, "boundary": "periodic"},
+        time={"dt": 0.05, "t_end": 4.0, "save_every": 10},
+        interaction={"kind": "soft_coulomb", "softening": 1.0},
+        initial={"packet": [{"center": -5.0, "width": 1.5, "wavenumber": 1.0},
+                            {"center": 5.0, "width": 1.5, "wavenumber": -1.0}]},
+        volume=[{"name": "left", "x_min": -30.0, "x_max": 0.0},
+                {"name": "centre", "x_min": -3.0, "x_max": 3.0, "smoothing": 0.5}],
+        trajectories={"count": 128, "seed": 5},
+        method={"scheme": "interacting", "exchange": True, "basis_size": 16},
+    )
+    exact = {k: v for k, v in data.items() if k not in ("method", "trajectories")}
+    pe = write_run_file(tmp_path / "exact.toml", exact)
+    pc = write_run_file(tmp_path / "cw.toml", data)
+    he, hc = tmp_path / "exact.h5", tmp_path / "cw.h5"
+    for cmd, path, out in (("exact", pe, he), ("run", pc, hc)):
+        r = subprocess.run([sys.executable, "-m", "bohmpower", cmd, str(path), "-o", str(out), "-q"],
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert r.returncode == 0, r.stderr
+    cmp = compare_files(he, hc)
+    assert cmp.overall.n_points > 100
+    assert cmp.overall.ok, cmp.table()
+    with open_result(hc) as f:
+        assert f.attrs["scheme"] == "interacting"
+        rank = f["diagnostics/basis/rank"][()]
+        norm = f["diagnostics/basis/norm"][()]
+    assert rank.shape == (81,)  # one value per step, 80 steps and rank.max() <= 16
+    assert np.all(np.abs(norm - 1.0) < 0.05)
+
+
+@pytest.mark.parametrize("statistics, n", [("fermion", 2), ("distinguishable", 2), ("fermion", 3)])
+def test_guidance_kernel_matches_numpy_twin(statistics, n):
+    cfg = _collision(statistics, lam=1.0, n=n, points=96 if n == 3 else 128, t_end=1.0)
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.zeros((1, n)) + np.arange(n) * 3.0 - 3.0, 5, seed=4)
+    for _ in range(5):
+        ens.step()
+    X = np.random.default_rng(0).uniform(-8, 8, size=(40, n))
+    X[3] = np.nan
+    fast = ens._ratios(X)
+    slow = ens._ratios_numpy(X)
+    for a, b in zip(fast, slow):
+        ok = np.isfinite(b)
+        np.testing.assert_array_equal(np.isfinite(a), ok)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12 * np.abs(b[ok]).max())
+
+
+def _interacting_run(samples):
+    from tests.test_mpi import cw_run
+
+    d = cw_run(samples=samples)
+    d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": 8}
+    return d
+
+
+@pytest.mark.mpi
+def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
+    """Each rank propagates the same basis: 1 and 2 ranks agree to 1e-10 (150 samples: blocks of
+    64, 64, 22, split unevenly), and extending a finished 64-sample run equals the straight run."""
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    path = write_run_file(tmp_path / "run.toml", _interacting_run(150))
+    r1 = bohmpower(["run", path, "-o", tmp_path / "one.h5", "-q"])
+    r2 = bohmpower(["run", path, "-o", tmp_path / "two.h5", "-q"], ranks=2)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")
+    r3 = bohmpower(["run", path, "-o", tmp_path / "ext.h5", "-q", "--samples", "64"])
+    r4 = bohmpower(["run", path, "-o", tmp_path / "ext.h5", "-q", "--resume", "--samples", "150",
+                    "--overwrite"])
+    assert r3.returncode == 0 and r4.returncode == 0, r3.stderr + r4.stderr
+    assert_same_results(tmp_path / "one.h5", tmp_path / "ext.h5")
