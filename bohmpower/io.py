@@ -555,7 +555,7 @@ def read_result(path: Path, fields: bool = False) -> dict:
 
 #: Datasets every reader of a result file relies on (SPEC.md "Result file").
 _REQUIRED_VOLUME = ("energy",)
-_REQUIRED_FIELDS = ("density", "energy_density", "power_density")
+_REQUIRED_FIELDS = ("density", "energy_density", "power_density")  # or window/power_density
 
 
 def _require_parts(path, out: dict, fields: bool) -> None:
@@ -568,7 +568,9 @@ def _require_parts(path, out: dict, fields: bool) -> None:
             if vol["window"] and "t_start" not in vol["window"]:
                 missing.append(f"/{prefix}/{name}/window/t_start")
     if fields:
-        missing += [f"/fields/{q}" for q in _REQUIRED_FIELDS if q not in out["fields"]]
+        have = set(out["fields"]) | ({"power_density"} if "power_density" in
+                                      out.get("fields_window", {}) else set())
+        missing += [f"/fields/{q}" for q in _REQUIRED_FIELDS if q not in have]
     if missing:
         raise ResultFileError(f"{path}: incomplete bohmpower result file: missing "
                               + ", ".join(missing))
