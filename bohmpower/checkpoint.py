@@ -7,10 +7,23 @@ its sample count, the seed, the block size). A resumed run skips the blocks on d
 the rest, and since blocks merge in id order the result equals an uninterrupted run's, whatever the
 number of ranks before and after. A checkpoint written for another run file is refused, and nothing
 in it is touched.
+
+The run identity covers everything that changes the numbers: the resolved run file (without its
+sample count), the contents of every table file it names (a hash, since the run file holds only the
+path), the seed, the block size and ``NUMERICS_VERSION``. Every block file carries the identity's
+digest too, so a block of another run (left behind, copied in, or next to a lost manifest) is never
+merged: it is refused, naming the file. Block values that are not finite are refused the same way.
+
+The folder is locked (``fcntl.flock`` on the file ``OUT.h5.checkpoint.lock`` beside it, held by rank 0
+for the whole run and released by the OS on exit or kill): a second run on the same output is refused
+at once, naming the holder's pid. The lock file lives outside the folder so that taking the lock
+changes nothing inside a checkpoint, and it is never deleted (deleting a lock file races a run that
+is opening it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,12 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bohmpower.errors import ConfigError
+from bohmpower.errors import BadBlockError, ConfigError
 from bohmpower.power.estimators import BlockSums
 from bohmpower.power.recorder import BLOCK_SIZE, BlockResult
 
 MANIFEST = "manifest.json"
-VERSION = 1
+VERSION = 2
+#: Bumped whenever a change of the numerics changes the results of a run file: a checkpoint written
+#: by a package with another value is not resumed (its blocks would mix two sets of numbers).
+NUMERICS_VERSION = 1
+_IDENTITY_KEY = "identity/digest"
 _BLOCK_RE = re.compile(r"^block-(\d+)-(\d+)\.npz$")
 
 
@@ -45,14 +62,50 @@ def run_identity(config) -> dict:
             continue
         lines.append(line)
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    return {"version": VERSION, "config_hash_without_count": digest,
+    return {"version": VERSION, "numerics_version": NUMERICS_VERSION,
+            "config_hash_without_count": digest, "input_files": _input_file_hashes(config),
             "seed": int(config.trajectories.seed), "block_size": BLOCK_SIZE}
+
+
+def _input_file_hashes(config) -> dict:
+    """sha256 of the contents of every file the run file names (table potentials), by path."""
+    out = {}
+    for i, piece in enumerate(config.potential):
+        path = getattr(piece, "file", None)
+        if path is None:
+            continue
+        try:
+            out[f"potential[{i}].file"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ConfigError(f"potential[{i}].file", f"{path}: cannot be read "
+                              f"({exc.strerror or exc})") from None
+    return out
+
+
+def identity_digest(identity: dict) -> str:
+    """One string standing for a run identity (stored in each block file)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def check_finite_block(result: BlockResult, where: str) -> None:
+    """Refuse a block whose sums are not all finite (a NaN would poison every merged value)."""
+    for key, val in result.sums.as_dict().items():
+        arr = np.asarray(val)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            raise BadBlockError(
+                f"{where} holds non-finite values in '{key}' (samples "
+                f"{result.sums.first_id}-{result.sums.last_id}); not merged. Refine time.dt / "
+                "grid.points, or remove that block file and resume")
 
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 class Checkpoint:
@@ -61,9 +114,48 @@ class Checkpoint:
     def __init__(self, output: Path, identity: dict):
         self.dir = checkpoint_path(Path(output))
         self.identity = identity
+        self.digest = identity_digest(identity)
+        self.lock_path = Path(str(self.dir) + ".lock")
+        self._lock_fd: int | None = None
 
     def exists(self) -> bool:
         return (self.dir / MANIFEST).exists()
+
+    def block_files(self) -> list[Path]:
+        """The block files in the folder (whatever run wrote them)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p for p in self.dir.glob("block-*.npz") if _BLOCK_RE.match(p.name))
+
+    def orphan_problem(self) -> str | None:
+        """Why blocks without a manifest cannot be used, or None when that is not the case."""
+        if self.exists() or not self.block_files():
+            return None
+        return (f"the checkpoint folder {self.dir} holds {len(self.block_files())} block file(s) "
+                f"but no {MANIFEST}: nothing says which run wrote them, so they are not used. "
+                "Move the folder away (or pass --overwrite without --resume to delete it)")
+
+    def lock(self) -> None:
+        """Take the folder's OS lock; a run holding it already is refused with its pid."""
+        path = self.lock_path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise ConfigError("--output", f"another bohmpower run (pid {holder}) is using "
+                              f"{self.dir}; wait for it to end, or choose another -o") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def write_manifest(self, n_samples: int) -> None:
         """Create the folder and its manifest (rank 0)."""
@@ -85,8 +177,12 @@ class Checkpoint:
                               "trusted: move the folder away to start afresh") from None
         for key, val in self.identity.items():
             if data.get(key) != val:
-                what = ("was written for a different run file (or a different seed)"
-                        if key != "version" else "has another format version")
+                what = {"version": "has another format version",
+                        "numerics_version": "was written by a bohmpower whose numerics give "
+                                            "other results",
+                        "input_files": "was written with other contents of a table file the "
+                                       "run file names"}.get(
+                    key, "was written for a different run file (or a different seed)")
                 raise ConfigError(
                     "--resume", f"the checkpoint {self.dir} {what} ({key}: {data.get(key)!r} vs "
                     f"{val!r}); resume with the run file that wrote it, or choose another output")
@@ -100,6 +196,7 @@ class Checkpoint:
             for name, arr in d.items():
                 arrays[f"stored/{sid}/{name}"] = arr
         arrays["crossed"] = np.asarray(result.crossed)
+        arrays[_IDENTITY_KEY] = np.asarray(self.digest)
         name = f"block-{result.sums.first_id}-{result.sums.last_id}.npz"
 
         def write(tmp):
@@ -111,15 +208,19 @@ class Checkpoint:
     def load_blocks(self) -> dict[int, BlockResult]:
         """Every finished block on disk, keyed by first sample id; a corrupted file is refused."""
         out = {}
-        for path in sorted(self.dir.glob("block-*.npz")):
-            if not _BLOCK_RE.match(path.name):
-                continue
+        for path in self.block_files():
             try:
                 with np.load(path) as z:
                     data = {k: z[k] for k in z.files}
             except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
                 raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
                                   "resume again (its samples are recomputed)") from None
+            digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
+            if digest != self.digest:
+                raise ConfigError("--resume", f"{path} was written by another run (its run "
+                                  "identity differs from this run's), so it is not merged; "
+                                  "remove that file and resume again (its samples are "
+                                  "recomputed), or choose another output")
             sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
                                         if k.startswith("sums/")})
             stored: dict = {}
@@ -127,7 +228,9 @@ class Checkpoint:
                 if k.startswith("stored/"):
                     _, sid, name = k.split("/", 2)
                     stored.setdefault(int(sid), {})[name] = v
-            out[sums.first_id] = BlockResult(sums, stored, int(data["crossed"]))
+            result = BlockResult(sums, stored, int(data["crossed"]))
+            check_finite_block(result, f"checkpoint block {path}")
+            out[sums.first_id] = result
         return out
 
     def remove(self) -> None:

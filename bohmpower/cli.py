@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import tempfile
 import time
+import traceback
 from importlib import resources
 from pathlib import Path
 
@@ -139,7 +143,7 @@ def cmd_exact(args) -> int:
         run_file = args.run_file
         output = args.output or run_file.with_suffix(".exact.h5")
     config = _load(run_file, "exact", args)
-    io.check_output_path(output, args.overwrite)
+    io.check_output_path(output, args.overwrite, inputs=_inputs(run_file, config))
     log.info("exact run: %s", config.title or run_file.name)
     solver = ExactSolver(config, workers=args.workers)
     for w in solver.warnings:
@@ -159,12 +163,22 @@ def cmd_exact(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    import signal
+def _inputs(run_file: Path, config) -> list[Path]:
+    """Files a run reads: its run file and any table files (never to be overwritten by -o)."""
+    return [Path(run_file)] + [p.file for p in config.potential if getattr(p, "file", None)]
 
-    from bohmpower import io
+
+#: SIGTERM seen by `run` (the handler is installed first thing in main, before the imports and the
+#: numba compile, so a job stopped during start-up still exits 75 with a checkpoint).
+_STOP: dict = {"signal": None}
+
+
+def _on_term(signum, frame):
+    _STOP["signal"] = signum
+
+
+def cmd_run(args) -> int:
     from bohmpower.checkpoint import Checkpoint, run_identity
-    from bohmpower.driver import CWSolver
     from bohmpower.parallel import world_comm
 
     try:
@@ -189,10 +203,23 @@ def cmd_run(args) -> int:
     checkpoint = Checkpoint(output, run_identity(config))
     # The file system is rank 0's: it checks, and every rank raises the same error, so no rank
     # races another that has already created the checkpoint.
-    problem = _check_run_files(output, checkpoint, args) if root else None
+    problem = _check_run_files(output, checkpoint, args, _inputs(run_file, config)) if root \
+        else None
     problem = comm.bcast(problem, root=0)
     if problem is not None:
+        checkpoint.unlock()
         raise ConfigError(*problem)
+    try:
+        return _run_locked(args, comm, config, run_file, output, checkpoint)
+    finally:
+        checkpoint.unlock()
+
+
+def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
+    from bohmpower import io
+    from bohmpower.driver import CWSolver
+
+    root = comm.rank == 0
     solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
     if root:
         for w in solver.warnings:
@@ -200,22 +227,15 @@ def cmd_run(args) -> int:
         log.info("cw run: %s; %d electrons, %d samples, exchange %s, %d rank(s)",
                  config.title or run_file.name, solver.model.n_particles, solver.n_samples,
                  "on" if solver.exchange else "off", comm.size)
-    stop = {"signal": None}
-
-    def on_term(signum, frame):
-        stop["signal"] = signum
-
-    previous = signal.signal(signal.SIGTERM, on_term)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")
     try:
         result = solver.run(progress=progress.update, comm=comm, checkpoint=checkpoint,
                             resume=args.resume, max_wall_time=args.max_wall_time,
                             checkpoint_every=args.checkpoint_every,
                             checkpoint_interval=args.checkpoint_interval,
-                            stop_requested=lambda: stop["signal"] is not None)
+                            stop_requested=lambda: _STOP["signal"] is not None)
     finally:
         progress.close()
-        signal.signal(signal.SIGTERM, previous)
     if not root:
         return 0
     result.ranks = comm.size
@@ -232,25 +252,34 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _check_run_files(output: Path, checkpoint, args) -> tuple[str, str] | None:
-    """(key, message) of what stops this run from starting, or None; removes a checkpoint that
-    --overwrite (without --resume) replaces."""
+def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, str] | None:
+    """(key, message) of what stops this run from starting, or None; takes the checkpoint
+    folder's lock (refused when another run holds it) and removes a checkpoint that --overwrite
+    (without --resume) replaces."""
     from bohmpower import io
 
+    if (args.resume and output.is_file() and not args.overwrite
+            and not any(os.path.abspath(output) == os.path.abspath(i) for i in inputs)):
+        return ("--output", f"{output} exists (a finished run); to extend it with "
+                "--resume --samples M2, add --overwrite")
     try:
-        io.check_output_path(output, args.overwrite)
+        io.check_output_path(output, args.overwrite, inputs=inputs)
+        checkpoint.lock()
     except ConfigError as exc:
-        if args.resume and output.exists():
-            return ("--output", f"{output} exists (a finished run); to extend it with "
-                    "--resume --samples M2, add --overwrite")
         return (exc.key, exc.message)
+    except OSError as exc:
+        return ("--output", f"cannot use the checkpoint folder {checkpoint.dir} "
+                f"({exc.strerror or exc}); choose another file with -o")
+    orphans = checkpoint.orphan_problem()
+    if orphans is not None and not (args.overwrite and not args.resume):
+        return ("--resume" if args.resume else "--output", orphans)
     if checkpoint.exists() and not args.resume and not args.overwrite:
         return ("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: add --resume "
                 "to continue it, or --overwrite to start afresh")
     if args.resume and not checkpoint.exists():
         log.warning("--resume: no checkpoint in %s; starting from the first sample",
                     checkpoint.dir)
-    if args.overwrite and not args.resume and checkpoint.exists():
+    if args.overwrite and not args.resume and (checkpoint.exists() or checkpoint.block_files()):
         checkpoint.remove()
     return None
 
@@ -300,8 +329,8 @@ def config_has_method(path: Path) -> bool:
     import tomllib
 
     try:
-        return "method" in tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        return "method" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, bad TOML: load_config says which
         return False
 
 
@@ -315,8 +344,13 @@ def cmd_info(args) -> int:
 def cmd_compare(args) -> int:
     from bohmpower.compare import compare_files, plot_comparison
 
+    from bohmpower import io
+
     if not 0 < args.alpha < 1:
         raise ConfigError("--alpha", "must lie between 0 and 1")
+    if args.plot:
+        io.check_output_path(args.plot, True, inputs=(args.exact_file, args.other_file),
+                             key="--plot")
     cmp = compare_files(args.exact_file, args.other_file, alpha=args.alpha)
     print(cmp.table())
     if args.plot:
@@ -335,8 +369,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from bohmpower import io
     from bohmpower.plot import plot_result
 
+    figure = args.output or Path(args.result_file).with_suffix(".png")
+    io.check_output_path(figure, True, inputs=(args.result_file,))
     out = plot_result(args.result_file, args.output)
     log.info("figure: %s", out)
     return 0
@@ -347,10 +384,35 @@ COMMANDS = {"run": cmd_run, "exact": cmd_exact, "check": cmd_check, "info": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _setup_logging(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    previous = None
+    if "run" in argv:
+        # First thing, before the imports and the numba compile: a SIGTERM during start-up must
+        # still end in a checkpoint and exit 75 (the run loop stops before its first block).
+        _STOP["signal"] = None
+        previous = signal.signal(signal.SIGTERM, _on_term)
     try:
-        return COMMANDS[args.command](args)
+        args = _parser().parse_args(argv)
+        _setup_logging(args)
+        return _dispatch(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
+    try:
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `bohmpower check RUN | head`: the reader left; nothing more to say, and nobody to say it to.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except BohmpowerError as exc:
         if exc.exit_code == 75:
             if _rank() == 0:
@@ -367,6 +429,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001  (the contract: never a bare traceback)
+        report = _write_report(exc)
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(cause) > 300:
+            cause = cause[:297] + "..."
+        log.error("error: unexpected failure (%s); full report: %s. Please send it with the "
+                  "run file to the developers.", cause, report)
+        _abort_other_ranks(1)
+        return 1
+
+
+def _write_report(exc: BaseException) -> str:
+    """Write the traceback and context of an unexpected failure to a file; return its path."""
+    import platform
+
+    import bohmpower
+
+    text = (f"bohmpower {getattr(bohmpower, '__version__', '?')} on Python "
+            f"{platform.python_version()} ({platform.platform()})\n"
+            f"command: {' '.join(sys.argv)}\ncwd: {os.getcwd()}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    for folder in (tempfile.gettempdir(), os.getcwd()):
+        try:
+            fd, path = tempfile.mkstemp(prefix="bohmpower-report-", suffix=".txt", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return "(no report: no writable folder)"
 
 
 def _rank() -> int:

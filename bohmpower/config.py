@@ -66,6 +66,17 @@ SCHEMA = "bohmpower-run/1"
 
 #: Most steps a run may take (t_end/dt); guards against absurd run files before anything is allocated.
 MAX_STEPS = 10**9
+#: Every float of a run file lies in [-FLOAT_LIMIT, FLOAT_LIMIT], and a nonzero one has magnitude at least
+#: FLOAT_TINY: products and quotients of a few such numbers (k^2/2m, m omega^2 x^2, 1/width^2, exp of
+#: their ratios' squares...) then stay far inside double precision, so no computation overflows or
+#: underflows into inf, 0/0 or NaN. Values outside are refused with the limit in the message; the
+#: resolution rules then judge what remains.
+FLOAT_LIMIT = 1e30
+FLOAT_TINY = 1e-30
+#: Largest grid.points (one conditional wavefunction of 2**24 complex points is 256 MiB).
+MAX_GRID_POINTS = 2**24
+#: Largest trajectories.count (sample ids and block lists are held in memory up front).
+MAX_SAMPLES = 10**7
 #: Relative tolerance of "t_end/dt is a whole number" (SPEC.md: to 1e-9).
 STEP_TOLERANCE = 1e-9
 #: A packet must fit inside the grid over center +/- PACKET_HALF_SPAN * width (its density is then below
@@ -225,7 +236,8 @@ KEYS: tuple[KeySpec, ...] = (
     # -- [grid]
     _f("grid", "x_min", "length", REQUIRED, "< x_max"),
     _f("grid", "x_max", "length", REQUIRED, "> x_min"),
-    _i("grid", "points", REQUIRED, "even, >= 8", lambda v: v >= 8 and v % 2 == 0),
+    _i("grid", "points", REQUIRED, "even, >= 8, <= 2**24",
+       lambda v: 8 <= v <= MAX_GRID_POINTS and v % 2 == 0),
     _s("grid", "boundary", "periodic", ("periodic", "absorbing")),
     _f(
         "grid",
@@ -381,7 +393,7 @@ KEYS: tuple[KeySpec, ...] = (
     _f("volume", "x_max", "length", REQUIRED, "x_min < x_max <= grid.x_max"),
     _f("volume", "smoothing", "length", 0.0, _NONNEG, _nonneg),
     # -- [trajectories]
-    _i("trajectories", "count", REQUIRED, ">= 1", lambda v: v >= 1),
+    _i("trajectories", "count", REQUIRED, ">= 1, <= 10**7", lambda v: 1 <= v <= MAX_SAMPLES),
     _i("trajectories", "seed", 12345, ">= 0", _nonneg),
     _i(
         "trajectories", "store", None, "0 <= store <= count", _nonneg, default_text="min(count, 10)"
@@ -973,12 +985,15 @@ class RunConfig:
             changes["store"] = max(0, min(store, samples))
         if seed is not None:
             changes["seed"] = seed
-        key = "--samples" if samples is not None else "--seed"
         try:
             return self.replace_section("trajectories", **changes)
         except ConfigError as e:
+            # Name the option that carried the bad value: --seed for the seed, --samples else.
+            if e.key == "trajectories.seed":
+                raise ConfigError("--seed", e.message) from None
             if e.key.startswith("trajectories."):
-                raise ConfigError(key, e.message) from None
+                raise ConfigError("--samples" if samples is not None else "--seed",
+                                  e.message) from None
             raise
 
 
@@ -1079,6 +1094,13 @@ def _coerce(spec: KeySpec, value: Any, key: str) -> Any:
             raise ConfigError(key, "number too large") from None
         if not math.isfinite(value):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
+        if abs(value) > FLOAT_LIMIT:
+            raise ConfigError(key, f"{value!r} is too large: magnitudes are at most {FLOAT_LIMIT:g} "
+                              "(beyond it the computations overflow); check the value and its unit")
+        if value != 0 and abs(value) < FLOAT_TINY:
+            raise ConfigError(key, f"{value!r} is too small: nonzero magnitudes are at least "
+                              f"{FLOAT_TINY:g} (below it the computations underflow); write 0 or "
+                              "check the value and its unit")
         return value
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -1271,6 +1293,8 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
         _parse_field(item, f"field[{i}]", grid)
         for i, item in enumerate(_array(data, "field", "field"))
     )
+    _check_time_scales(fields, time)
+    _check_absorber_strength(grid, particles, us)
     interaction = _parse_interaction(_table(data, "interaction", "interaction"))
     initial = _parse_initial(_table(data, "initial", "initial"), particles, grid, us)
     volumes = _parse_volumes(_array(data, "volume", "volume"), grid)
@@ -1430,6 +1454,42 @@ def _check_table_file(path: Path, key: str) -> Path:
     if not np.all(np.diff(table[:, 0]) > 0):
         raise ConfigError(key, f"{path}: x (first column) must be strictly increasing")
     return path
+
+
+#: An absorbing layer stronger than this multiple of the grid's largest kinetic energy reflects like a
+#: wall (and the reflection estimate would need ever more slabs): refused.
+MAX_ABSORBER_RATIO = 1e4
+
+
+def _check_absorber_strength(grid: Any, particles: Any, us: UnitSystem) -> None:
+    strength = getattr(grid, "absorber_strength", None)
+    if strength is None or grid.boundary != "absorbing":
+        return
+    dx = us.to_atomic(grid.x_max - grid.x_min, "length") / grid.points
+    e_max = (math.pi / dx) ** 2 / (2.0 * particles.mass)
+    limit = us.from_atomic(MAX_ABSORBER_RATIO * e_max, "energy")
+    if strength > limit:
+        raise ConfigError("grid.absorber_strength", f"{strength!r} is above the limit {limit:.6g} "
+                          f"({MAX_ABSORBER_RATIO:g} times the grid's largest kinetic energy): "
+                          "such a layer reflects like a wall; leave it out for the automatic "
+                          "value, or lower it")
+
+
+def _check_time_scales(fields: tuple, time: Any) -> None:
+    """A drive's time scale must be resolved by dt: a pulse (or turn-on) shorter than one step is
+    sampled at most once, and sums over steps then give NaN or nonsense."""
+    for i, f in enumerate(fields):
+        for name in ("duration", "t_on"):
+            val = getattr(f, name, None)
+            if val is not None and val < time.dt:
+                raise ConfigError(f"field[{i}].{name}", f"{val!r} is shorter than time.dt = "
+                                  f"{time.dt!r}: the drive is not resolved; the limit is at least "
+                                  "dt (better 10 dt): lengthen it or reduce time.dt")
+        freq = getattr(f, "frequency", None)
+        if freq is not None and freq * time.dt > 0.5:
+            raise ConfigError(f"field[{i}].frequency", f"{freq!r} is above the limit 1/(2 dt) = "
+                              f"{0.5 / time.dt:.6g} of time.dt = {time.dt!r}: the sine is not "
+                              "resolved; lower it or reduce time.dt")
 
 
 def _parse_field(data: Any, prefix: str, grid: GridConfig) -> FieldPiece:

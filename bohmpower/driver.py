@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bohmpower.errors import NumericalError, StoppedEarly
+from bohmpower.errors import BohmpowerError, ConfigError, NumericalError, StoppedEarly
 from bohmpower.exact.observables import FrameSetup
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
@@ -527,15 +527,25 @@ class CWSolver:
         start = _time.perf_counter()
         blocks = blocks_of(self.n_samples)
         done: dict = {}
+        refused = None
         if checkpoint is not None and comm.rank == 0:
-            if resume and checkpoint.exists():
-                checkpoint.check()
-                keys = {(int(b[0]), int(b[-1])) for b in blocks}
-                done = {k: r for k, r in checkpoint.load_blocks().items()
-                        if (r.sums.first_id, r.sums.last_id) in keys}
-                log.info("resuming: %d of %d samples already done", sum(r.sums.n_samples for r in
-                         done.values()), self.n_samples)
-            checkpoint.write_manifest(self.n_samples)
+            try:
+                if resume and checkpoint.exists():
+                    checkpoint.check()
+                    keys = {(int(b[0]), int(b[-1])) for b in blocks}
+                    done = {k: r for k, r in checkpoint.load_blocks().items()
+                            if (r.sums.first_id, r.sums.last_id) in keys}
+                    log.info("resuming: %d of %d samples already done",
+                             sum(r.sums.n_samples for r in done.values()), self.n_samples)
+                checkpoint.write_manifest(self.n_samples)
+            except BohmpowerError as exc:
+                refused = exc
+        # A refused checkpoint stops every rank alike (the others would wait for rank 0 forever).
+        why = comm.bcast(None if refused is None else (refused.exit_code, str(refused)), root=0)
+        if refused is not None:
+            raise refused
+        if why is not None:
+            raise (ConfigError("", why[1]) if why[0] == 2 else BohmpowerError(why[1]))
         done_ids = comm.bcast(sorted(done), root=0)
         if progress is not None and done:
             progress(sum(r.sums.n_samples for r in done.values()))
@@ -581,6 +591,10 @@ class CWSolver:
         busy_all = comm.gather(busy, root=0)
         if comm.rank != 0:
             return None
+        from bohmpower.checkpoint import check_finite_block
+
+        for r in gathered:
+            check_finite_block(r, f"block of samples {r.sums.first_id}-{r.sums.last_id}")
         m = self.model
         estimates, stored, crossings = merge_blocks(
             list(done.values()) + gathered, self.volumes, self.time, self.window_steps,

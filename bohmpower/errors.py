@@ -38,6 +38,12 @@ class NumericalError(BohmpowerError):
         super().__init__(f"numerical failure at step {step} (t = {time:.6g} {time_unit}): {cause}")
 
 
+class BadBlockError(BohmpowerError):
+    """A finished block of samples whose values cannot be merged (not finite): names the block."""
+
+    exit_code = 1
+
+
 class StoppedEarly(BohmpowerError):
     """A run stopped cleanly (signal, wall-time limit) after writing a checkpoint."""
 

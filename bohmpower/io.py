@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -93,14 +95,59 @@ def provenance() -> dict:
     }
 
 
-def check_output_path(path: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing result unless asked to, before any work is done."""
+def check_output_path(path: Path, overwrite: bool, inputs=(), key: str = "--output") -> None:
+    """Refuse an output that cannot be written, before any work is done.
+
+    Refused: an existing file without ``overwrite``; a folder; one of the run's input files
+    (``inputs``: the run file, table files; even with ``overwrite``); a missing folder; a folder this
+    process cannot create files in (probed by creating and removing a file, so read-only file
+    systems and permissions are both caught).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(key, f"{path} is a folder; give a file name inside it")
+    for inp in inputs:
+        try:
+            same = Path(inp).exists() and path.exists() and os.path.samefile(path, inp)
+        except OSError:
+            same = False
+        if same or Path(os.path.abspath(path)) == Path(os.path.abspath(inp)):
+            raise ConfigError(key, f"{path} is an input of this run ({inp}); writing the result "
+                              "there would destroy it: choose another file with -o")
     if path.exists() and not overwrite:
-        raise ConfigError("--output", f"{path} exists; pass --overwrite to replace it, or choose "
+        raise ConfigError(key, f"{path} exists; pass --overwrite to replace it, or choose "
                           "another file with -o")
-    if not path.parent.exists():
-        raise ConfigError("--output", f"folder {path.parent} does not exist")
+    folder = path.parent
+    if not folder.exists():
+        raise ConfigError(key, f"folder {folder} does not exist; create it or choose another "
+                          "file with -o")
+    if not folder.is_dir():
+        raise ConfigError(key, f"{folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bohmpower-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot write in folder {folder} ({exc.strerror or exc}); "
+                          "choose another file with -o") from None
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path``, unique per process (two runs never share one)."""
+    return path.with_name(f"{path.name}.tmp{os.getpid()}")
+
+
+@contextmanager
+def _replacing(path: Path):
+    """Yield a temporary name; on success rename it to ``path``, on any failure remove it (no
+    partial file stays behind, and an existing ``path`` is untouched)."""
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def _dataset(group, name, data, units: str, **kw):
@@ -115,8 +162,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
     check_output_path(path, overwrite)
     us = UnitSystem(config.units.system)
     model = result.model
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         _common_attrs(f, config, model, us, "exact", result.wall_time, result.samples)
         t, x = _write_axes_and_model(f, model, result.time, us)
 
@@ -154,7 +200,6 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
             if key.startswith("health/"):
                 _dataset(hg, key.split("/", 1)[1], val, "dimensionless")
         hg.attrs["warnings"] = "\n".join(result.warnings)
-    os.replace(tmp, path)
     return path
 
 
@@ -223,8 +268,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
     us = UnitSystem(config.units.system)
     model = result.model
     est = result.estimates
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples,
                       getattr(result, "ranks", 1))
         f.attrs["load_imbalance"] = float(getattr(result, "load_imbalance", 1.0))
@@ -266,7 +310,6 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
             bg.attrs["dt"] = float(us.from_atomic(model.config.time.dt, "time"))
             for name, values in basis.items():
                 _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless")
-    os.replace(tmp, path)
     return path
 
 
@@ -357,25 +400,60 @@ def _write_profiles(fg, est: dict, us, t, x) -> None:
 
 
 def open_result(path: Path) -> h5py.File:
-    """Open a result file read-only, refusing anything that is not one."""
+    """Open a result file read-only, refusing anything that is not one (ResultFileError)."""
     path = Path(path)
     if not path.exists():
         raise ResultFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise ResultFileError(f"{path}: is a folder, not a result file")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ResultFileError(f"{path}: not an HDF5 file ({exc})") from None
-    if f.attrs.get("schema") != SCHEMA:
+    try:
+        schema = f.attrs.get("schema")
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        f.close()
+        raise ResultFileError(f"{path}: its root attributes cannot be read ({exc})") from None
+    if isinstance(schema, bytes):
+        schema = schema.decode(errors="replace")
+    if schema != SCHEMA:
         f.close()
         raise ResultFileError(f"{path}: not a bohmpower result file (schema attribute is "
-                              f"{f.attrs.get('schema')!r}, expected {SCHEMA!r})")
+                              f"{schema!r}, expected {SCHEMA!r})")
     return f
+
+
+@contextmanager
+def result_reader(path: Path):
+    """The one way result files are read: ``with result_reader(p) as f: ...``.
+
+    Any failure while reading (a missing group, dataset or attribute, a wrong dtype or shape, a
+    truncated file) becomes a ResultFileError naming the file and what is missing.
+    """
+    f = open_result(path)
+    try:
+        yield f
+    except ResultFileError:
+        raise
+    except KeyError as exc:
+        raise ResultFileError(f"{path}: incomplete bohmpower result file: {_missing(exc)}") from None
+    except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ResultFileError(f"{path}: cannot be read as a bohmpower result file "
+                              f"({type(exc).__name__}: {exc})") from None
+    finally:
+        f.close()
+
+
+def _missing(exc: KeyError) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return f"missing {text}" if "'" not in text else f"missing object or attribute ({text})"
 
 
 def describe_result(path: Path) -> str:
     """What a result file holds: method, sizes, units, volumes, timings, provenance."""
     lines = []
-    with open_result(path) as f:
+    with result_reader(path) as f:
         a = f.attrs
         n_t = f["time"].shape[0]
         n_x = f["grid/x"].shape[0]
@@ -444,7 +522,7 @@ def read_result(path: Path, fields: bool = False) -> dict:
     present, ``trajectory_estimates`` (the same layout), ``global`` and, with ``fields=True``,
     ``fields`` (n_t, n_x) arrays and ``trajectories``.
     """
-    with open_result(path) as f:
+    with result_reader(path) as f:
         out = {
             "path": str(path),
             "attrs": {k: f.attrs[k] for k in f.attrs},
@@ -472,4 +550,28 @@ def read_result(path: Path, fields: bool = False) -> dict:
                 out["U0_units"] = f["model/U0"].attrs["units"]
             if "trajectories" in f:
                 out["trajectories"] = _read_group_arrays(f["trajectories"])
+    _require_parts(path, out, fields)
     return out
+
+
+#: Datasets every reader of a result file relies on (SPEC.md "Result file").
+_REQUIRED_VOLUME = ("energy",)
+_REQUIRED_FIELDS = ("density", "energy_density", "power_density")  # or window/power_density
+
+
+def _require_parts(path, out: dict, fields: bool) -> None:
+    """Refuse a result whose structure lacks what the readers use, naming what is missing."""
+    missing = []
+    for where in ("volumes", "trajectory_estimates"):
+        for name, vol in out.get(where, {}).items():
+            prefix = "volumes" if where == "volumes" else "trajectory_estimates/volumes"
+            missing += [f"/{prefix}/{name}/{q}" for q in _REQUIRED_VOLUME if q not in vol["data"]]
+            if vol["window"] and "t_start" not in vol["window"]:
+                missing.append(f"/{prefix}/{name}/window/t_start")
+    if fields:
+        have = set(out["fields"]) | ({"power_density"} if "power_density" in
+                                      out.get("fields_window", {}) else set())
+        missing += [f"/fields/{q}" for q in _REQUIRED_FIELDS if q not in have]
+    if missing:
+        raise ResultFileError(f"{path}: incomplete bohmpower result file: missing "
+                              + ", ".join(missing))

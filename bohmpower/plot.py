@@ -89,9 +89,9 @@ def _collect(ax, legend: dict, prefix: str = "") -> None:
 
 
 def _window_units(res) -> str:
-    from bohmpower.io import open_result
+    from bohmpower.io import result_reader
 
-    with open_result(res["path"]) as f:
+    with result_reader(res["path"]) as f:
         return f["fields/window/power_density"].attrs["units"]
 
 
