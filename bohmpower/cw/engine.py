@@ -62,6 +62,8 @@ from .guidance import (
 __all__ = [
     "DEFAULT_NORM_TOLERANCE",
     "WEIGHT_FLOOR",
+    "absorb_and_keep",
+    "mark_crossings",
     "CWEnsemble",
     "CWState",
     "Failure",
@@ -145,6 +147,32 @@ def propagator_arguments(model, dt: float, workers: int = 1) -> dict:
         "dt": float(dt),
         "workers": int(workers),
     }
+
+
+def absorb_and_keep(potentials, log_weight: np.ndarray, old, X_new: np.ndarray, dt: float,
+                    x_min: float, x_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of a step and the worlds that stay (module Notes: weights and removal).
+
+    log w -= (2/hbar) (dt/2) (Gamma_tot(X_old) + Gamma_tot(X_new)) (the trapezoid rule); a world is
+    kept when alive, finite, inside [x_min, x_max) and above ``WEIGHT_FLOOR``. Returns the new
+    log-weights and the keep mask. Shared by the zeroth-order and the interacting ensembles.
+    """
+    alive = old.alive
+    finite = np.all(np.isfinite(X_new), axis=1)
+    inside = alive & finite & np.all((X_new >= x_min) & (X_new < x_max), axis=1)
+    g_new = np.zeros(X_new.shape[0])
+    if potentials.absorbing and np.any(inside):
+        g_new[inside] = potentials.gamma_at(X_new[inside]).sum(axis=1)
+    log_weight = np.where(alive, log_weight - dt * (old.gamma_total + g_new), -np.inf)
+    return log_weight, inside & (log_weight >= np.log(WEIGHT_FLOOR))
+
+
+def mark_crossings(crossed: np.ndarray, state, order0: np.ndarray) -> None:
+    """Set ``crossed`` (in place) for the live worlds whose electrons left their initial order."""
+    now = state.alive
+    if state.X.shape[1] > 1 and np.any(now):
+        ordered = np.take_along_axis(state.X[now], order0[now], axis=1)
+        crossed[now] |= np.any(np.diff(ordered, axis=1) < 0, axis=1)
 
 
 def _norms(psi: np.ndarray, dx: float) -> np.ndarray:
@@ -464,15 +492,10 @@ class CWEnsemble:
             v_star = self._velocity(X_star, alive)
             X_new = np.where(alive[:, None], old.X + 0.5 * dt * (old.v + v_star), np.nan)
             self.timings["guidance"] += _time.perf_counter() - b
-        finite = np.all(np.isfinite(X_new), axis=1)
         # A live world whose new position is not finite failed (NaN velocity at the predictor).
-        nan_rows = alive & ~finite
-        inside = alive & finite & np.all((X_new >= self.x_min) & (X_new < self.x_max), axis=1)
-        g_new = np.zeros(self.n_worlds)
-        if self.potentials.absorbing and np.any(inside):
-            g_new[inside] = self.potentials.gamma_at(X_new[inside]).sum(axis=1)
-        self.log_weight = np.where(alive, self.log_weight - dt * (old.gamma_total + g_new), -np.inf)
-        keep = inside & (self.log_weight >= np.log(WEIGHT_FLOOR))
+        nan_rows = alive & ~np.all(np.isfinite(X_new), axis=1)
+        self.log_weight, keep = absorb_and_keep(self.potentials, self.log_weight, old, X_new, dt,
+                                                self.x_min, self.x_max)
         self.previous = old
         self.state = self._build_state(X_new, keep, t_new)
         removed = int(np.sum(alive & ~keep & ~nan_rows))
@@ -488,10 +511,7 @@ class CWEnsemble:
                 self.failed[f.sample_id] = f
                 extra.append(f)
             self.new_failures = self.new_failures + extra
-        now = self.state.alive
-        if self.n_particles > 1 and np.any(now):
-            ordered = np.take_along_axis(self.state.X[now], self._order0[now], axis=1)
-            self.crossed[now] |= np.any(np.diff(ordered, axis=1) < 0, axis=1)
+        mark_crossings(self.crossed, self.state, self._order0)
         self._raise_failures()
         return self.state
 

@@ -71,6 +71,7 @@ stay independent: results do not depend on the rank count and checkpoints work a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time as _time
@@ -101,8 +102,11 @@ BASIS_ID_OFFSET = 2**40
 
 
 # ---------------------------------------------------------------------------------------- algebra
+@functools.lru_cache(maxsize=None)
 def permutations_with_signs(n: int, antisymmetric: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Permutations sigma of 0..n-1 (rows) and their signs; the identity alone when not antisymmetric."""
+    """Permutations sigma of 0..n-1 (rows) and their signs; the identity alone when not antisymmetric.
+
+    Cached: the matrices ask for them at every step (treat the arrays as read-only)."""
     if not antisymmetric:
         return np.arange(n)[None, :], np.ones(1)
     perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64).reshape(-1, n)
@@ -492,7 +496,7 @@ class InteractingEnsemble:
     # ------------------------------------------------------------------ public
     def step(self) -> TrajectoryState:
         """Advance basis, coefficients and measured worlds by dt (module Choices)."""
-        from bohmpower.cw.engine import WEIGHT_FLOOR
+        from bohmpower.cw.engine import absorb_and_keep, mark_crossings
 
         dt = self.dt
         old = self.state
@@ -548,20 +552,12 @@ class InteractingEnsemble:
             v_star = self._velocity(X_star, ok)
             X_new = np.where(alive[:, None], old.X + 0.5 * dt * (old.v + v_star), np.nan)
             self.timings["guidance"] += _time.perf_counter() - a
-        finite = np.all(np.isfinite(X_new), axis=1)
-        inside = alive & finite & np.all((X_new >= self.x_min) & (X_new < self.x_max), axis=1)
-        g_abs = np.zeros(self.n_worlds)
-        if self.potentials.absorbing and np.any(inside):
-            g_abs[inside] = self.potentials.gamma_at(X_new[inside]).sum(axis=1)
-        self.log_weight = np.where(alive, self.log_weight - dt * (old.gamma_total + g_abs), -np.inf)
-        keep = inside & (self.log_weight >= np.log(WEIGHT_FLOOR))
+        self.log_weight, keep = absorb_and_keep(self.potentials, self.log_weight, old, X_new, dt,
+                                                self.x_min, self.x_max)
         self.n_removed += int(np.sum(alive & ~keep))
         self.previous = old
         self.state = self._build_state(X_new, keep, t_new)
-        now = self.state.alive
-        if self.n_particles > 1 and np.any(now):
-            ordered = np.take_along_axis(self.state.X[now], self._order0[now], axis=1)
-            self.crossed[now] |= np.any(np.diff(ordered, axis=1) < 0, axis=1)
+        mark_crossings(self.crossed, self.state, self._order0)
         return self.state
 
     def wavefunction_on_grid(self) -> np.ndarray:
