@@ -1,8 +1,13 @@
 """Result files (HDF5, SPEC.md "Result file"): the only module that imports h5py.
 
 Values arrive in atomic units and are written in the run's unit system, each dataset with a ``units``
-attribute that pint can parse. Files are written to a temporary name and renamed, so a crash never
-leaves a half-written result.
+attribute that pint can parse and a ``long_name``. Every axis of every dataset is an HDF5 dimension
+scale laid out the netCDF-4 way (a scale lives in the dataset's group or one above it), so
+``xarray.open_datatree(path, engine="h5netcdf")`` names every dimension: ``time`` and ``x`` at the root,
+``window`` in each ``window/`` group (its values are the window start times), ``sample`` and
+``electron`` in ``/trajectories``, ``block`` in the block-mean groups, ``field`` in ``/model``, ``step``
+in ``/diagnostics/basis``. Files are written to a temporary name and renamed, so a crash never leaves a
+half-written result.
 """
 
 from __future__ import annotations
@@ -64,6 +69,73 @@ GLOBAL_DIMENSIONS = {
 }
 
 
+#: ``long_name`` of each quantity (``_stderr`` twins: "standard error of ..."; window averages:
+#: "window average of ..."; block means: "block means of ...").
+LONG_NAMES = {
+    # axes
+    "time": "time",
+    "x": "position",
+    "window": "start of the power window",
+    "t_start": "start of the power window",
+    # /volumes/<name>
+    "particles": "mean number of electrons in the volume, N_Omega",
+    "particle_flux": "particle current into the volume (in at x_min minus out at x_max)",
+    "energy": "local energy E_Omega",
+    "power": "local power P_Omega = dE_Omega/dt",
+    "field_work": "field work P_J",
+    "interaction": "interaction current-force correlation P_C",
+    "quantum": "quantum term P_S + P_N",
+    "quantum_flux": "quantum surface term P_S",
+    "quantum_nonlocal": "non-local quantum term P_N",
+    "boundary_flux": "energy current through the edges P_B (inflow minus outflow)",
+    "absorbed": "power removed by the absorbing layers, A_Omega",
+    "quadrature_error": "error estimate of the window quadrature (sum over the power terms)",
+    # /fields
+    "density": "electron density n(x, t)",
+    "current": "particle current J(x, t)",
+    "energy_density": "energy density eps(x, t)",
+    "power_density": "power density p(x, t)",
+    "energy_current": "energy current j_E(x, t)",
+    "field_work_density": "field work density",
+    "interaction_density": "interaction power density",
+    "quantum_density": "quantum power density",
+    # /global
+    "norm": "norm of the wavefunction (cw: surviving fraction of the worlds)",
+    "absorbed_power": "power taken out by the absorbing layers",
+    "total_power": "integral of the power density over all space",
+    # /trajectories
+    "positions": "electron positions of the stored worlds (NaN once a world is removed)",
+    "velocities": "Bohmian velocities of the stored worlds",
+    "energies": "local energies of the electrons of the stored worlds",
+    "quantum_potentials": "quantum potentials of the electrons of the stored worlds",
+    "weights": "weights of the stored worlds",
+    # /model
+    "U0": "static potential U0(x)",
+    "gamma": "absorbing rate Gamma(x)",
+    "field_shape": "spatial shape E(x)/f(t) of each [[field]] entry",
+    "time_profile": "time profile f(t) of each [[field]] entry",
+    # /diagnostics
+    "crossings": "worlds in which identical electrons crossed",
+    "discarded_samples": "samples dropped by --discard-bad-samples",
+    "rank": "eigenvalues of the basis overlap S kept",
+    "condition": "condition number of the basis overlap S",
+}
+#: The global "power" and "energy" are not the volume quantities of the same names.
+GLOBAL_LONG_NAMES = {"energy": "internal energy of all the electrons",
+                     "power": "power of the field over all space"}
+
+#: NAME of an HDF5 dimension scale that is a dimension only (no coordinate values), as netCDF-4
+#: writes it; h5netcdf and xarray show such a dimension without coordinates.
+NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
+
+
+def long_name(name: str, table: dict | None = None) -> str:
+    """``long_name`` of a dataset called ``name`` (``_stderr`` twins included)."""
+    base = name[: -len("_stderr")] if name.endswith("_stderr") else name
+    text = (table or {}).get(base) or LONG_NAMES.get(base) or base.replace("_", " ")
+    return f"standard error of the {text}" if name.endswith("_stderr") else text
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(
@@ -95,7 +167,8 @@ def provenance() -> dict:
     }
 
 
-def check_output_path(path: Path, overwrite: bool, inputs=(), key: str = "--output") -> None:
+def check_output_path(path: Path, overwrite: bool, inputs=(), key: str = "--output",
+                      overwrite_flag: str = "--overwrite") -> None:
     """Refuse an output that cannot be written, before any work is done.
 
     Refused: an existing file without ``overwrite``; a folder; one of the run's input files
@@ -115,8 +188,8 @@ def check_output_path(path: Path, overwrite: bool, inputs=(), key: str = "--outp
             raise ConfigError(key, f"{path} is an input of this run ({inp}); writing the result "
                               "there would destroy it: choose another file with -o")
     if path.exists() and not overwrite:
-        raise ConfigError(key, f"{path} exists; pass --overwrite to replace it, or choose "
-                          "another file with -o")
+        raise ConfigError(key, f"{path} exists; pass {overwrite_flag} to replace it, or choose "
+                          "another file" + (" with -o" if key == "--output" else ""))
     folder = path.parent
     if not folder.exists():
         raise ConfigError(key, f"folder {folder} does not exist; create it or choose another "
@@ -150,16 +223,49 @@ def _replacing(path: Path):
     os.replace(tmp, path)
 
 
-def _dataset(group, name, data, units: str, **kw):
-    ds = group.create_dataset(name, data=np.asarray(data), **kw)
+def _dataset(group, name, data, units: str, dims=(), long_name_: str | None = None,
+             axis: bool = False, **kw):
+    """A dataset with its ``units``, ``long_name`` and one dimension scale per axis (``dims``);
+    ``axis=True``: a one-dimensional dataset that becomes a dimension scale itself."""
+    data = np.asarray(data)
+    if np.iscomplexobj(data):
+        raise TypeError(f"{group.name}/{name}: complex data; store real and imaginary parts "
+                        "as two datasets")
+    if not axis and len(dims) != data.ndim:
+        raise ValueError(f"{group.name}/{name}: {data.ndim} axes but {len(dims)} dimension "
+                         "scales")
+    ds = group.create_dataset(name, data=data, **kw)
     ds.attrs["units"] = units
+    ds.attrs["long_name"] = long_name_ or long_name(name)
+    for axis, scales in enumerate(dims):
+        # an axis may carry several scales (x: /grid/x, then /x); netCDF readers take the last
+        for scale in (scales if isinstance(scales, tuple) else (scales,)):
+            ds.dims[axis].attach_scale(scale)
     return ds
 
 
-def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -> Path:
-    """Write an exact run (``driver.ExactResult``, atomic units) as a SPEC.md result file."""
+def _dimension(group, name: str, size: int):
+    """A dimension without coordinate values (netCDF-4's form: an empty scale so named)."""
+    ds = group.create_dataset(name, shape=(int(size),), dtype="f4")
+    ds.make_scale(f"{NOT_A_VARIABLE}{int(size):10d}")
+    ds.attrs["units"] = "dimensionless"
+    ds.attrs["long_name"] = f"{name} index (a dimension without coordinate values)"
+    return ds
+
+
+def _coordinate(group, name: str, values, units: str, long_name_: str | None = None):
+    """A dimension scale with values (a coordinate of that name)."""
+    ds = _dataset(group, name, values, units, long_name_=long_name_, axis=True)
+    ds.make_scale(name)
+    return ds
+
+
+def write_exact_result(path: Path, result, config, *, overwrite: bool = False,
+                       key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
+    """Write an exact run (``driver.ExactResult``, atomic units) as a SPEC.md result file
+    (``key``/``overwrite_flag``: how a refusal names the path and the way to replace it)."""
     path = Path(path)
-    check_output_path(path, overwrite)
+    check_output_path(path, overwrite, key=key, overwrite_flag=overwrite_flag)
     us = UnitSystem(config.units.system)
     model = result.model
     with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
@@ -169,23 +275,21 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
         fg = f.create_group("fields")
         for name, data in result.fields.items():
             dim = FIELD_DIMENSIONS[name]
-            ds = _dataset(fg, name, us.from_atomic(data, dim), us.unit(dim),
-                          compression="gzip", compression_opts=4, shuffle=True)
-            ds.dims[0].attach_scale(t)
-            ds.dims[1].attach_scale(x)
+            _dataset(fg, name, us.from_atomic(data, dim), us.unit(dim), dims=(t, x),
+                     compression="gzip", compression_opts=4, shuffle=True)
 
         _write_volumes(f.create_group("volumes"), model.volumes, result.volumes,
                        result.windows, us, t)
         if result.trajectory_estimates is not None:
             _write_estimates(f.create_group("trajectory_estimates"), model.volumes,
                              result.trajectory_estimates, us, t, x)
-            _write_trajectories(f, result.stored_trajectories, us, t)
+            _write_trajectories(f, result.stored_trajectories, us, t, model.n_particles)
 
         gg = f.create_group("global")
         for q, data in result.globals.items():
             dim = GLOBAL_DIMENSIONS[q]
-            ds = _dataset(gg, q, us.from_atomic(data, dim), us.unit(dim))
-            ds.dims[0].attach_scale(t)
+            _dataset(gg, q, us.from_atomic(data, dim), us.unit(dim), dims=(t,),
+                     long_name_=long_name(q, GLOBAL_LONG_NAMES))
 
         dg = f.create_group("diagnostics")
         _dataset(dg, "crossings", result.diagnostics.get("crossings", 0), "dimensionless")
@@ -193,8 +297,8 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False) -
         pn = result.diagnostics.get("pn_direct_minus_balance", {})
         pg = dg.create_group("pn_direct_minus_balance")
         for name, data in pn.items():
-            ds = _dataset(pg, name, us.from_atomic(data, "power"), us.unit("power"))
-            ds.dims[0].attach_scale(t)
+            _dataset(pg, name, us.from_atomic(data, "power"), us.unit("power"), dims=(t,),
+                     long_name_=f"P_N computed directly minus its balance value, volume {name}")
         hg = dg.create_group("health")
         for key, val in result.diagnostics.items():
             if key.startswith("health/"):
@@ -227,34 +331,42 @@ def _common_attrs(f, config, model, us, method: str, wall_time: float, samples: 
 
 
 def _write_axes_and_model(f, model, time, us):
-    t = _dataset(f, "time", us.from_atomic(time, "time"), us.unit("time"))
-    t.make_scale("time")
+    """The root coordinates ``time`` and ``x`` (every group below sees them), ``/grid/x`` and
+    ``/model``; returns the scales of time and of x (``/grid/x`` and ``/x``: both are attached to
+    every x axis, ``/x`` last, the one netCDF readers use)."""
+    t = _coordinate(f, "time", us.from_atomic(time, "time"), us.unit("time"))
+    grid_x = us.from_atomic(model.grid.x, "length")
     g = f.create_group("grid")
-    x = _dataset(g, "x", us.from_atomic(model.grid.x, "length"), us.unit("length"))
-    x.make_scale("x")
+    gx = _coordinate(g, "x", grid_x, us.unit("length"), long_name_="grid points")
+    x = (gx, _coordinate(f, "x", grid_x, us.unit("length")))
     m = f.create_group("model")
-    _dataset(m, "U0", us.from_atomic(model.u0, "energy"), us.unit("energy"))
     n_f = len(model.drives)
+    fields = _dimension(m, "field", n_f)
+    _dataset(m, "U0", us.from_atomic(model.u0, "energy"), us.unit("energy"), dims=(x,))
     # E(x)/f(t) = force_shape / q, q = -1 in atomic units.
     shapes = np.array([-d.force_shape for d in model.drives]).reshape(n_f, model.grid.n_x)
-    _dataset(m, "field_shape", us.from_atomic(shapes, "electric_field"), us.unit("electric_field"))
+    _dataset(m, "field_shape", us.from_atomic(shapes, "electric_field"), us.unit("electric_field"),
+             dims=(fields, x))
     profiles = np.array([d.profile(time) for d in model.drives]).reshape(n_f, len(time))
-    _dataset(m, "time_profile", profiles, "dimensionless")
-    _dataset(m, "gamma", us.from_atomic(model.gamma, "energy"), us.unit("energy"))
-    m["U0"].dims[0].attach_scale(x)
-    m["gamma"].dims[0].attach_scale(x)
+    _dataset(m, "time_profile", profiles, "dimensionless", dims=(fields, t))
+    _dataset(m, "gamma", us.from_atomic(model.gamma, "energy"), us.unit("energy"), dims=(x,))
     return t, x
 
 
-def _write_trajectories(f, stored: dict, us, t) -> None:
+def _write_trajectories(f, stored: dict, us, t, n_particles: int) -> None:
+    """``/trajectories``: (sample, time, electron) arrays; weights (sample, time)."""
     tg = f.create_group("trajectories")
+    n_store = next(iter(stored.values())).shape[0] if stored else 0
+    sample = _dimension(tg, "sample", n_store)
+    electron = _dimension(tg, "electron", n_particles)
     for name, data in stored.items():
         dim = TRAJECTORY_DIMENSIONS[name]
-        ds = _dataset(tg, name, us.from_atomic(data, dim), us.unit(dim))
-        ds.dims[1].attach_scale(t)
+        dims = (sample, t, electron)[: np.ndim(data)]
+        _dataset(tg, name, us.from_atomic(data, dim), us.unit(dim), dims=dims)
 
 
-def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> Path:
+def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
+                    key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
     """Write a conditional-wavefunction run (``driver.CWResult``, atomic units) per SPEC.md.
 
     Volumes hold the ensemble estimates with ``_stderr`` twins (power and its terms as window
@@ -264,7 +376,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
     from bohmpower.power.recorder import GLOBAL_VOLUME
 
     path = Path(path)
-    check_output_path(path, overwrite)
+    check_output_path(path, overwrite, key=key, overwrite_flag=overwrite_flag)
     us = UnitSystem(config.units.system)
     model = result.model
     est = result.estimates
@@ -290,14 +402,15 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
                                       ("power", "field_work", "power", 1.0),
                                       ("absorbed_power", "absorbed", "power", 1.0)):
             for suffix in ("", "_stderr"):
-                ds = _dataset(gg, name + suffix, us.from_atomic(g[key + suffix] * scale, dim),
-                              us.unit(dim))
-                ds.dims[0].attach_scale(t)
+                _dataset(gg, name + suffix, us.from_atomic(g[key + suffix] * scale, dim),
+                         us.unit(dim), dims=(t,),
+                         long_name_=long_name(name + suffix, GLOBAL_LONG_NAMES))
         if est.get("fields"):
             _write_profiles(f.create_group("fields"), est, us, t, x)
         if "blocks" in est:
-            _write_blocks(f.create_group("estimate_blocks"), est["blocks"], us, GLOBAL_VOLUME)
-        _write_trajectories(f, result.stored_trajectories, us, t)
+            _write_blocks(f.create_group("estimate_blocks"), est["blocks"], us, t,
+                          _window_starts(est), GLOBAL_VOLUME)
+        _write_trajectories(f, result.stored_trajectories, us, t, model.n_particles)
         dg = f.create_group("diagnostics")
         _dataset(dg, "crossings", result.crossings, "dimensionless")
         _dataset(dg, "discarded_samples", len(result.discarded), "dimensionless")
@@ -308,20 +421,42 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
             # interacting scheme: one value per step of the shared basis (the same in every block)
             bg = dg.create_group("basis")
             bg.attrs["dt"] = float(us.from_atomic(model.config.time.dt, "time"))
+            step = _dimension(bg, "step", len(next(iter(basis.values()))))
             for name, values in basis.items():
-                _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless")
+                _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless", dims=(step,),
+                         long_name_=(LONG_NAMES.get(name, name) if name != "norm" else
+                                     "norm of the reconstructed wavefunction") + ", per step")
     return path
 
 
-def _write_blocks(bg, blocks: dict, us, skip: str = "") -> None:
+def _window_starts(est: dict) -> np.ndarray | None:
+    """The window start times of an estimator result (the same for every volume), or None."""
+    for d in est["volumes"].values():
+        if "window/t_start" in d:
+            return np.asarray(d["window/t_start"])
+    return None
+
+
+def _write_blocks(bg, blocks: dict, us, t, window_starts, skip: str = "") -> None:
+    """Block means (block, time) or, under ``.../window/``, (block, window)."""
     bg.attrs["description"] = ("means of each fixed block of sample ids, in id order: the "
                                "correlation of the estimates (compare's RMS bound)")
+    block = None
     for key, values in blocks.items():
         if skip and f"/{skip}/" in key:
             continue
-        q = key.rsplit("/", 1)[1]
-        _dataset(bg, key, us.from_atomic(values, VOLUME_DIMENSIONS[q]),
-                 us.unit(VOLUME_DIMENSIONS[q]))
+        if block is None:
+            block = _dimension(bg, "block", np.shape(values)[0])
+        where, q = key.rsplit("/", 1)
+        grp = bg.require_group(where)
+        if where.endswith("window"):
+            axis = grp["window"] if "window" in grp else _coordinate(
+                grp, "window", us.from_atomic(window_starts, "time"), us.unit("time"))
+        else:
+            axis = t
+        _dataset(grp, q, us.from_atomic(values, VOLUME_DIMENSIONS[q]),
+                 us.unit(VOLUME_DIMENSIONS[q]), dims=(block, axis),
+                 long_name_="block means of the " + long_name(q))
 
 
 def _volume_group(parent, vol, us):
@@ -332,26 +467,35 @@ def _volume_group(parent, vol, us):
     return grp
 
 
-def _write_series(grp, data: dict, us, scale=None):
-    """Datasets named by quantity (``_stderr`` twins share the quantity's dimension)."""
+def _write_series(grp, data: dict, us, scale, prefix: str = ""):
+    """Datasets named by quantity along ``scale`` (``_stderr`` twins share the quantity's
+    dimension)."""
     for q, values in data.items():
         if q == "t_start" or q.endswith("/t_start"):
             continue
         base = q[: -len("_stderr")] if q.endswith("_stderr") else q
         dim = VOLUME_DIMENSIONS[base]
-        ds = _dataset(grp, q, us.from_atomic(values, dim), us.unit(dim))
-        if scale is not None:
-            ds.dims[0].attach_scale(scale)
+        _dataset(grp, q, us.from_atomic(values, dim), us.unit(dim), dims=(scale,),
+                 long_name_=prefix + long_name(q))
+
+
+def _window_group(parent, t_start, us):
+    """A ``window/`` group: its coordinate ``window`` (the window start times, a dimension scale)
+    and ``t_start`` (the same times, the name the readers use)."""
+    wg = parent.create_group("window")
+    starts = us.from_atomic(t_start, "time")
+    w = _coordinate(wg, "window", starts, us.unit("time"))
+    _dataset(wg, "t_start", starts, us.unit("time"), dims=(w,))
+    return wg, w
 
 
 def _write_window(grp, window: dict, us):
-    """``window/t_start`` (a scale) and ``window/<quantity>`` averages over [t, t + window]."""
+    """``window/t_start`` and ``window/<quantity>`` averages over [t, t + window]."""
     if not window:
         return
-    wg = grp.create_group("window")
-    ts = _dataset(wg, "t_start", us.from_atomic(window["t_start"], "time"), us.unit("time"))
-    ts.make_scale("t_start")
-    _write_series(wg, {q: v for q, v in window.items() if q != "t_start"}, us, ts)
+    wg, w = _window_group(grp, window["t_start"], us)
+    _write_series(wg, {q: v for q, v in window.items() if q != "t_start"}, us, w,
+                  prefix="window average of the ")
 
 
 def _write_volumes(parent, volumes, values: dict, windows: dict, us, t):
@@ -373,7 +517,7 @@ def _write_estimates(parent, volumes, est: dict, us, t, x):
         _write_window(grp, window, us)
     blocks = est.get("blocks")
     if blocks:
-        _write_blocks(parent.create_group("blocks"), blocks, us)
+        _write_blocks(parent.create_group("blocks"), blocks, us, t, _window_starts(est))
     fields = est.get("fields")
     if fields:
         _write_profiles(parent.create_group("fields"), est, us, t, x)
@@ -384,19 +528,16 @@ def _write_profiles(fg, est: dict, us, t, x) -> None:
     fields = est["fields"]
     fg.attrs["profile_bandwidth"] = us.from_atomic(est["profile_bandwidth"], "length")
     fg.attrs["profile_bandwidth_units"] = us.unit("length")
-    wg = fg.create_group("window")
-    ts = _dataset(wg, "t_start", us.from_atomic(fields["window/t_start"], "time"), us.unit("time"))
-    ts.make_scale("t_start")
+    wg, w = _window_group(fg, fields["window/t_start"], us)
     for q, values in fields.items():
         if q == "window/t_start":
             continue
-        group, name, scale = (wg, q.split("/", 1)[1], ts) if q.startswith("window/") else \
-            (fg, q, t)
+        window = q.startswith("window/")
+        group, name, scale = (wg, q.split("/", 1)[1], w) if window else (fg, q, t)
         base = name[: -len("_stderr")] if name.endswith("_stderr") else name
         dim = FIELD_DIMENSIONS[base]
-        ds = _dataset(group, name, us.from_atomic(values, dim), us.unit(dim))
-        ds.dims[0].attach_scale(scale)
-        ds.dims[1].attach_scale(x)
+        _dataset(group, name, us.from_atomic(values, dim), us.unit(dim), dims=(scale, x),
+                 long_name_=("window average of the " if window else "") + long_name(name))
 
 
 def open_result(path: Path) -> h5py.File:
@@ -488,12 +629,20 @@ def describe_result(path: Path) -> str:
 
 def _walk(f) -> list[str]:
     names = []
-    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    f.visititems(lambda n, o: names.append(n)
+                 if isinstance(o, h5py.Dataset) and not _is_axis(o) else None)
     return names
 
 
+def _is_axis(ds) -> bool:
+    """A dimension scale written as an axis (``window``, ``sample``, ...), not a quantity; older
+    files made ``t_start`` itself the scale, and it stays a quantity."""
+    return ds.attrs.get("CLASS") == b"DIMENSION_SCALE" and ds.name.rsplit("/", 1)[-1] != "t_start"
+
+
 def _read_group_arrays(grp) -> dict:
-    return {k: grp[k][()] for k in grp if isinstance(grp[k], h5py.Dataset)}
+    return {k: grp[k][()] for k in grp if isinstance(grp[k], h5py.Dataset)
+            and not _is_axis(grp[k])}
 
 
 def _read_volumes(grp) -> dict:
@@ -503,7 +652,8 @@ def _read_volumes(grp) -> dict:
             "attrs": {k: vg.attrs[k] for k in ("x_min", "x_max", "smoothing") if k in vg.attrs},
             "data": _read_group_arrays(vg),
             "window": _read_group_arrays(vg["window"]) if "window" in vg else {},
-            "units": {k: vg[k].attrs.get("units", "") for k in vg if isinstance(vg[k], h5py.Dataset)},
+            "units": {k: vg[k].attrs.get("units", "") for k in vg
+                      if isinstance(vg[k], h5py.Dataset) and not _is_axis(vg[k])},
         }
     return out
 
@@ -511,7 +661,8 @@ def _read_volumes(grp) -> dict:
 def _read_blocks(grp) -> dict:
     """Block means keyed like the estimators: "volumes/<name>/<q>", ".../window/<q>"."""
     out = {}
-    grp.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    grp.visititems(lambda n, o: out.__setitem__(n, o[()])
+                   if isinstance(o, h5py.Dataset) and not _is_axis(o) else None)
     return out
 
 
@@ -542,7 +693,8 @@ def read_result(path: Path, fields: bool = False) -> dict:
         if fields:
             out["fields"] = _read_group_arrays(f["fields"])
             out["field_units"] = {k: f["fields"][k].attrs["units"] for k in f["fields"]
-                                  if isinstance(f["fields"][k], h5py.Dataset)}
+                                  if isinstance(f["fields"][k], h5py.Dataset)
+                                  and not _is_axis(f["fields"][k])}
             if "fields/window" in f:
                 out["fields_window"] = _read_group_arrays(f["fields/window"])
             if "model/U0" in f:
