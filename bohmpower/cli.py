@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("exact", help="exact many-electron wavefunction on the full grid (N <= 3)")
     p.add_argument("run_file", nargs="?", type=Path,
-                   help="run file (TOML); without it a built-in two-electron demo runs")
+                   help="run file (TOML); [method] is ignored (it is for `run`, so one file "
+                   "serves both), [trajectories] adds exact Bohmian trajectories; without it a "
+                   "built-in two-electron demo runs")
     p.add_argument("-o", "--output", type=Path, help="result file (default: RUN.exact.h5 beside RUN.toml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     p.add_argument("--seed", type=int, help="override [trajectories] seed")
@@ -143,6 +145,8 @@ def cmd_exact(args) -> int:
         run_file = args.run_file
         output = args.output or run_file.with_suffix(".exact.h5")
     config = _load(run_file, "exact", args)
+    for note in config.command_notes("exact"):
+        log.info("note: %s", note)
     io.check_output_path(output, args.overwrite, inputs=_inputs(run_file, config))
     log.info("exact run: %s", config.title or run_file.name)
     solver = ExactSolver(config, workers=args.workers)

@@ -911,15 +911,12 @@ class RunConfig:
         Raises
         ------
         ConfigError
-            ``[method]`` in an exact run; ``many_body_state`` or a missing ``[trajectories]`` in a
-            ``run``; ``exchange = true`` with distinguishable electrons.
+            ``many_body_state`` or a missing ``[trajectories]`` in a ``run``; ``exchange = true``
+            with distinguishable electrons. ``[method]`` in an exact run is not refused: one run
+            file serves both engines, and the exact solver ignores it (``command_notes`` says so).
         """
         if command not in ("exact", "run"):
             raise ValueError(f"unknown command {command!r}; expected 'exact' or 'run'")
-        if command == "exact" and self.method is not None:
-            raise ConfigError(
-                "method", "[method] is for `bohmpower run` only; remove it from an exact run"
-            )
         if command == "run":
             if self.initial.many_body_state is not None:
                 raise ConfigError(
@@ -941,6 +938,12 @@ class RunConfig:
                 'exchange = true needs particles.statistics = "fermion" '
                 "(distinguishable electrons have no exchange)",
             )
+
+    def command_notes(self, command: str) -> list[str]:
+        """What ``command`` ("exact" or "run") leaves out of this run file, one sentence each."""
+        if command == "exact" and self.method is not None:
+            return ["[method] is read by `bohmpower run` only; the exact solver ignores it"]
+        return []
 
     def method_warnings(self) -> list[str]:
         """Warnings about the ``[method]`` chosen for this physics (``check`` and ``run`` print them)."""

@@ -100,9 +100,10 @@ def test_spec_example_resolves_as_documented():
     assert c.trajectories == TrajectoriesConfig(2000, 12345, 50)
     assert c.method == MethodConfig(True)
     c.check_command("run")  # it is a `run` file
-    with pytest.raises(ConfigError) as e:
-        c.check_command("exact")
-    assert e.value.key == "method"
+    c.check_command("exact")  # ...and serves the exact solver too, which ignores [method]
+    assert c.command_notes("exact") == [
+        "[method] is read by `bohmpower run` only; the exact solver ignores it"]
+    assert c.command_notes("run") == []
 
 
 def test_device_file_is_an_exact_run():
@@ -641,7 +642,7 @@ def test_volume_names_and_edges():
 def test_check_command():
     c = make_config(method={"exchange": True}, trajectories={"count": 10})
     c.check_command("run")
-    assert _key(c.check_command, "exact") == "method"
+    c.check_command("exact")  # [method] is ignored by exact runs, not refused
     assert _key(make_config().check_command, "run") == "trajectories"
     d = run_dict(
         particles={"count": 1, "statistics": "distinguishable"},
