@@ -59,6 +59,8 @@ class ExactResult:
     trajectory_estimates: dict | None = None
     stored_trajectories: dict | None = None
     samples: int = 0
+    #: the run as given (its unit system is the result file's: ``bohmpower.save``)
+    config: object = None
 
 
 def initial_state(model: Model, workers: int = 1) -> np.ndarray:
@@ -185,6 +187,7 @@ class ExactSolver:
         result.diagnostics.update(health.summary())
         result.wall_time = wall
         result.warnings = list(self.warnings) + health.warnings
+        result.config = self.config
         return result
 
     def _visits(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -454,6 +457,8 @@ class CWResult:
     #: interacting scheme: the shared basis's per-step "rank" (eigenvalues of S kept), "norm" of the
     #: reconstructed Psi and "condition" of S, from a block this process ran (identical in every block)
     basis_diagnostics: dict | None = None
+    #: the run as given (its unit system is the result file's: ``bohmpower.save``)
+    config: object = None
 
 
 class CWSolver:
@@ -604,7 +609,8 @@ class CWSolver:
                           estimates=estimates, stored_trajectories=stored, crossings=crossings,
                           discarded=discarded, samples=self.n_samples, exchange=self.exchange,
                           wall_time=_time.perf_counter() - start, warnings=list(self.warnings),
-                          scheme=self.scheme, basis_diagnostics=self.basis_diagnostics)
+                          scheme=self.scheme, basis_diagnostics=self.basis_diagnostics,
+                          config=self.config)
         result.ranks = comm.size
         result.load_imbalance = (max(busy_all) / max(np.mean(busy_all), 1e-12)
                                  if busy_all else 1.0)
