@@ -41,7 +41,11 @@ class _Progress:
         self._bar = None
         self._call: Callable[[int, int], Any] | None = None
         if progress is True:
-            from tqdm.auto import tqdm
+            try:  # a notebook widget needs ipywidgets; without it tqdm.auto warns, so use text
+                import ipywidgets  # noqa: F401
+                from tqdm.auto import tqdm
+            except ImportError:
+                from tqdm import tqdm
 
             self._bar = tqdm(total=self.total, unit=unit, desc=description)
         elif callable(progress):
