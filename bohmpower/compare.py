@@ -9,6 +9,14 @@ The other side's standard error is floored at the estimator's granularity, (seri
 window averages of the terms made of events, power, boundary flux, quantum and absorbed, the scale is
 at least one electron's energy in the volume divided by the window): below it, where a handful of
 worlds carry the estimate, the sample standard error is not a reliable error bar.
+
+Points the worlds cannot resolve are reported apart and left out of the verdict: at each compared
+point the electrons of the M worlds in the volume number M N_Omega (N_Omega the mean number of
+electrons inside, the larger of the two files' values; for a window, the largest over the frames it
+spans). Below ``MIN_ELECTRONS_RESOLVED`` of them the estimate rests on a handful of worlds entering
+or leaving, and a difference there says nothing about the method ("not resolved by M worlds"). The
+larger of the two sides is used so that worlds the other method puts where the exact solution has
+none are still judged.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ from bohmpower.power.statistics import (
 INSTANTANEOUS = ("particles", "energy")
 #: Quantities compared as window averages.
 WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed")
+#: Fewest electrons of the M worlds (M N_Omega) in a volume for a point to count in the verdict:
+#: with n of them the sample standard error is itself uncertain by about 1/sqrt(2 n), 20 % at 10.
+MIN_ELECTRONS_RESOLVED = 10
 
 
 #: The legend printed under the table.
@@ -41,7 +52,9 @@ COLUMNS_EXPLAINED = (
     "                   quantity's own size (about 1 where the other side is 0 and the exact value",
     "                   round-off, e.g. absorbed far from the layers)",
     "         RMS z, max |z|  the differences in standard errors, z = (exact - other) / s.e.,",
-    "                   tested against the bounds on the overall line; '-': no standard errors",
+    "                   over the resolved points, tested against the bounds on the overall line;",
+    "                   '-': no standard errors (or no resolved point)",
+    "         unres.    points not resolved by the M worlds (listed below; not in the verdict)",
 )
 
 
@@ -55,6 +68,13 @@ class Row:
     max_abs_diff: float
     scale: float
     agreement: Agreement | None
+    #: points left out of the verdict: fewer than MIN_ELECTRONS_RESOLVED electrons of the worlds
+    #: in the volume there (their times, M N_Omega there, and |z| there)
+    unresolved_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unresolved_electrons: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unresolved_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: (t, z, resolved) of every point of the row, for plots
+    z_series: tuple | None = None
 
 
 @dataclass
@@ -66,11 +86,15 @@ class Comparison:
     notes: list = field(default_factory=list)
     overall: Agreement | None = None
     series: dict = field(default_factory=dict)  # (volume, quantity, kind) -> arrays for plots
+    #: (volume, quantity, kind) -> (t, z, resolved): the z-scores the verdict is made of, for plots
+    z_series: dict = field(default_factory=dict)
+    #: worlds of the other file (M)
+    n_worlds: int | None = None
     _finite_masks: list = field(default_factory=list, repr=False)
 
     def table(self) -> str:
         head = (f"{'volume':<14} {'quantity':<16} {'kind':<6} {'points':>6} {'max |diff|':>12} "
-                f"{'of scale':>9} {'RMS z':>7} {'max |z|':>8}  units")
+                f"{'of scale':>9} {'RMS z':>7} {'max |z|':>8} {'unres.':>6}  units")
         lines = [f"reference (exact grid): {self.reference}",
                  f"other ({self.other_source}): {self.other}", "", head, "-" * len(head)]
         for r in self.rows:
@@ -79,16 +103,49 @@ class Comparison:
             zs = (f"{a.rms_z:7.2f} {a.max_abs_z:8.2f}" if a and a.n_points else
                   f"{'-':>7} {'-':>8}")
             lines.append(f"{r.volume:<14} {r.quantity:<16} {r.kind:<6} {r.n_points:6d} "
-                         f"{r.max_abs_diff:12.4e} {rel:9.2e} {zs}  {r.units}")
+                         f"{r.max_abs_diff:12.4e} {rel:9.2e} {zs} {r.unresolved_t.size:6d}  "
+                         f"{r.units}")
         lines.append("")
         lines.extend(COLUMNS_EXPLAINED)
         lines.append("")
+        lines.extend(self.unresolved_report())
         if self.overall is not None and self.overall.n_points:
             lines.append(f"overall: {self.overall}")
         else:
             lines.append("overall: no standard errors on either side; absolute differences only")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def unresolved_report(self) -> list[str]:
+        """Lines on the points left out of the verdict, one per volume that has any."""
+        rows = [r for r in self.rows if r.unresolved_t.size]
+        if not rows:
+            return []
+        out = [f"not resolved by {self.n_worlds or 0} worlds (fewer than "
+               f"{MIN_ELECTRONS_RESOLVED} of their electrons in the volume, M N_Omega < "
+               f"{MIN_ELECTRONS_RESOLVED}): left out of the verdict; more worlds resolve them"]
+        for volume in dict.fromkeys(r.volume for r in rows):
+            mine = [r for r in rows if r.volume == volume]
+            parts = []
+            for kind, what, when in (("frame", "frames", "t"), ("window", "windows",
+                                                                  "starting t")):
+                r = next((r for r in mine if r.kind == kind), None)
+                if r is not None:
+                    parts.append(f"{r.unresolved_t.size} {what} ({when} = "
+                                 f"{r.unresolved_t.min():.4g} to {r.unresolved_t.max():.4g})")
+            electrons = np.concatenate([r.unresolved_electrons for r in mine])
+            worst, z = None, 0.0
+            for r in mine:
+                finite = r.unresolved_z[np.isfinite(r.unresolved_z)]
+                if finite.size and np.max(np.abs(finite)) > z:
+                    worst, z = r.quantity, float(np.max(np.abs(finite)))
+            line = (f"  {volume}: " + " and ".join(parts) + f", M N_Omega = "
+                    f"{electrons.min():.2g} to {electrons.max():.2g}")
+            if worst is not None:
+                line += f"; |z| there up to {z:.1f} ({worst})"
+            out.append(line)
+        out.append("")
+        return out
 
 
 def _other_volumes(other: dict) -> tuple[dict, str]:
@@ -146,6 +203,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
         other["attrs"].get("method") == "cw" else None
     block_cols = []  # per compared point: its block values (B,), or None
     n_other = int(other["attrs"].get("samples", 0)) or None
+    cmp.n_worlds = n_other
     for name in common:
         va, vb = ref["volumes"][name], vols_b[name]
         for key in ("x_min", "x_max", "smoothing"):
@@ -153,6 +211,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             if abs(a - b) > 1e-12 * max(1.0, abs(a)):
                 raise ResultFileError(f"volume {name!r}: {key} differs ({a} vs {b}); volumes must "
                                       "have equal edges and smoothing")
+        electrons = _electrons_in_volume(va, vb, ia, ib, n_other)
         for q in INSTANTANEOUS:
             if q not in va["data"] or q not in vb["data"]:
                 continue
@@ -162,10 +221,13 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             se_b = se_b[ib] if se_b is not None else None
             se_a = va["data"].get(f"{q}_stderr")
             se_a = se_a[ia] if se_a is not None else None
-            cmp.rows.append(_row(name, q, "frame", va["units"].get(q, ""), a, b, se_a, se_b,
-                                 alpha, all_z, cmp._finite_masks, n_other))
+            row = _row(name, q, "frame", va["units"].get(q, ""), a, b, se_a, se_b,
+                       alpha, all_z, cmp._finite_masks, n_other, t=t_a[ia],
+                       electrons=electrons)
+            cmp.rows.append(row)
             block_cols.append(_block_columns(blocks, f"volumes/{name}/{q}", ib, a.size))
             cmp.series[(name, q, "frame")] = (t_a[ia], a, b, se_b)
+            cmp.z_series[(name, q, "frame")] = row.z_series
         wa, wb = va["window"], vb["window"]
         if wa and wb:
             ja, jb = _match_times(wa["t_start"], wb["t_start"], tol)
@@ -181,6 +243,9 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             window = float(ref["attrs"].get("window", 0)) or 1.0
             energy_scale = float(np.nanmax(np.abs(va["data"]["energy"]))) / max(
                 int(ref["attrs"].get("n_particles", 1)), 1)
+            t_frames = t_a[ia]
+            win_electrons = None if electrons is None else np.array([
+                _window_max(t_frames, electrons, ts, window, tol) for ts in wa["t_start"][ja]])
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue
@@ -193,11 +258,13 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                 se_b = se_b[jb] if se_b is not None else None
                 se_a = wa.get(f"{q}_stderr")
                 se_a = se_a[ja] if se_a is not None else None
-                cmp.rows.append(_row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
-                                     alpha, all_z, cmp._finite_masks, n_other,
-                                     scale_q))
+                row = _row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
+                           alpha, all_z, cmp._finite_masks, n_other, scale_q,
+                           t=wa["t_start"][ja], electrons=win_electrons)
+                cmp.rows.append(row)
                 block_cols.append(_block_columns(blocks, f"volumes/{name}/window/{q}", jb, a.size))
                 cmp.series[(name, q, "window")] = (wa["t_start"][ja], a, b, se_b)
+                cmp.z_series[(name, q, "window")] = row.z_series
         elif not wa:
             cmp.notes.append(f"volume {name!r}: the exact file has no window averages; power terms "
                              "not compared")
@@ -213,8 +280,30 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                          f"{cols.shape[0]} blocks of worlds")
     else:
         cmp.notes.append("RMS bound assumes independent points (no block means in the file)")
+    n_unresolved = sum(r.unresolved_t.size for r in cmp.rows)
+    if n_unresolved:
+        cmp.notes.append(f"{n_unresolved} point(s) not resolved by the {n_other} worlds are left "
+                         "out of the verdict (listed above)")
     cmp.overall = agreement(z, alpha, correlation)
     return cmp
+
+
+def _electrons_in_volume(va, vb, ia, ib, n_worlds):
+    """M N_Omega at the compared frames: the electrons of the M worlds in the volume, the larger
+    of the two files' N_Omega; None without worlds or particle counts."""
+    if not n_worlds or "particles" not in va["data"] or "particles" not in vb["data"]:
+        return None
+    n = np.fmax(np.abs(va["data"]["particles"][ia]), np.abs(vb["data"]["particles"][ib]))
+    return n_worlds * np.nan_to_num(n)
+
+
+def _window_max(t_frames, values, t_start, window, tol):
+    """Largest of ``values`` over the frames in [t_start, t_start + window] (the nearest frame
+    when none falls inside)."""
+    inside = (t_frames >= t_start - tol) & (t_frames <= t_start + window + tol)
+    if np.any(inside):
+        return float(np.max(values[inside]))
+    return float(values[np.argmin(np.abs(t_frames - (t_start + 0.5 * window)))])
 
 
 def _block_columns(blocks, key, index, size):
@@ -224,7 +313,7 @@ def _block_columns(blocks, key, index, size):
 
 
 def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None,
-         n_samples=None, scale=None) -> Row:
+         n_samples=None, scale=None, t=None, electrons=None) -> Row:
     diff = np.abs(a - b)
     floor = None
     if scale is None:
@@ -237,18 +326,30 @@ def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None,
         # zero up to round-off, such as `absorbed` far from the layers, must not set it.)
         floor = np.full(np.shape(b), scale / n_samples)
     z = z_scores(a, b, se_a, se_b if floor is None else np.hypot(se_b, floor))
-    ag = agreement(z, alpha) if np.any(np.isfinite(z)) else None
+    resolved = (np.ones(z.shape, dtype=bool) if electrons is None or se_b is None
+                else np.asarray(electrons) >= MIN_ELECTRONS_RESOLVED)
+    judged = np.isfinite(z) & resolved
+    ag = agreement(z[judged], alpha) if np.any(judged) else None
     if ag is not None:
-        all_z.append(z[np.isfinite(z)])
+        all_z.append(z[judged])
         if masks is not None:
-            masks.append(np.isfinite(z))
+            masks.append(judged)
     scale = float(np.nanmax(np.abs(a))) if a.size else 0.0
-    return Row(volume, q, kind, units, int(a.size), float(np.nanmax(diff)) if a.size else 0.0,
-               scale, ag)
+    row = Row(volume, q, kind, units, int(a.size), float(np.nanmax(diff)) if a.size else 0.0,
+              scale, ag)
+    if t is not None:
+        row.z_series = (np.asarray(t), z, resolved)
+        if not np.all(resolved):
+            row.unresolved_t = np.asarray(t)[~resolved]
+            row.unresolved_electrons = np.asarray(electrons)[~resolved]
+            row.unresolved_z = z[~resolved]
+    return row
 
 
 def plot_comparison(cmp: Comparison, path) -> None:
-    """One row per volume: E_Omega and each windowed term, exact line against the other with bands."""
+    """One row per volume: E_Omega and each windowed term, exact line against the other with bands,
+    and a last panel of every z-score of the volume against time with the verdict's bound (points
+    not resolved by the worlds drawn hollow and grey)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,8 +364,8 @@ def plot_comparison(cmp: Comparison, path) -> None:
     quantities = [("energy", "frame")] + [(q, "window") for q in WINDOWED]
     quantities = [qk for qk in quantities if any((v, *qk) in cmp.series for v in volumes)]
     units = {(r.volume, r.quantity): r.units for r in cmp.rows}
-    fig, axes = plt.subplots(len(volumes), len(quantities), squeeze=False,
-                             figsize=(3.2 * len(quantities), 2.6 * len(volumes)))
+    fig, axes = plt.subplots(len(volumes), len(quantities) + 1, squeeze=False,
+                             figsize=(3.2 * (len(quantities) + 1), 2.6 * len(volumes)))
     for i, v in enumerate(volumes):
         for j, (q, kind) in enumerate(quantities):
             ax = axes[i, j]
@@ -284,7 +385,35 @@ def plot_comparison(cmp: Comparison, path) -> None:
             ax.set_ylabel(_label(units.get((v, q), "")), fontsize=8)
             ax.set_xlabel("t (start of window)" if kind == "window" else "t", fontsize=8)
             ax.tick_params(labelsize=7)
+        _z_panel(axes[i, len(quantities)], cmp, v, quantities)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _z_panel(ax, cmp: Comparison, volume: str, quantities) -> None:
+    """z(t) of every compared quantity of ``volume``, with the Bonferroni bound of the verdict."""
+    bound = cmp.overall.max_bound if cmp.overall is not None and cmp.overall.n_points else None
+    drawn = False
+    for k, (q, kind) in enumerate([("particles", "frame")] + list(quantities)):
+        if (volume, q, kind) not in cmp.z_series:
+            continue
+        t, z, resolved = cmp.z_series[(volume, q, kind)]
+        if not np.any(np.isfinite(z)):
+            continue
+        drawn = True
+        ax.plot(t[resolved], z[resolved], ".", ms=3, color=f"C{k}", label=q)
+        if not np.all(resolved):
+            ax.plot(t[~resolved], z[~resolved], "o", ms=3, mfc="none", color="0.6", lw=0)
+    if bound is not None:
+        for sign in (1, -1):
+            ax.axhline(sign * bound, color="k", ls="--", lw=0.8)
+        ax.text(0.01, 0.98, f"--- Bonferroni bound ±{bound:.2f}", transform=ax.transAxes,
+                fontsize=6, va="top")
+    ax.set_title(f"{volume}: z = (exact - other) / s.e.\nhollow grey: not resolved by "
+                 f"{cmp.n_worlds or 0} worlds", fontsize=8)
+    ax.set_xlabel("t (frames; windows at their start)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if drawn:
+        ax.legend(fontsize=6, loc="lower left", ncol=2, markerscale=1.5)
