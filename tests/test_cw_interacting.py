@@ -26,7 +26,7 @@ import pytest
 from bohmpower.config import parse_config
 from bohmpower.cw.interacting import (
     InteractingEnsemble,
-    PairConvolution,
+    PairInteraction,
     basis_matrices,
     permutations_with_signs,
 )
@@ -91,7 +91,7 @@ def test_basis_matrices_equal_full_grid_integrals(n, statistics):
         return 1.0 / np.sqrt(np.asarray(r) ** 2 + 1.0)
 
     anti = statistics == "fermion"
-    mats = basis_matrices(psi, X, x, PairConvolution(x, w), anti)
+    mats = basis_matrices(psi, X, x, PairInteraction(x, w), anti)
     # reference: <prod_l phi^a_l(x_l)| V^b(x) |A' Phi_b> on the full grid (module Choices)
     prod_a = _full_basis(psi, False)
     full_b = _full_basis(psi, anti)
@@ -114,11 +114,32 @@ def test_basis_matrices_equal_full_grid_integrals(n, statistics):
     np.testing.assert_allclose(mats.k, k_ref, rtol=0, atol=1e-11 * scale)
 
 
-def test_pair_convolution_matches_table():
-    x = np.linspace(-10.0, 10.0, 64, endpoint=False)
-    pc = PairConvolution(x, lambda r: 1.0 / np.sqrt(np.asarray(r) ** 2 + 0.5))
-    f = np.random.default_rng(1).normal(size=(5, 64)) + 0j
-    np.testing.assert_allclose(pc.convolve(f), f @ pc.table().T, atol=1e-12)
+@pytest.mark.parametrize("n,anti", [(2, True), (3, True), (3, False)])
+def test_pair_matrix_kernels_twin_and_table_agree(n, anti):
+    """Parseval FFT sums (numba and numpy, in chunks smaller than the pair count) equal the direct
+    double sum with the n_x x n_x table of W, and the matrix is Hermitian."""
+    rng = np.random.default_rng(3)
+    m, n_x = 5, 40
+    x = np.linspace(-10.0, 10.0, n_x, endpoint=False)
+    pc = PairInteraction(x, lambda r: 1.0 / np.sqrt(np.asarray(r) ** 2 + 0.5))
+    psi = rng.normal(size=(m, n, n_x)) + 1j * rng.normal(size=(m, n, n_x))
+    ov = np.einsum("aix,blx->abil", psi.conj(), psi)
+    perms, signs = permutations_with_signs(n, anti)
+    table = pc.table()
+    ref = np.zeros((m, m), dtype=complex)
+    for p, sg in zip(perms, signs):
+        cols = ov[:, :, p, np.arange(n)]
+        for j in range(n):
+            for k in range(j + 1, n):
+                f = psi.conj()[:, None, p[j]] * psi[None, :, j]
+                g = psi.conj()[:, None, p[k]] * psi[None, :, k]
+                others = [l for l in range(n) if l not in (j, k)]
+                rest = np.prod(cols[:, :, others], axis=-1)
+                ref += sg * np.einsum("abx,xy,aby->ab", f, table, g) * rest
+    for kernels in (True, False):
+        got = pc.pair_matrix(psi, ov, perms, signs, chunk=4, kernels=kernels)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+    np.testing.assert_allclose(ref, ref.conj().T, atol=1e-11 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])

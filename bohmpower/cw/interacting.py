@@ -87,7 +87,7 @@ from .engine import _STATE_KEYS
 from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
 
 __all__ = [
-    "PairConvolution",
+    "PairInteraction",
     "BASIS_ID_OFFSET",
     "BasisMatrices",
     "InteractingEnsemble",
@@ -145,7 +145,7 @@ class BasisMatrices:
     overlaps: np.ndarray
 
 
-def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConvolution | None,
+def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInteraction | None,
                    antisymmetric: bool) -> BasisMatrices:
     """S and K = <Phi_a|H - i d_t|Phi_b> of the basis (module Choices).
 
@@ -157,7 +157,7 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConv
         Positions of the basis worlds [bohr] (the X^b_k of their conditional potentials).
     x : ndarray, shape (n_x,)
         Uniform grid [bohr].
-    pair : PairConvolution or None
+    pair : PairInteraction or None
         The pair interaction on the grid; None without interaction (K = 0).
     antisymmetric : bool
         Fermions (determinants) or distinguishable electrons (products).
@@ -189,46 +189,28 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConv
             if kk != j:
                 vb[:, j, :] += w_fn(x[None, :] - X[:, kk, None])
     u = np.einsum("aix,bjx->abij", cpsi, vb * psi, optimize=True) * dx
-    # pair densities f_ij(x) = conj(phi^a_i(x)) phi^b_j(x), shape (M, M, n_x), and their convolution
-    # with W (only the (i, j) that some permutation needs)
-    f_cache: dict = {}
-    g_cache: dict = {}
-
-    def f_of(i, j):
-        if (i, j) not in f_cache:
-            f_cache[i, j] = cpsi[:, None, i, :] * psi[None, :, j, :]
-        return f_cache[i, j]
-
-    def g_of(i, j):
-        if (i, j) not in g_cache:
-            g_cache[i, j] = pair.convolve(f_of(i, j)) * dx
-        return g_cache[i, j]
-
     for p, sg in zip(perms, signs):
         cols = ov[:, :, p, np.arange(n)]
         for j in range(n):
             rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
             k -= sg * u[:, :, p[j], j] * rest
-            for kk in range(j + 1, n):
-                w2 = np.einsum("abx,abx->ab", f_of(p[j], j), g_of(p[kk], kk)) * dx
-                others = [l for l in range(n) if l not in (j, kk)]
-                rest2 = np.prod(cols[:, :, others], axis=-1) if others else 1.0
-                k += sg * w2 * rest2
+    k += pair.pair_matrix(psi, ov, perms, signs) * dx * dx
     return BasisMatrices(s, k, ov)
 
 
-class PairConvolution:
-    """Convolution with the pair interaction on the grid, (W f)(x_i) = sum_j W(x_i - x_j) f(x_j).
+class PairInteraction:
+    """The pair interaction W on the grid and the basis matrix of sum_{j<k} W(x_j - x_k).
 
     W(x_i - x_j) is a Toeplitz matrix (the plain distance, as in the conditional potentials), applied
-    by zero-padded FFTs of length 2 n_x: O(n_x log n_x) per function instead of O(n_x^2) for the
-    table (``table``, its numpy twin in the tests); W of a soft Coulomb pair is not of low rank on a
+    through zero-padded FFTs of length 2 n_x: O(n_x log n_x) per pair density instead of O(n_x^2) for
+    the table (``table``, the reference in the tests); W of a soft Coulomb pair is not of low rank on a
     grid whose spacing is near the softening, so no factorisation helps.
     """
 
-    def __init__(self, x: np.ndarray, w) -> None:
+    def __init__(self, x: np.ndarray, w, workers: int = 1) -> None:
         x = np.asarray(x, dtype=float)
         self.x, self.w, self.n_x = x, w, x.size
+        self.workers = int(workers)
         dx = float(x[1] - x[0])
         d = np.arange(self.n_x) * dx
         kernel = np.zeros(2 * self.n_x)
@@ -240,14 +222,62 @@ class PairConvolution:
         """W(x_i - x_j), shape (n_x, n_x) [hartree]."""
         return np.asarray(self.w(self.x[:, None] - self.x[None, :]), dtype=float)
 
-    def convolve(self, f: np.ndarray) -> np.ndarray:
-        """sum_j W(x_i - x_j) f[..., j] (no dx), shape of f."""
+    def pair_matrix(self, psi: np.ndarray, ov: np.ndarray, perms: np.ndarray, signs: np.ndarray,
+                    chunk: int = 2048, kernels: bool = True) -> np.ndarray:
+        """<Phi_a| sum_{j<k} W(x_j - x_k) |Phi_b> without the dx^2 (module Choices), shape (M, M).
+
+        The matrix is Hermitian, so only a <= b is computed, in chunks of ``chunk`` pairs. Each term
+        sum_xy f(x) W(x - y) g(y) of two pair densities f = conj(phi^a_i) phi^b_j, g = conj(phi^a_i')
+        phi^b_j' is evaluated by Parseval on the zero-padded length L = 2 n_x,
+        (1/L) sum_q F(-q) W^(q) G(q): one forward FFT per pair density, no inverse. ``kernels``:
+        the numba kernels (default) or their numpy twins.
+        """
         import scipy.fft as sfft
 
-        n = self.n_x
-        fh = sfft.fft(f, n=2 * n, axis=-1)
-        fh *= self._kernel_hat
-        return sfft.ifft(fh, axis=-1, overwrite_x=True)[..., :n]
+        from ._icwf_kernels import pair_densities_nb, parseval_sums_nb
+
+        m, n, n_x = psi.shape
+        length = 2 * n_x
+        rev = (-np.arange(length)) % length
+        w_hat = np.ascontiguousarray(self._kernel_hat / length)
+        psi = np.ascontiguousarray(psi)
+        ia, ib = np.triu_indices(m)
+        upper = np.zeros(ia.size, dtype=complex)
+        for lo in range(0, ia.size, chunk):
+            a, b = ia[lo : lo + chunk], ib[lo : lo + chunk]
+            spectra: dict = {}
+
+            def spectrum(i, j):
+                # FFT of the zero-padded pair density conj(phi^a_i) phi^b_j of the chunk's pairs
+                if (i, j) not in spectra:
+                    buf = np.empty((a.size, length), dtype=complex)
+                    if kernels:
+                        pair_densities_nb(psi, a, b, int(i), int(j), buf)
+                    else:
+                        buf[:, n_x:] = 0.0
+                        buf[:, :n_x] = psi[a, i].conj() * psi[b, j]
+                    spectra[i, j] = sfft.fft(buf, axis=-1, overwrite_x=True, workers=self.workers)
+                return spectra[i, j]
+
+            acc = upper[lo : lo + chunk]
+            w2 = np.empty(a.size, dtype=complex)
+            for p, sg in zip(perms, signs):
+                cols = ov[a, b][:, p, np.arange(n)]  # (chunk, N): O_{sigma l, l}
+                for j in range(n):
+                    for kk in range(j + 1, n):
+                        f_hat, g_hat = spectrum(p[j], j), spectrum(p[kk], kk)
+                        if kernels:
+                            parseval_sums_nb(f_hat, g_hat, w_hat, w2)
+                        else:
+                            w2 = np.einsum("cq,q,cq->c", f_hat[:, rev], w_hat, g_hat)
+                        others = [l for l in range(n) if l not in (j, kk)]
+                        rest = np.prod(cols[:, others], axis=-1) if others else 1.0
+                        acc += sg * w2 * rest
+        out = np.zeros((m, m), dtype=complex)
+        out[ia, ib] = upper
+        out[ib, ia] = upper.conj()
+        out[np.arange(m), np.arange(m)] = upper[ia == ib].real
+        return out
 
 
 def reconstructed_ratios(values: np.ndarray, d1: np.ndarray, d2: np.ndarray, c: np.ndarray,
@@ -366,7 +396,7 @@ class InteractingEnsemble:
         self.basis = CWEnsemble(model, Xb, exchange=False, workers=workers, sample_ids=basis_ids,
                                 discard_failures=True)
         inter = self.potentials.w
-        self.pair = None if inter is None else PairConvolution(model.grid.x, inter)
+        self.pair = None if inter is None else PairInteraction(model.grid.x, inter, workers)
         self.timings = {"basis": 0.0, "matrices": 0.0, "guidance": 0.0}
         self.step_index = 0
         self.live = self.basis.state.alive.copy()
