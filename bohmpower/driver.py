@@ -553,7 +553,14 @@ class CWSolver:
         mine = my_blocks(todo, comm)
         # units of work: one block each (zeroth order), or all of a rank's blocks at once (the
         # interacting scheme: one shared basis guides them all, so it is propagated once per rank)
-        units = [[b] for b in mine] if self.scheme != "interacting" else ([mine] if mine else [])
+        # interacting scheme with several ranks: the basis's pair matrix is shared over the ranks, so
+        # every rank steps it in lockstep, with or without blocks of its own
+        if self.scheme != "interacting":
+            units = [[b] for b in mine]
+        elif comm.size > 1:
+            units = [mine] if comm.allreduce(len(todo), op=_max_op()) else []
+        else:
+            units = [mine] if mine else []
         n_rounds = comm.allreduce(len(units), op=_max_op())
         local, pending = [], []
         last_flush = _time.perf_counter()
@@ -568,7 +575,7 @@ class CWSolver:
                 raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
             t0 = _time.perf_counter()
             if i < len(units):
-                rs = self.run_blocks(units[i])
+                rs = self.run_blocks(units[i], comm=comm)
                 local.extend(rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
@@ -628,8 +635,9 @@ class CWSolver:
         return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
                 "with the same command plus --resume")
 
-    def _ensemble(self, X0: np.ndarray, ids: np.ndarray):
-        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis."""
+    def _ensemble(self, X0: np.ndarray, ids: np.ndarray, comm=None):
+        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis
+        (whose pair matrix ``comm``'s ranks share)."""
         from bohmpower.cw.engine import CWEnsemble
 
         if self.scheme == "interacting":
@@ -638,26 +646,31 @@ class CWSolver:
             mth = self.method
             return InteractingEnsemble(
                 self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
-                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers)
+                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers,
+                comm=comm if comm is not None and comm.size > 1 else None)
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
 
-    def run_blocks(self, blocks: list) -> list:
+    def run_blocks(self, blocks: list, comm=None) -> list:
         """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
-        together (one basis, their worlds side by side) in the interacting scheme."""
-        if self.scheme != "interacting" or len(blocks) == 1:
+        together (one basis, their worlds side by side) in the interacting scheme, where with
+        several ranks ``comm`` shares the basis's pair matrix (every rank calls, even with no
+        block)."""
+        shared = comm is not None and comm.size > 1 and self.scheme == "interacting"
+        if self.scheme != "interacting" or (len(blocks) == 1 and not shared):
             return [self.run_block(ids) for ids in blocks]
         from bohmpower.model.sampling import sample_configurations
         from bohmpower.power.recorder import BlockRecorder
 
         m = self.model
         blocks = [np.asarray(b) for b in blocks]
-        ids = np.concatenate(blocks)
-        X0 = sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+        ids = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+        X0 = (sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids) if ids.size
+              else np.zeros((0, m.n_particles)))
         recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
                               self.identical) for b in blocks]
         edges = np.cumsum([0] + [b.size for b in blocks])
-        ens = self._ensemble(X0, ids)
+        ens = self._ensemble(X0, ids, comm)
 
         def record(step, state):
             for r, a, b in zip(recs, edges[:-1], edges[1:]):

@@ -278,18 +278,19 @@ def test_guidance_kernel_matches_numpy_twin(statistics, n):
         np.testing.assert_allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12 * np.abs(b[ok]).max())
 
 
-def _interacting_run(samples):
+def _interacting_run(samples, basis_size=8):
     from tests.test_mpi import cw_run
 
     d = cw_run(samples=samples)
-    d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": 8}
+    d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": basis_size}
     return d
 
 
 @pytest.mark.mpi
 def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
-    """Each rank propagates the same basis: 1 and 2 ranks agree to 1e-10 (150 samples: blocks of
-    64, 64, 22, split unevenly), and extending a finished 64-sample run equals the straight run."""
+    """Every rank propagates the same basis and the ranks share its pair matrix: 1 and 2 ranks agree
+    to 1e-10 (150 samples: blocks of 64, 64, 22, split unevenly), and extending a finished 64-sample
+    run equals the straight run."""
     from tests.test_mpi import assert_same_results, bohmpower
 
     path = write_run_file(tmp_path / "run.toml", _interacting_run(150))
@@ -302,3 +303,20 @@ def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
                     "--overwrite"])
     assert r3.returncode == 0 and r4.returncode == 0, r3.stderr + r4.stderr
     assert_same_results(tmp_path / "one.h5", tmp_path / "ext.h5")
+
+
+@pytest.mark.mpi
+def test_interacting_rank_without_blocks_shares_the_pair_matrix(tmp_path):
+    """One block of samples on 2 ranks: rank 1 has no worlds of its own but still computes its chunks
+    of the pair matrix (48 basis worlds: 1176 pairs, two chunks, one per rank); the result equals the
+    serial run's to 1e-10."""
+    from bohmpower.cw.interacting import PAIR_CHUNK
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    assert 48 * 49 // 2 > PAIR_CHUNK
+    d = _interacting_run(40, basis_size=48)
+    path = write_run_file(tmp_path / "run.toml", d)
+    r1 = bohmpower(["run", path, "-o", tmp_path / "one.h5", "-q"])
+    r2 = bohmpower(["run", path, "-o", tmp_path / "two.h5", "-q"], ranks=2)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")

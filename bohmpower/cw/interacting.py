@@ -99,6 +99,8 @@ __all__ = [
 
 #: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
 BASIS_ID_OFFSET = 2**40
+#: Pairs (a <= b) of basis functions per chunk of the pair matrix (the unit shared over MPI ranks).
+PAIR_CHUNK = 1024
 
 
 # ---------------------------------------------------------------------------------------- algebra
@@ -146,7 +148,7 @@ class BasisMatrices:
 
 
 def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInteraction | None,
-                   antisymmetric: bool) -> BasisMatrices:
+                   antisymmetric: bool, comm=None) -> BasisMatrices:
     """S and K = <Phi_a|H - i d_t|Phi_b> of the basis (module Choices).
 
     Parameters
@@ -161,6 +163,9 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
         The pair interaction on the grid; None without interaction (K = 0).
     antisymmetric : bool
         Fermions (determinants) or distinguishable electrons (products).
+    comm : MPI communicator, optional
+        Share the pair matrix's chunks over the ranks (``PairInteraction.pair_matrix``); every rank
+        gets the same matrices, bit for bit those of a serial run.
 
     Returns
     -------
@@ -194,7 +199,7 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
         for j in range(n):
             rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
             k -= sg * u[:, :, p[j], j] * rest
-    k += pair.pair_matrix(psi, ov, perms, signs) * dx * dx
+    k += pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
     return BasisMatrices(s, k, ov)
 
 
@@ -223,7 +228,7 @@ class PairInteraction:
         return np.asarray(self.w(self.x[:, None] - self.x[None, :]), dtype=float)
 
     def pair_matrix(self, psi: np.ndarray, ov: np.ndarray, perms: np.ndarray, signs: np.ndarray,
-                    chunk: int = 2048, kernels: bool = True) -> np.ndarray:
+                    chunk: int = PAIR_CHUNK, kernels: bool = True, comm=None) -> np.ndarray:
         """<Phi_a| sum_{j<k} W(x_j - x_k) |Phi_b> without the dx^2 (module Choices), shape (M, M).
 
         The matrix is Hermitian, so only a <= b is computed, in chunks of ``chunk`` pairs. Each term
@@ -231,6 +236,10 @@ class PairInteraction:
         phi^b_j' is evaluated by Parseval on the zero-padded length L = 2 n_x,
         (1/L) sum_q F(-q) W^(q) G(q): one forward FFT per pair density, no inverse. ``kernels``:
         the numba kernels (default) or their numpy twins.
+
+        With an MPI ``comm`` the chunks are dealt round-robin over the ranks and the pieces
+        exchanged by one allgather: M (M + 1) / 2 complex numbers (16 bytes each) reach every rank per
+        call. The chunk bounds do not depend on the rank count, so the matrix is the same bit for bit.
         """
         import scipy.fft as sfft
 
@@ -243,7 +252,9 @@ class PairInteraction:
         psi = np.ascontiguousarray(psi)
         ia, ib = np.triu_indices(m)
         upper = np.zeros(ia.size, dtype=complex)
-        for lo in range(0, ia.size, chunk):
+        starts = list(range(0, ia.size, chunk))
+        rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+        for lo in starts[rank::size]:
             a, b = ia[lo : lo + chunk], ib[lo : lo + chunk]
             spectra: dict = {}
 
@@ -273,6 +284,11 @@ class PairInteraction:
                         others = [l for l in range(n) if l not in (j, kk)]
                         rest = np.prod(cols[:, others], axis=-1) if others else 1.0
                         acc += sg * w2 * rest
+        if size > 1:
+            mine = {lo: upper[lo : lo + chunk].copy() for lo in starts[rank::size]}
+            for part in comm.allgather(mine):
+                for lo, vals in part.items():
+                    upper[lo : lo + vals.size] = vals
         out = np.zeros((m, m), dtype=complex)
         out[ia, ib] = upper
         out[ib, ia] = upper.conj()
@@ -347,6 +363,10 @@ class InteractingEnsemble:
     sample_ids : ndarray of int, shape (B,), optional
     workers : int
         FFT threads.
+    comm : MPI communicator, optional
+        Every rank holds the whole basis and steps it alike (deterministic); the pair matrix, the
+        dominant cost, is shared over the ranks (``PairInteraction.pair_matrix``). Every rank must then
+        step its ensemble the same number of times (a rank without measured worlds passes B = 0).
 
     Attributes
     ----------
@@ -363,7 +383,7 @@ class InteractingEnsemble:
 
     def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
                  overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
-                 sample_ids: np.ndarray | None = None, workers: int = 1) -> None:
+                 sample_ids: np.ndarray | None = None, workers: int = 1, comm=None) -> None:
         from bohmpower.cw.engine import CWEnsemble
         from bohmpower.model.sampling import sample_configurations
 
@@ -382,6 +402,7 @@ class InteractingEnsemble:
         self.x_min, self.x_max = float(model.grid.x_min), float(model.grid.x_max)
         self.overlap_cutoff = float(overlap_cutoff)
         self.norm_tolerance = float(norm_tolerance)
+        self.comm = comm
         self.potentials = PointPotentials.from_model(model)
         X0 = np.array(X0, dtype=float)
         if X0.ndim != 2 or X0.shape[1] != n:
@@ -435,7 +456,7 @@ class InteractingEnsemble:
         a = _time.perf_counter()
         psi = self.basis.psi[self.live]
         X = self.basis.state.X[self.live]
-        mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric)
+        mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric, self.comm)
         self.timings["matrices"] += _time.perf_counter() - a
         if not (np.all(np.isfinite(mats.s)) and np.all(np.isfinite(mats.k))):
             raise NumericalError(self.step_index, self.t_now,
