@@ -575,7 +575,19 @@ class CWSolver:
                 raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
             t0 = _time.perf_counter()
             if i < len(units):
-                rs = self.run_blocks(units[i], comm=comm)
+                def stop_now() -> bool:
+                    late = max_wall_time is not None and _time.perf_counter() - start > max_wall_time
+                    return late or (stop_requested is not None and stop_requested())
+
+                try:
+                    rs = self.run_blocks(units[i], comm=comm, stop_now=stop_now)
+                except _UnitStopped as exc:
+                    self._flush(checkpoint, pending)
+                    raise StoppedEarly(
+                        self._stop_message(comm, local, done, checkpoint)
+                        + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
+                        f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
+                    ) from None
                 local.extend(rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
@@ -651,13 +663,16 @@ class CWSolver:
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
 
-    def run_blocks(self, blocks: list, comm=None) -> list:
+    def run_blocks(self, blocks: list, comm=None, stop_now: Callable[[], bool] | None = None) -> list:
         """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
         together (one basis, their worlds side by side) in the interacting scheme, where with
         several ranks ``comm`` shares the basis's pair matrix (every rank calls, even with no
-        block)."""
-        shared = comm is not None and comm.size > 1 and self.scheme == "interacting"
-        if self.scheme != "interacting" or (len(blocks) == 1 and not shared):
+        block). ``stop_now()`` (SIGTERM seen, wall time reached) is asked every
+        ``STOP_CHECK_STEPS`` steps of a joint unit, all ranks alike; when true the unit is dropped
+        (``_UnitStopped``): its blocks are not finished, and a resumed run repeats them."""
+        from bohmpower.parallel import SerialComm, any_rank
+
+        if self.scheme != "interacting":
             return [self.run_block(ids) for ids in blocks]
         from bohmpower.model.sampling import sample_configurations
         from bohmpower.power.recorder import BlockRecorder
@@ -678,6 +693,9 @@ class CWSolver:
 
         record(0, ens.state)
         for step in range(1, self.time.n_steps + 1):
+            if stop_now is not None and step % STOP_CHECK_STEPS == 0 and any_rank(
+                    stop_now(), comm or SerialComm()):
+                raise _UnitStopped(int(ids.size), step)
             ens.step()
             record(step, ens.state)
         self._keep_basis_diagnostics(ens)
@@ -732,6 +750,18 @@ class CWSolver:
                                          "every sample of a block failed") from None
                 continue
             return rec.finish()
+
+
+#: Steps between the stop checks (SIGTERM, wall time) inside an interacting-scheme unit.
+STOP_CHECK_STEPS = 10
+
+
+class _UnitStopped(Exception):
+    """An interacting-scheme unit was asked to stop (driver-internal, becomes StoppedEarly)."""
+
+    def __init__(self, samples: int, step: int) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.samples, self.step = samples, step
 
 
 def slice_state(state, rows: slice):

@@ -320,3 +320,38 @@ def test_interacting_rank_without_blocks_shares_the_pair_matrix(tmp_path):
     r2 = bohmpower(["run", path, "-o", tmp_path / "two.h5", "-q"], ranks=2)
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")
+
+
+def test_sigterm_inside_the_interacting_unit_stops_cleanly_and_resume_equals_straight(tmp_path):
+    """The interacting scheme runs all of a rank's blocks as one unit: a SIGTERM in the middle of it
+    stops the run within STOP_CHECK_STEPS steps with exit 75 (not at the end of the unit), and the
+    resumed run equals a straight one."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_mpi import ENV, REPO, assert_same_results, bohmpower
+
+    path = write_run_file(tmp_path / "run.toml", _interacting_run(80))
+    out = tmp_path / "stopped.h5"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import bohmpower.cw.interacting as ic
+        orig = ic.InteractingEnsemble.step
+        def step(self):
+            if self.step_index == 12:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return orig(self)
+        ic.InteractingEnsemble.step = step
+        from bohmpower.cli import main
+        sys.exit(main(["run", {str(path)!r}, "-o", {str(out)!r}, "-q"]))""")
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 75, (r.returncode, r.stderr)
+    assert "stopped at step 20 of" in r.stderr and "--resume" in r.stderr
+    assert not out.exists()
+    r2 = bohmpower(["run", path, "-o", out, "-q", "--resume"])
+    assert r2.returncode == 0, r2.stderr
+    r3 = bohmpower(["run", path, "-o", tmp_path / "straight.h5", "-q"])
+    assert r3.returncode == 0, r3.stderr
+    assert_same_results(tmp_path / "straight.h5", out)
