@@ -683,7 +683,7 @@ class CWSolver:
         X0 = (sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids) if ids.size
               else np.zeros((0, m.n_particles)))
         recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
-                              self.identical) for b in blocks]
+                              self.identical, quantum_split=True) for b in blocks]
         edges = np.cumsum([0] + [b.size for b in blocks])
         ens = self._ensemble(X0, ids, comm)
 

@@ -226,7 +226,9 @@ def test_exchange_scheme_with_interaction_warns():
 
 
 def test_run_pipeline_agrees_with_exact(tmp_path):
-    """`bohmpower run` with scheme = "interacting" through `compare` against `bohmpower exact`."""
+    """`bohmpower run` with scheme = "interacting" through `compare` against `bohmpower exact`,
+    including the split of the quantum term into P_S (quantum_flux) and P_N (quantum_nonlocal)
+    that only an explicit Psi gives."""
     from bohmpower.compare import compare_files
     from bohmpower.io import open_result
 
@@ -253,6 +255,10 @@ def test_run_pipeline_agrees_with_exact(tmp_path):
     cmp = compare_files(he, hc)
     assert cmp.overall.n_points > 100
     assert cmp.overall.ok, cmp.table()
+    split = {(r.volume, r.quantity) for r in cmp.rows
+             if r.quantity in ("quantum_flux", "quantum_nonlocal") and r.agreement is not None}
+    assert {("left", "quantum_flux"), ("centre", "quantum_flux"), ("left", "quantum_nonlocal"),
+            ("centre", "quantum_nonlocal")} <= split
     with open_result(hc) as f:
         assert f.attrs["scheme"] == "interacting"
         rank = f["diagnostics/basis/rank"][()]

@@ -505,7 +505,17 @@ class InteractingEnsemble:
             v[idx] = np.imag(r1) / self.potentials.mass
         return v
 
-    def _build_state(self, X: np.ndarray, alive: np.ndarray, t: float) -> TrajectoryState:
+    def _quantum_potential(self, X: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Q_k of the reconstructed Psi at X (NaN where not alive)."""
+        q = np.full(X.shape, np.nan)
+        idx = np.flatnonzero(alive)
+        if idx.size:
+            _, r1, r2 = self._ratios(X[idx])
+            q[idx] = velocity_and_quantum_potential(r1, r2, self.potentials.mass)[1]
+        return q
+
+    def _build_state(self, X: np.ndarray, alive: np.ndarray, t: float,
+                     quantum_source: np.ndarray | None = None) -> TrajectoryState:
         n_w, n = X.shape
         vals = {k: np.full((n_w, n), np.nan) for k in _STATE_KEYS}
         gamma_total = np.zeros(n_w)
@@ -533,7 +543,10 @@ class InteractingEnsemble:
         self.log_weight = np.where(alive, self.log_weight, -np.inf)
         weight = np.where(alive, np.exp(self.log_weight), 0.0)
         Xs = np.where(alive[:, None], X, np.nan)
-        return TrajectoryState(t=t, X=Xs, gamma_total=gamma_total, weight=weight, **vals)
+        if quantum_source is not None:
+            quantum_source = np.where(alive[:, None], quantum_source, np.nan)
+        return TrajectoryState(t=t, X=Xs, gamma_total=gamma_total, weight=weight,
+                               quantum_source=quantum_source, **vals)
 
     def _refit(self, old_live: np.ndarray, s_full_old: np.ndarray) -> None:
         """Least-squares refit of C on the live basis after basis worlds were removed."""
@@ -554,6 +567,13 @@ class InteractingEnsemble:
         alive = old.alive
         self.step_index += 1
         g_old = self.g
+        # d_t Q at fixed configuration (P_S): Q at the step's predicted midpoint configuration,
+        # before and after Psi is advanced (second order in dt)
+        a = _time.perf_counter()
+        X_half = np.where(alive[:, None], old.X + 0.5 * dt * old.v, np.nan)
+        half_ok = alive & np.all(np.isfinite(X_half), axis=1)
+        q_before = self._quantum_potential(X_half, half_ok)
+        self.timings["guidance"] += _time.perf_counter() - a
         a = _time.perf_counter()
         old_live = self.live.copy()
         s_old = self.s
@@ -596,6 +616,10 @@ class InteractingEnsemble:
         # measured worlds: the same predictor-corrector as the zeroth-order engine, with Psi_r
         t_new = old.t + dt
         X_new = np.full_like(old.X, np.nan)
+        a = _time.perf_counter()
+        with np.errstate(invalid="ignore"):
+            source = (self._quantum_potential(X_half, half_ok) - q_before) / dt
+        self.timings["guidance"] += _time.perf_counter() - a
         if np.any(alive):
             a = _time.perf_counter()
             X_star = np.where(alive[:, None], old.X + dt * old.v, np.nan)
@@ -607,7 +631,7 @@ class InteractingEnsemble:
                                                 self.x_min, self.x_max)
         self.n_removed += int(np.sum(alive & ~keep))
         self.previous = old
-        self.state = self._build_state(X_new, keep, t_new)
+        self.state = self._build_state(X_new, keep, t_new, source)
         mark_crossings(self.crossed, self.state, self._order0)
         return self.state
 
