@@ -38,7 +38,8 @@ from bohmpower.power.statistics import (
 #: Quantities compared frame by frame.
 INSTANTANEOUS = ("particles", "energy")
 #: Quantities compared as window averages.
-WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed")
+WINDOWED = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed",
+            "quantum_flux", "quantum_nonlocal")
 #: Fewest electrons of the M worlds (M N_Omega) in a volume for a point to count in the verdict:
 #: with n of them the sample standard error is itself uncertain by about 1/sqrt(2 n), 20 % at 10.
 MIN_ELECTRONS_RESOLVED = 10
@@ -249,7 +250,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
             for q in WINDOWED:
                 if q not in wa or q not in wb:
                     continue
-                if q in ("power", "boundary_flux", "quantum", "absorbed"):
+                if q in ("power", "boundary_flux", "quantum", "absorbed", "quantum_nonlocal"):
                     scale_q = max(own[q], energy_scale / window)
                 else:
                     scale_q = own[q] if own[q] > 1e-6 * largest else largest

@@ -558,7 +558,14 @@ class CWSolver:
         mine = my_blocks(todo, comm)
         # units of work: one block each (zeroth order), or all of a rank's blocks at once (the
         # interacting scheme: one shared basis guides them all, so it is propagated once per rank)
-        units = [[b] for b in mine] if self.scheme != "interacting" else ([mine] if mine else [])
+        # interacting scheme with several ranks: the basis's pair matrix is shared over the ranks, so
+        # every rank steps it in lockstep, with or without blocks of its own
+        if self.scheme != "interacting":
+            units = [[b] for b in mine]
+        elif comm.size > 1:
+            units = [mine] if comm.allreduce(len(todo), op=_max_op()) else []
+        else:
+            units = [mine] if mine else []
         n_rounds = comm.allreduce(len(units), op=_max_op())
         local, pending = [], []
         last_flush = _time.perf_counter()
@@ -573,7 +580,19 @@ class CWSolver:
                 raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
             t0 = _time.perf_counter()
             if i < len(units):
-                rs = self.run_blocks(units[i])
+                def stop_now() -> bool:
+                    late = max_wall_time is not None and _time.perf_counter() - start > max_wall_time
+                    return late or (stop_requested is not None and stop_requested())
+
+                try:
+                    rs = self.run_blocks(units[i], comm=comm, stop_now=stop_now)
+                except _UnitStopped as exc:
+                    self._flush(checkpoint, pending)
+                    raise StoppedEarly(
+                        self._stop_message(comm, local, done, checkpoint)
+                        + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
+                        f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
+                    ) from None
                 local.extend(rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
@@ -634,8 +653,9 @@ class CWSolver:
         return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
                 "with the same command plus --resume")
 
-    def _ensemble(self, X0: np.ndarray, ids: np.ndarray):
-        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis."""
+    def _ensemble(self, X0: np.ndarray, ids: np.ndarray, comm=None):
+        """The worlds of one block: zeroth-order CWs, or trajectories guided by the ICWF basis
+        (whose pair matrix ``comm``'s ranks share)."""
         from bohmpower.cw.engine import CWEnsemble
 
         if self.scheme == "interacting":
@@ -644,26 +664,34 @@ class CWSolver:
             mth = self.method
             return InteractingEnsemble(
                 self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
-                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers)
+                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers,
+                comm=comm if comm is not None and comm.size > 1 else None)
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
 
-    def run_blocks(self, blocks: list) -> list:
+    def run_blocks(self, blocks: list, comm=None, stop_now: Callable[[], bool] | None = None) -> list:
         """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
-        together (one basis, their worlds side by side) in the interacting scheme."""
-        if self.scheme != "interacting" or len(blocks) == 1:
+        together (one basis, their worlds side by side) in the interacting scheme, where with
+        several ranks ``comm`` shares the basis's pair matrix (every rank calls, even with no
+        block). ``stop_now()`` (SIGTERM seen, wall time reached) is asked every
+        ``STOP_CHECK_STEPS`` steps of a joint unit, all ranks alike; when true the unit is dropped
+        (``_UnitStopped``): its blocks are not finished, and a resumed run repeats them."""
+        from bohmpower.parallel import SerialComm, any_rank
+
+        if self.scheme != "interacting":
             return [self.run_block(ids) for ids in blocks]
         from bohmpower.model.sampling import sample_configurations
         from bohmpower.power.recorder import BlockRecorder
 
         m = self.model
         blocks = [np.asarray(b) for b in blocks]
-        ids = np.concatenate(blocks)
-        X0 = sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+        ids = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+        X0 = (sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids) if ids.size
+              else np.zeros((0, m.n_particles)))
         recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
-                              self.identical) for b in blocks]
+                              self.identical, quantum_split=True) for b in blocks]
         edges = np.cumsum([0] + [b.size for b in blocks])
-        ens = self._ensemble(X0, ids)
+        ens = self._ensemble(X0, ids, comm)
 
         def record(step, state):
             for r, a, b in zip(recs, edges[:-1], edges[1:]):
@@ -671,6 +699,9 @@ class CWSolver:
 
         record(0, ens.state)
         for step in range(1, self.time.n_steps + 1):
+            if stop_now is not None and step % STOP_CHECK_STEPS == 0 and any_rank(
+                    stop_now(), comm or SerialComm()):
+                raise _UnitStopped(int(ids.size), step)
             ens.step()
             record(step, ens.state)
         self._keep_basis_diagnostics(ens)
@@ -725,6 +756,18 @@ class CWSolver:
                                          "every sample of a block failed") from None
                 continue
             return rec.finish()
+
+
+#: Steps between the stop checks (SIGTERM, wall time) inside an interacting-scheme unit.
+STOP_CHECK_STEPS = 10
+
+
+class _UnitStopped(Exception):
+    """An interacting-scheme unit was asked to stop (driver-internal, becomes StoppedEarly)."""
+
+    def __init__(self, samples: int, step: int) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.samples, self.step = samples, step
 
 
 def slice_state(state, rows: slice):

@@ -3,7 +3,9 @@
     NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 python scripts/icwf_convergence.py --scratch /tmp/icwf_study
 
 For each strong-collision case of ``scripts/accuracy_study.py`` (``n2_strong``: two fermions meeting
-head-on in a biased region with a barrier; ``n3_strong``: a three-body collision in a bias) it runs
+head-on in a biased region with a barrier; ``n3_strong``: a three-body collision in a bias) and for
+``n2_tunnel`` (two fermions arriving from the same side at a barrier higher than their kinetic
+energies, in a bias, colliding as they tunnel; defined here) it runs
 ``bohmpower exact`` once, ``bohmpower run`` at zeroth order (exchange through the initial slice, the
 default) and with ``[method] scheme = "interacting"`` at each basis size, all with the same samples and
 seed, and compares every run with ``bohmpower.compare.compare_files`` (the code behind ``bohmpower
@@ -36,13 +38,41 @@ _spec = importlib.util.spec_from_file_location("accuracy_study", REPO / "scripts
 acc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(acc)
 
-CASES = ("n2_strong", "n3_strong")
+CASES = ("n2_strong", "n3_strong", "n2_tunnel")
+
+
+def _tunnel_case() -> tuple[dict, str]:
+    """Two fermions sent the same way through a barrier higher than either's kinetic energy, in a
+    bias: the faster one catches up with the slower near the barrier (strong soft Coulomb pair), so
+    tunnelling and the collision happen together. Same cell, absorbers and volumes as n2_strong."""
+    d = copy.deepcopy(acc._N2)
+    d["potential"] = [{"kind": "barrier", "center": 0.0, "width": 2.0, "height": 1.0,
+                       "smoothing": 0.3}]
+    d["field"] = [{"kind": "linear_drop", "bias": 0.5, "x_left": -10.0, "x_right": 10.0,
+                   "smoothing": 1.0}]
+    d["initial"] = {"packet": [{"center": -26.0, "width": 2.5, "wavenumber": 1.3},
+                               {"center": -14.0, "width": 2.5, "wavenumber": 0.9}]}
+    d["interaction"] = dict(acc.STRONG)
+    title = "N = 2 same-side arrival at a barrier above both energies, in a bias, strong"
+    d["title"] = f"icwf convergence: {title}"
+    return d, title
+
+
+def case_dicts(name: str) -> tuple[dict, dict, str]:
+    """(exact run, zeroth-order CW run without samples set, title) of a case."""
+    if name == "n2_tunnel":
+        exact, title = _tunnel_case()
+        cw = copy.deepcopy(exact)
+        cw["method"] = {"exchange": False}
+        return exact, cw, title
+    exact, cws = acc.run_dicts(name)
+    return exact, cws["off"], acc.CASES[name][4]
 TERMS = ("energy", "power", "interaction", "quantum", "boundary_flux", "field_work")
 
 
 def run_files(name: str, samples: int, sizes: list[int]) -> tuple[dict, dict]:
-    exact, cws = acc.run_dicts(name)
-    base = copy.deepcopy(cws["off"])
+    exact, cw, _ = case_dicts(name)
+    base = copy.deepcopy(cw)
     base["trajectories"] = {"count": samples, "seed": acc.SEED, "store": 2}
     runs = {"zeroth_order": base}
     for m in sizes:
@@ -79,7 +109,7 @@ def study(name: str, scratch: Path, samples: int, sizes: list[int], reuse: bool)
     he = pe.with_suffix(".h5")
     if not (reuse and he.exists()):
         acc._bohmpower("exact", pe, "-o", he, "--overwrite", "-q")
-    rec = {"case": name, "title": acc.CASES[name][4], "samples": samples, "runs": {}}
+    rec = {"case": name, "title": case_dicts(name)[2], "samples": samples, "runs": {}}
     for tag, d in runs.items():
         p = folder / f"{tag}.toml"
         p.write_text(acc.to_toml(d))

@@ -26,7 +26,7 @@ import pytest
 from bohmpower.config import parse_config
 from bohmpower.cw.interacting import (
     InteractingEnsemble,
-    PairConvolution,
+    PairInteraction,
     basis_matrices,
     permutations_with_signs,
 )
@@ -91,7 +91,7 @@ def test_basis_matrices_equal_full_grid_integrals(n, statistics):
         return 1.0 / np.sqrt(np.asarray(r) ** 2 + 1.0)
 
     anti = statistics == "fermion"
-    mats = basis_matrices(psi, X, x, PairConvolution(x, w), anti)
+    mats = basis_matrices(psi, X, x, PairInteraction(x, w), anti)
     # reference: <prod_l phi^a_l(x_l)| V^b(x) |A' Phi_b> on the full grid (module Choices)
     prod_a = _full_basis(psi, False)
     full_b = _full_basis(psi, anti)
@@ -114,11 +114,32 @@ def test_basis_matrices_equal_full_grid_integrals(n, statistics):
     np.testing.assert_allclose(mats.k, k_ref, rtol=0, atol=1e-11 * scale)
 
 
-def test_pair_convolution_matches_table():
-    x = np.linspace(-10.0, 10.0, 64, endpoint=False)
-    pc = PairConvolution(x, lambda r: 1.0 / np.sqrt(np.asarray(r) ** 2 + 0.5))
-    f = np.random.default_rng(1).normal(size=(5, 64)) + 0j
-    np.testing.assert_allclose(pc.convolve(f), f @ pc.table().T, atol=1e-12)
+@pytest.mark.parametrize("n,anti", [(2, True), (3, True), (3, False)])
+def test_pair_matrix_kernels_twin_and_table_agree(n, anti):
+    """Parseval FFT sums (numba and numpy, in chunks smaller than the pair count) equal the direct
+    double sum with the n_x x n_x table of W, and the matrix is Hermitian."""
+    rng = np.random.default_rng(3)
+    m, n_x = 5, 40
+    x = np.linspace(-10.0, 10.0, n_x, endpoint=False)
+    pc = PairInteraction(x, lambda r: 1.0 / np.sqrt(np.asarray(r) ** 2 + 0.5))
+    psi = rng.normal(size=(m, n, n_x)) + 1j * rng.normal(size=(m, n, n_x))
+    ov = np.einsum("aix,blx->abil", psi.conj(), psi)
+    perms, signs = permutations_with_signs(n, anti)
+    table = pc.table()
+    ref = np.zeros((m, m), dtype=complex)
+    for p, sg in zip(perms, signs):
+        cols = ov[:, :, p, np.arange(n)]
+        for j in range(n):
+            for k in range(j + 1, n):
+                f = psi.conj()[:, None, p[j]] * psi[None, :, j]
+                g = psi.conj()[:, None, p[k]] * psi[None, :, k]
+                others = [l for l in range(n) if l not in (j, k)]
+                rest = np.prod(cols[:, :, others], axis=-1)
+                ref += sg * np.einsum("abx,xy,aby->ab", f, table, g) * rest
+    for kernels in (True, False):
+        got = pc.pair_matrix(psi, ov, perms, signs, chunk=4, kernels=kernels)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+    np.testing.assert_allclose(ref, ref.conj().T, atol=1e-11 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])
@@ -205,7 +226,9 @@ def test_exchange_scheme_with_interaction_warns():
 
 
 def test_run_pipeline_agrees_with_exact(tmp_path):
-    """`bohmpower run` with scheme = "interacting" through `compare` against `bohmpower exact`."""
+    """`bohmpower run` with scheme = "interacting" through `compare` against `bohmpower exact`,
+    including the split of the quantum term into P_S (quantum_flux) and P_N (quantum_nonlocal)
+    that only an explicit Psi gives."""
     from bohmpower.compare import compare_files
     from bohmpower.io import open_result
 
@@ -232,6 +255,10 @@ def test_run_pipeline_agrees_with_exact(tmp_path):
     cmp = compare_files(he, hc)
     assert cmp.overall.n_points > 100
     assert cmp.overall.ok, cmp.table()
+    split = {(r.volume, r.quantity) for r in cmp.rows
+             if r.quantity in ("quantum_flux", "quantum_nonlocal") and r.agreement is not None}
+    assert {("left", "quantum_flux"), ("centre", "quantum_flux"), ("left", "quantum_nonlocal"),
+            ("centre", "quantum_nonlocal")} <= split
     with open_result(hc) as f:
         assert f.attrs["scheme"] == "interacting"
         rank = f["diagnostics/basis/rank"][()]
@@ -257,18 +284,19 @@ def test_guidance_kernel_matches_numpy_twin(statistics, n):
         np.testing.assert_allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12 * np.abs(b[ok]).max())
 
 
-def _interacting_run(samples):
+def _interacting_run(samples, basis_size=8):
     from tests.test_mpi import cw_run
 
     d = cw_run(samples=samples)
-    d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": 8}
+    d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": basis_size}
     return d
 
 
 @pytest.mark.mpi
 def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
-    """Each rank propagates the same basis: 1 and 2 ranks agree to 1e-10 (150 samples: blocks of
-    64, 64, 22, split unevenly), and extending a finished 64-sample run equals the straight run."""
+    """Every rank propagates the same basis and the ranks share its pair matrix: 1 and 2 ranks agree
+    to 1e-10 (150 samples: blocks of 64, 64, 22, split unevenly), and extending a finished 64-sample
+    run equals the straight run."""
     from tests.test_mpi import assert_same_results, bohmpower
 
     path = write_run_file(tmp_path / "run.toml", _interacting_run(150))
@@ -281,3 +309,55 @@ def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
                     "--overwrite"])
     assert r3.returncode == 0 and r4.returncode == 0, r3.stderr + r4.stderr
     assert_same_results(tmp_path / "one.h5", tmp_path / "ext.h5")
+
+
+@pytest.mark.mpi
+def test_interacting_rank_without_blocks_shares_the_pair_matrix(tmp_path):
+    """One block of samples on 2 ranks: rank 1 has no worlds of its own but still computes its chunks
+    of the pair matrix (48 basis worlds: 1176 pairs, two chunks, one per rank); the result equals the
+    serial run's to 1e-10."""
+    from bohmpower.cw.interacting import PAIR_CHUNK
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    assert 48 * 49 // 2 > PAIR_CHUNK
+    d = _interacting_run(40, basis_size=48)
+    path = write_run_file(tmp_path / "run.toml", d)
+    r1 = bohmpower(["run", path, "-o", tmp_path / "one.h5", "-q"])
+    r2 = bohmpower(["run", path, "-o", tmp_path / "two.h5", "-q"], ranks=2)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")
+
+
+def test_sigterm_inside_the_interacting_unit_stops_cleanly_and_resume_equals_straight(tmp_path):
+    """The interacting scheme runs all of a rank's blocks as one unit: a SIGTERM in the middle of it
+    stops the run within STOP_CHECK_STEPS steps with exit 75 (not at the end of the unit), and the
+    resumed run equals a straight one."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_mpi import ENV, REPO, assert_same_results, bohmpower
+
+    path = write_run_file(tmp_path / "run.toml", _interacting_run(80))
+    out = tmp_path / "stopped.h5"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import bohmpower.cw.interacting as ic
+        orig = ic.InteractingEnsemble.step
+        def step(self):
+            if self.step_index == 12:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return orig(self)
+        ic.InteractingEnsemble.step = step
+        from bohmpower.cli import main
+        sys.exit(main(["run", {str(path)!r}, "-o", {str(out)!r}, "-q"]))""")
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 75, (r.returncode, r.stderr)
+    assert "stopped at step 20 of" in r.stderr and "--resume" in r.stderr
+    assert not out.exists()
+    r2 = bohmpower(["run", path, "-o", out, "-q", "--resume"])
+    assert r2.returncode == 0, r2.stderr
+    r3 = bohmpower(["run", path, "-o", tmp_path / "straight.h5", "-q"])
+    assert r3.returncode == 0, r3.stderr
+    assert_same_results(tmp_path / "straight.h5", out)

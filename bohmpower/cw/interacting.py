@@ -87,7 +87,7 @@ from .engine import _STATE_KEYS
 from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
 
 __all__ = [
-    "PairConvolution",
+    "PairInteraction",
     "BASIS_ID_OFFSET",
     "BasisMatrices",
     "InteractingEnsemble",
@@ -99,6 +99,8 @@ __all__ = [
 
 #: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
 BASIS_ID_OFFSET = 2**40
+#: Pairs (a <= b) of basis functions per chunk of the pair matrix (the unit shared over MPI ranks).
+PAIR_CHUNK = 1024
 
 
 # ---------------------------------------------------------------------------------------- algebra
@@ -145,8 +147,8 @@ class BasisMatrices:
     overlaps: np.ndarray
 
 
-def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConvolution | None,
-                   antisymmetric: bool) -> BasisMatrices:
+def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInteraction | None,
+                   antisymmetric: bool, comm=None) -> BasisMatrices:
     """S and K = <Phi_a|H - i d_t|Phi_b> of the basis (module Choices).
 
     Parameters
@@ -157,10 +159,13 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConv
         Positions of the basis worlds [bohr] (the X^b_k of their conditional potentials).
     x : ndarray, shape (n_x,)
         Uniform grid [bohr].
-    pair : PairConvolution or None
+    pair : PairInteraction or None
         The pair interaction on the grid; None without interaction (K = 0).
     antisymmetric : bool
         Fermions (determinants) or distinguishable electrons (products).
+    comm : MPI communicator, optional
+        Share the pair matrix's chunks over the ranks (``PairInteraction.pair_matrix``); every rank
+        gets the same matrices, bit for bit those of a serial run.
 
     Returns
     -------
@@ -189,46 +194,28 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairConv
             if kk != j:
                 vb[:, j, :] += w_fn(x[None, :] - X[:, kk, None])
     u = np.einsum("aix,bjx->abij", cpsi, vb * psi, optimize=True) * dx
-    # pair densities f_ij(x) = conj(phi^a_i(x)) phi^b_j(x), shape (M, M, n_x), and their convolution
-    # with W (only the (i, j) that some permutation needs)
-    f_cache: dict = {}
-    g_cache: dict = {}
-
-    def f_of(i, j):
-        if (i, j) not in f_cache:
-            f_cache[i, j] = cpsi[:, None, i, :] * psi[None, :, j, :]
-        return f_cache[i, j]
-
-    def g_of(i, j):
-        if (i, j) not in g_cache:
-            g_cache[i, j] = pair.convolve(f_of(i, j)) * dx
-        return g_cache[i, j]
-
     for p, sg in zip(perms, signs):
         cols = ov[:, :, p, np.arange(n)]
         for j in range(n):
             rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
             k -= sg * u[:, :, p[j], j] * rest
-            for kk in range(j + 1, n):
-                w2 = np.einsum("abx,abx->ab", f_of(p[j], j), g_of(p[kk], kk)) * dx
-                others = [l for l in range(n) if l not in (j, kk)]
-                rest2 = np.prod(cols[:, :, others], axis=-1) if others else 1.0
-                k += sg * w2 * rest2
+    k += pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
     return BasisMatrices(s, k, ov)
 
 
-class PairConvolution:
-    """Convolution with the pair interaction on the grid, (W f)(x_i) = sum_j W(x_i - x_j) f(x_j).
+class PairInteraction:
+    """The pair interaction W on the grid and the basis matrix of sum_{j<k} W(x_j - x_k).
 
     W(x_i - x_j) is a Toeplitz matrix (the plain distance, as in the conditional potentials), applied
-    by zero-padded FFTs of length 2 n_x: O(n_x log n_x) per function instead of O(n_x^2) for the
-    table (``table``, its numpy twin in the tests); W of a soft Coulomb pair is not of low rank on a
+    through zero-padded FFTs of length 2 n_x: O(n_x log n_x) per pair density instead of O(n_x^2) for
+    the table (``table``, the reference in the tests); W of a soft Coulomb pair is not of low rank on a
     grid whose spacing is near the softening, so no factorisation helps.
     """
 
-    def __init__(self, x: np.ndarray, w) -> None:
+    def __init__(self, x: np.ndarray, w, workers: int = 1) -> None:
         x = np.asarray(x, dtype=float)
         self.x, self.w, self.n_x = x, w, x.size
+        self.workers = int(workers)
         dx = float(x[1] - x[0])
         d = np.arange(self.n_x) * dx
         kernel = np.zeros(2 * self.n_x)
@@ -240,14 +227,73 @@ class PairConvolution:
         """W(x_i - x_j), shape (n_x, n_x) [hartree]."""
         return np.asarray(self.w(self.x[:, None] - self.x[None, :]), dtype=float)
 
-    def convolve(self, f: np.ndarray) -> np.ndarray:
-        """sum_j W(x_i - x_j) f[..., j] (no dx), shape of f."""
+    def pair_matrix(self, psi: np.ndarray, ov: np.ndarray, perms: np.ndarray, signs: np.ndarray,
+                    chunk: int = PAIR_CHUNK, kernels: bool = True, comm=None) -> np.ndarray:
+        """<Phi_a| sum_{j<k} W(x_j - x_k) |Phi_b> without the dx^2 (module Choices), shape (M, M).
+
+        The matrix is Hermitian, so only a <= b is computed, in chunks of ``chunk`` pairs. Each term
+        sum_xy f(x) W(x - y) g(y) of two pair densities f = conj(phi^a_i) phi^b_j, g = conj(phi^a_i')
+        phi^b_j' is evaluated by Parseval on the zero-padded length L = 2 n_x,
+        (1/L) sum_q F(-q) W^(q) G(q): one forward FFT per pair density, no inverse. ``kernels``:
+        the numba kernels (default) or their numpy twins.
+
+        With an MPI ``comm`` the chunks are dealt round-robin over the ranks and the pieces
+        exchanged by one allgather: M (M + 1) / 2 complex numbers (16 bytes each) reach every rank per
+        call. The chunk bounds do not depend on the rank count, so the matrix is the same bit for bit.
+        """
         import scipy.fft as sfft
 
-        n = self.n_x
-        fh = sfft.fft(f, n=2 * n, axis=-1)
-        fh *= self._kernel_hat
-        return sfft.ifft(fh, axis=-1, overwrite_x=True)[..., :n]
+        from ._icwf_kernels import pair_densities_nb, parseval_sums_nb
+
+        m, n, n_x = psi.shape
+        length = 2 * n_x
+        rev = (-np.arange(length)) % length
+        w_hat = np.ascontiguousarray(self._kernel_hat / length)
+        psi = np.ascontiguousarray(psi)
+        ia, ib = np.triu_indices(m)
+        upper = np.zeros(ia.size, dtype=complex)
+        starts = list(range(0, ia.size, chunk))
+        rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+        for lo in starts[rank::size]:
+            a, b = ia[lo : lo + chunk], ib[lo : lo + chunk]
+            spectra: dict = {}
+
+            def spectrum(i, j):
+                # FFT of the zero-padded pair density conj(phi^a_i) phi^b_j of the chunk's pairs
+                if (i, j) not in spectra:
+                    buf = np.empty((a.size, length), dtype=complex)
+                    if kernels:
+                        pair_densities_nb(psi, a, b, int(i), int(j), buf)
+                    else:
+                        buf[:, n_x:] = 0.0
+                        buf[:, :n_x] = psi[a, i].conj() * psi[b, j]
+                    spectra[i, j] = sfft.fft(buf, axis=-1, overwrite_x=True, workers=self.workers)
+                return spectra[i, j]
+
+            acc = upper[lo : lo + chunk]
+            w2 = np.empty(a.size, dtype=complex)
+            for p, sg in zip(perms, signs):
+                cols = ov[a, b][:, p, np.arange(n)]  # (chunk, N): O_{sigma l, l}
+                for j in range(n):
+                    for kk in range(j + 1, n):
+                        f_hat, g_hat = spectrum(p[j], j), spectrum(p[kk], kk)
+                        if kernels:
+                            parseval_sums_nb(f_hat, g_hat, w_hat, w2)
+                        else:
+                            w2 = np.einsum("cq,q,cq->c", f_hat[:, rev], w_hat, g_hat)
+                        others = [l for l in range(n) if l not in (j, kk)]
+                        rest = np.prod(cols[:, others], axis=-1) if others else 1.0
+                        acc += sg * w2 * rest
+        if size > 1:
+            mine = {lo: upper[lo : lo + chunk].copy() for lo in starts[rank::size]}
+            for part in comm.allgather(mine):
+                for lo, vals in part.items():
+                    upper[lo : lo + vals.size] = vals
+        out = np.zeros((m, m), dtype=complex)
+        out[ia, ib] = upper
+        out[ib, ia] = upper.conj()
+        out[np.arange(m), np.arange(m)] = upper[ia == ib].real
+        return out
 
 
 def reconstructed_ratios(values: np.ndarray, d1: np.ndarray, d2: np.ndarray, c: np.ndarray,
@@ -317,6 +363,10 @@ class InteractingEnsemble:
     sample_ids : ndarray of int, shape (B,), optional
     workers : int
         FFT threads.
+    comm : MPI communicator, optional
+        Every rank holds the whole basis and steps it alike (deterministic); the pair matrix, the
+        dominant cost, is shared over the ranks (``PairInteraction.pair_matrix``). Every rank must then
+        step its ensemble the same number of times (a rank without measured worlds passes B = 0).
 
     Attributes
     ----------
@@ -333,7 +383,7 @@ class InteractingEnsemble:
 
     def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
                  overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
-                 sample_ids: np.ndarray | None = None, workers: int = 1) -> None:
+                 sample_ids: np.ndarray | None = None, workers: int = 1, comm=None) -> None:
         from bohmpower.cw.engine import CWEnsemble
         from bohmpower.model.sampling import sample_configurations
 
@@ -352,6 +402,7 @@ class InteractingEnsemble:
         self.x_min, self.x_max = float(model.grid.x_min), float(model.grid.x_max)
         self.overlap_cutoff = float(overlap_cutoff)
         self.norm_tolerance = float(norm_tolerance)
+        self.comm = comm
         self.potentials = PointPotentials.from_model(model)
         X0 = np.array(X0, dtype=float)
         if X0.ndim != 2 or X0.shape[1] != n:
@@ -366,7 +417,7 @@ class InteractingEnsemble:
         self.basis = CWEnsemble(model, Xb, exchange=False, workers=workers, sample_ids=basis_ids,
                                 discard_failures=True)
         inter = self.potentials.w
-        self.pair = None if inter is None else PairConvolution(model.grid.x, inter)
+        self.pair = None if inter is None else PairInteraction(model.grid.x, inter, workers)
         self.timings = {"basis": 0.0, "matrices": 0.0, "guidance": 0.0}
         self.step_index = 0
         self.live = self.basis.state.alive.copy()
@@ -405,7 +456,7 @@ class InteractingEnsemble:
         a = _time.perf_counter()
         psi = self.basis.psi[self.live]
         X = self.basis.state.X[self.live]
-        mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric)
+        mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric, self.comm)
         self.timings["matrices"] += _time.perf_counter() - a
         if not (np.all(np.isfinite(mats.s)) and np.all(np.isfinite(mats.k))):
             raise NumericalError(self.step_index, self.t_now,
@@ -454,7 +505,17 @@ class InteractingEnsemble:
             v[idx] = np.imag(r1) / self.potentials.mass
         return v
 
-    def _build_state(self, X: np.ndarray, alive: np.ndarray, t: float) -> TrajectoryState:
+    def _quantum_potential(self, X: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Q_k of the reconstructed Psi at X (NaN where not alive)."""
+        q = np.full(X.shape, np.nan)
+        idx = np.flatnonzero(alive)
+        if idx.size:
+            _, r1, r2 = self._ratios(X[idx])
+            q[idx] = velocity_and_quantum_potential(r1, r2, self.potentials.mass)[1]
+        return q
+
+    def _build_state(self, X: np.ndarray, alive: np.ndarray, t: float,
+                     quantum_source: np.ndarray | None = None) -> TrajectoryState:
         n_w, n = X.shape
         vals = {k: np.full((n_w, n), np.nan) for k in _STATE_KEYS}
         gamma_total = np.zeros(n_w)
@@ -482,7 +543,10 @@ class InteractingEnsemble:
         self.log_weight = np.where(alive, self.log_weight, -np.inf)
         weight = np.where(alive, np.exp(self.log_weight), 0.0)
         Xs = np.where(alive[:, None], X, np.nan)
-        return TrajectoryState(t=t, X=Xs, gamma_total=gamma_total, weight=weight, **vals)
+        if quantum_source is not None:
+            quantum_source = np.where(alive[:, None], quantum_source, np.nan)
+        return TrajectoryState(t=t, X=Xs, gamma_total=gamma_total, weight=weight,
+                               quantum_source=quantum_source, **vals)
 
     def _refit(self, old_live: np.ndarray, s_full_old: np.ndarray) -> None:
         """Least-squares refit of C on the live basis after basis worlds were removed."""
@@ -503,6 +567,13 @@ class InteractingEnsemble:
         alive = old.alive
         self.step_index += 1
         g_old = self.g
+        # d_t Q at fixed configuration (P_S): Q at the step's predicted midpoint configuration,
+        # before and after Psi is advanced (second order in dt)
+        a = _time.perf_counter()
+        X_half = np.where(alive[:, None], old.X + 0.5 * dt * old.v, np.nan)
+        half_ok = alive & np.all(np.isfinite(X_half), axis=1)
+        q_before = self._quantum_potential(X_half, half_ok)
+        self.timings["guidance"] += _time.perf_counter() - a
         a = _time.perf_counter()
         old_live = self.live.copy()
         s_old = self.s
@@ -545,6 +616,10 @@ class InteractingEnsemble:
         # measured worlds: the same predictor-corrector as the zeroth-order engine, with Psi_r
         t_new = old.t + dt
         X_new = np.full_like(old.X, np.nan)
+        a = _time.perf_counter()
+        with np.errstate(invalid="ignore"):
+            source = (self._quantum_potential(X_half, half_ok) - q_before) / dt
+        self.timings["guidance"] += _time.perf_counter() - a
         if np.any(alive):
             a = _time.perf_counter()
             X_star = np.where(alive[:, None], old.X + dt * old.v, np.nan)
@@ -556,7 +631,7 @@ class InteractingEnsemble:
                                                 self.x_min, self.x_max)
         self.n_removed += int(np.sum(alive & ~keep))
         self.previous = old
-        self.state = self._build_state(X_new, keep, t_new)
+        self.state = self._build_state(X_new, keep, t_new, source)
         mark_crossings(self.crossed, self.state, self._order0)
         return self.state
 

@@ -46,6 +46,9 @@ class TrajectoryState:
         w_i(t) (0: removed).
     quantum_force_grid : ndarray, shape (W, N), or None
         -d_k Q interpolated from the grid [hartree / bohr] (guides built with ``quantum_force=True``).
+    quantum_source : ndarray, shape (W, N), or None
+        d_t Q_k at fixed configuration over the step that ends at this state, at the step's midpoint
+        [hartree / a.u. time] (engines with an explicit Psi: the P_S / P_N split); None otherwise.
     """
 
     t: float
@@ -61,6 +64,7 @@ class TrajectoryState:
     gamma_total: np.ndarray
     weight: np.ndarray
     quantum_force_grid: np.ndarray | None = None
+    quantum_source: np.ndarray | None = None
 
     @property
     def alive(self) -> np.ndarray:

@@ -66,6 +66,9 @@ per world i, with y the weighted integrands (w e_k, w f_k, ...),
                      smooth: (1/T) int Theta' v w e dt
     particle_flux  = the same with w in place of w e
     quantum        = power - field_work - interaction - boundary_flux + absorbed
+    quantum_flux   = (1/T) int Theta w d_t Q dt    (P_S; only with ``quantum_split``: the engine gives
+                     d_t Q_k at fixed configuration, which needs an explicit Psi)
+    quantum_nonlocal = quantum - quantum_flux      (P_N, the balance, as in exact runs)
 
 The time integrals use the trapezoid rule on the steps (second order in dt). For a sharp volume a step in
 which an electron crosses an edge is split at the crossing: the crossing fraction tau of the step is found
@@ -155,6 +158,8 @@ WINDOW_QUANTITIES = (
     "particle_flux",
 )
 PROFILE_QUANTITIES = ("density", "current", "energy_density")
+#: Window averages of the split of the quantum term (``quantum_split``: engines with an explicit Psi).
+QUANTUM_SPLIT = ("quantum_flux", "quantum_nonlocal")
 
 
 def silverman_bandwidth(spread: float, n_samples: int) -> float:
@@ -266,6 +271,7 @@ class EnsembleEstimator:
         window_steps: int,
         grid_x: np.ndarray | None = None,
         profile_bandwidth: float | None = None,
+        quantum_split: bool = False,
     ) -> None:
         if not dt > 0:
             raise ConfigError("time.dt", f"must be > 0 (got {dt})")
@@ -341,6 +347,7 @@ class EnsembleEstimator:
         self.profile_bandwidth = None if grid_x is None else float(profile_bandwidth)
         self._stencil = None if grid_x is None else _kernel_stencil(grid_x, self.profile_bandwidth)
 
+        self.quantum_split = bool(quantum_split)
         self._shapes = self._slot_shapes()
         self._layout()
         self._totals: BlockSums | None = None
@@ -356,7 +363,7 @@ class EnsembleEstimator:
                 quantities = quantities + SMOOTH_FRAME_QUANTITIES
             for q in quantities:
                 shapes[f"volumes/{vol.name}/{q}"] = (self.n_frames,)
-            for q in WINDOW_QUANTITIES:
+            for q in WINDOW_QUANTITIES + (QUANTUM_SPLIT if self.quantum_split else ()):
                 shapes[f"volumes/{vol.name}/window/{q}"] = (self.n_windows,)
         if self.grid_x is not None:
             n_x = self.grid_x.size
@@ -389,12 +396,14 @@ class EnsembleEstimator:
         for i, name in enumerate(names):
             src[f"volumes/{name}/window/power"] = ("window", 5 * V + i)
             src[f"volumes/{name}/window/quantum"] = ("window", 6 * V + i)
+            src[f"volumes/{name}/window/quantum_flux"] = ("window", 7 * V + i)
+            src[f"volumes/{name}/window/quantum_nonlocal"] = ("window", 8 * V + i)
         for r, q in enumerate(PROFILE_QUANTITIES):
             src[f"fields/{q}"] = ("profile", r)
         src["fields/window/power_density"] = ("power_density", 0)
         self._source = {k: src[k] for k in self._shapes}
         self._n_frame_rows = 5 * V + 2 * n_sm
-        self._n_window_rows = 7 * V
+        self._n_window_rows = (9 if self.quantum_split else 7) * V
 
     # ------------------------------------------------------------------ blocks
 
@@ -548,6 +557,7 @@ class EnsembleEstimator:
         pair_power: np.ndarray | None = None,
         weight: np.ndarray | None = None,
         gamma_total: np.ndarray | None = None,
+        quantum_source: np.ndarray | None = None,
     ) -> None:
         """Record step n of the current block's worlds.
 
@@ -569,6 +579,9 @@ class EnsembleEstimator:
             w_i(t) (THEORY.md section 6); 0 marks a removed world; None: 1.
         gamma_total : ndarray, shape (n_block,), optional
             Gamma_tot = sum_j Gamma(X_j) [hartree]; None: 0.
+        quantum_source : ndarray, shape (n_block, N)
+            With ``quantum_split`` (required for step >= 1, ignored at step 0): d_t Q_k at fixed
+            configuration [hartree / atomic time] over the step that ends here, at its midpoint.
         """
         b = self._block
         if b is None:
@@ -617,6 +630,11 @@ class EnsembleEstimator:
         P *= w
 
         cur: dict[str, Any] = {"X": X, "P": P, "alive": alive}
+        if self.quantum_split and step > 0:
+            if quantum_source is None:
+                raise ValueError("quantum_source is required with quantum_split")
+            qs = self._check(quantum_source, shape, "quantum_source").T
+            cur["WS"] = np.where(alive, qs, 0.0) * w
         V = len(self.volumes)
         TH = np.empty((V,) + lay)
         if self._sharp:
@@ -635,6 +653,8 @@ class EnsembleEstimator:
             cur["D"] = (D[None] * P[self._WV :, None]).sum(axis=2)
         # Theta sums: particles, energy, field work, interaction, absorbed, shape (5, V, n_block).
         cur["S"] = (TH[None] * P[: self._WVE - 1, None]).sum(axis=2)
+        if self.quantum_split:
+            cur["TH"] = TH
 
         W = self.window_steps
         if 0 < step <= self.n_windows * W:
@@ -681,6 +701,11 @@ class EnsembleEstimator:
                 prev = dict(prev, D=prev["D"] * keep)
         # Trapezoid of the Theta-weighted integrands (exact split for sharp crossings added below).
         b["acc"][:3] += half * (S0[2:] + S1[2:])
+        if self.quantum_split:
+            # P_S: the midpoint value of d_t Q_k times the mean of Theta at the step's ends (for a
+            # crossing the error dh (1/2 - tau) has zero mean over the crossing fraction tau)
+            ws = cur["WS"] * cur["alive"] * prev["alive"]
+            b["acc_qs"] += half * ((prev["TH"] + cur["TH"]) * ws[None]).sum(axis=1)
         if self._smooth:
             b["acc"][3:, self._smooth] += half * (prev["D"] + cur["D"])
         if self._sharp:
@@ -729,10 +754,15 @@ class EnsembleEstimator:
             # quantum = power - field_work - interaction - boundary_flux + absorbed, per world
             quantum = power - acc[0] - acc[1] - acc[4] + acc[2]
             V = len(self.volumes)
-            rows = np.concatenate([acc.reshape(5 * V, -1), power, quantum])
+            parts = [acc.reshape(5 * V, -1), power, quantum]
+            if self.quantum_split:
+                flux = b["acc_qs"] / T
+                parts += [flux, quantum - flux]
+            rows = np.concatenate(parts)
             self._fold_rows(b, "window", k - 1, rows)
         if k < self.n_windows:
             b["acc"] = np.zeros((5, len(self.volumes), b["n"]))
+            b["acc_qs"] = np.zeros((len(self.volumes), b["n"]))
             b["energy_start"] = energy
 
     def _frame(self, b, slot, cur) -> None:

@@ -60,11 +60,12 @@ class _Recorder:
     """What a recorder does at every step, for the worlds of one or several consecutive blocks."""
 
     def __init__(self, blocks, volumes, time, window_steps: int, grid_x, n_store: int,
-                 identical: bool):
+                 identical: bool, quantum_split: bool = False):
         self.blocks = [np.asarray(b) for b in blocks]
         self.ids = np.concatenate(self.blocks)
         self.estimator = EnsembleEstimator(volumes, time.dt, time.n_steps, time.save_every,
-                                           window_steps, grid_x=grid_x)
+                                           window_steps, grid_x=grid_x,
+                                           quantum_split=quantum_split)
         self.estimator.begin_blocks(self.blocks)
         self.frame_slot = {s: i for i, s in enumerate(time.frame_steps)}
         self.n_t = len(time.frame_steps)
@@ -78,7 +79,7 @@ class _Recorder:
     def record(self, step: int, s) -> None:
         """Record the state after ``step`` (state arrays have one row per world, in id order)."""
         self.estimator.record(step, s.X, s.v, s.e, s.field_power, s.pair_power, s.weight,
-                              s.gamma_total)
+                              s.gamma_total, getattr(s, "quantum_source", None))
         if self.identical:
             self._count_crossings(s.X, s.weight)
         slot = self.frame_slot.get(step)
@@ -132,11 +133,14 @@ class BlockRecorder(_Recorder):
     grid_x : grid points for the profiles, or None.
     n_store : samples 0..n_store-1 have their trajectories kept.
     identical : count crossings of identical electrons.
+    quantum_split : the states carry ``quantum_source`` (d_t Q at fixed configuration): the
+        estimator also gives the quantum term's split into quantum_flux (P_S) and quantum_nonlocal.
     """
 
     def __init__(self, sample_ids, volumes, time, window_steps: int, grid_x, n_store: int,
-                 identical: bool):
-        super().__init__([sample_ids], volumes, time, window_steps, grid_x, n_store, identical)
+                 identical: bool, quantum_split: bool = False):
+        super().__init__([sample_ids], volumes, time, window_steps, grid_x, n_store, identical,
+                         quantum_split)
 
     def finish(self) -> BlockResult:
         return self._finish_blocks()[0]
