@@ -156,7 +156,7 @@ def save(result, path, *, overwrite: bool = False) -> Path:
     if config is None:
         raise TypeError("result: expected what bohmpower.exact or bohmpower.run returned "
                         f"(it carries its run), got {type(result).__name__}")
-    names = {"key": "path", "overwrite_flag": "overwrite=True"}
+    names = {"path_key": "path", "overwrite_flag": "overwrite=True"}
     if isinstance(result, ExactResult):
         return io.write_exact_result(Path(path), result, config, overwrite=overwrite, **names)
     if isinstance(result, CWResult):

@@ -237,10 +237,10 @@ def _dataset(group, name, data, units: str, dims=(), long_name_: str | None = No
     ds = group.create_dataset(name, data=data, **kw)
     ds.attrs["units"] = units
     ds.attrs["long_name"] = long_name_ or long_name(name)
-    for axis, scales in enumerate(dims):
+    for i, scales in enumerate(dims):
         # an axis may carry several scales (x: /grid/x, then /x); netCDF readers take the last
         for scale in (scales if isinstance(scales, tuple) else (scales,)):
-            ds.dims[axis].attach_scale(scale)
+            ds.dims[i].attach_scale(scale)
     return ds
 
 
@@ -261,11 +261,11 @@ def _coordinate(group, name: str, values, units: str, long_name_: str | None = N
 
 
 def write_exact_result(path: Path, result, config, *, overwrite: bool = False,
-                       key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
+                       path_key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
     """Write an exact run (``driver.ExactResult``, atomic units) as a SPEC.md result file
-    (``key``/``overwrite_flag``: how a refusal names the path and the way to replace it)."""
+    (``path_key``/``overwrite_flag``: how a refusal names the path and the way to replace it)."""
     path = Path(path)
-    check_output_path(path, overwrite, key=key, overwrite_flag=overwrite_flag)
+    check_output_path(path, overwrite, key=path_key, overwrite_flag=overwrite_flag)
     us = UnitSystem(config.units.system)
     model = result.model
     with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
@@ -366,7 +366,7 @@ def _write_trajectories(f, stored: dict, us, t, n_particles: int) -> None:
 
 
 def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
-                    key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
+                    path_key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
     """Write a conditional-wavefunction run (``driver.CWResult``, atomic units) per SPEC.md.
 
     Volumes hold the ensemble estimates with ``_stderr`` twins (power and its terms as window
@@ -376,7 +376,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
     from bohmpower.power.recorder import GLOBAL_VOLUME
 
     path = Path(path)
-    check_output_path(path, overwrite, key=key, overwrite_flag=overwrite_flag)
+    check_output_path(path, overwrite, key=path_key, overwrite_flag=overwrite_flag)
     us = UnitSystem(config.units.system)
     model = result.model
     est = result.estimates
