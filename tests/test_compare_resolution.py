@@ -89,3 +89,26 @@ def test_the_demo_agrees_with_its_own_exact_trajectories(tmp_path):
     assert all(r.unresolved_t.size > 20 for r in right)
     worst = max(np.nanmax(np.abs(r.unresolved_z)) for r in right)
     assert worst > cmp.overall.max_bound  # what used to set the verdict is reported apart
+
+
+def test_example_02_run_file_agrees_with_its_own_exact_trajectories(tmp_path):
+    """Example 02's cw.toml (one file for both engines) through `bohmpower exact --samples 512`,
+    shrunk to t_end = 8 as in test_example_02: the exact solver and its own exact trajectories."""
+    import subprocess
+    import sys
+    import tomllib
+
+    from tests.conftest import REPO, write_run_file
+
+    config = tomllib.loads((REPO / "examples" / "02_two_electrons_exact_vs_cw" / "cw.toml")
+                           .read_text())
+    config["time"]["t_end"] = 8.0
+    run = write_run_file(tmp_path / "cw.toml", config)
+    out = tmp_path / "cw.exact.h5"
+    r = subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(run), "--samples", "512",
+                        "-o", str(out), "-q"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "note: [method] is read by `bohmpower run` only" not in r.stderr  # -q: warnings only
+    cmp = compare_files(out, out)
+    assert cmp.other_source.startswith("exact Bohmian trajectories")
+    assert cmp.overall.ok and cmp.overall.n_points > 100, cmp.table()
