@@ -1271,9 +1271,14 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
         if k in top_names or k in _TOP_TABLES:
             continue
         what = "section" if isinstance(v, (dict, list)) else "key"
+        import difflib
+
+        close = difflib.get_close_matches(str(k), list(_TOP_TABLES) + sorted(top_names), n=1,
+                                          cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             str(k),
-            f"unknown {what}; allowed sections: {', '.join(_TOP_TABLES)}; "
+            f"unknown {what}; {hint}allowed sections: {', '.join(_TOP_TABLES)}; "
             f"allowed top-level keys: {', '.join(sorted(top_names))}",
         )
     for name in _REQUIRED_TABLES:

@@ -273,6 +273,18 @@ def test_unknown_key_message_lists_allowed_keys_of_the_kind():
     )
 
 
+def test_a_mistyped_section_name_gets_a_did_you_mean():
+    d = run_dict(trajectories={"count": 4})
+    d["trajectorys"] = d.pop("trajectories")
+    e = refuse(d)
+    assert e.key == "trajectorys"
+    assert str(e).startswith("trajectorys: unknown section; did you mean 'trajectories'? "
+                             "allowed sections: units, ")
+    d = run_dict()
+    d["zzz"] = {"a": 1}  # nothing close: no guess
+    assert "did you mean" not in str(refuse(d))
+
+
 @pytest.mark.parametrize("schema", ["bohmpower-run/2", "", 1])
 def test_schema(schema):
     assert refuse(run_dict(schema=schema)).key == "schema"
