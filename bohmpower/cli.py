@@ -232,6 +232,8 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
                  config.title or run_file.name, solver.model.n_particles, solver.n_samples,
                  "on" if solver.exchange else "off", comm.size)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")
+    if root and not args.quiet:
+        solver.step_observer = _within_block(progress)
     try:
         result = solver.run(progress=progress.update, comm=comm, checkpoint=checkpoint,
                             resume=args.resume, max_wall_time=args.max_wall_time,
@@ -308,6 +310,30 @@ class _LogProgress:
 
     def close(self) -> None:
         pass
+
+
+#: Seconds between log lines on the steps of a block in flight (non-interactive runs).
+WITHIN_BLOCK_INTERVAL = 30.0
+
+
+def _within_block(progress):
+    """A ``CWSolver.step_observer`` for a progress sink: the step of the block in flight, in the
+    tqdm bar's postfix, or (log lines) every WITHIN_BLOCK_INTERVAL seconds, so a run whose blocks
+    take minutes is never silent between block lines."""
+    last = [time.perf_counter()]
+
+    def observe(first_id: int, step: int, n_steps: int) -> None:
+        if hasattr(progress, "set_postfix_str"):
+            if step % max(1, n_steps // 100) == 0 or step == n_steps:
+                progress.set_postfix_str(f"block from sample {first_id}: step {step}/{n_steps}")
+            return
+        now = time.perf_counter()
+        if now - last[0] >= WITHIN_BLOCK_INTERVAL and step < n_steps:
+            last[0] = now
+            log.info("progress: block of samples from %d at step %d/%d (%.0f%%)", first_id, step,
+                     n_steps, 100.0 * step / n_steps)
+
+    return observe
 
 
 def _progress(total: int, quiet: bool, unit: str):

@@ -499,6 +499,9 @@ class CWSolver:
         self.volumes = estimator_volumes(m.volumes, m.grid, with_global=True)
         self.discard_bad_samples = discard_bad_samples
         self.discarded: list[int] = []
+        #: called as ``step_observer(first_id, step, n_steps)`` after every step of a block run by
+        #: ``run_block`` (progress within a block: a block of a large-N run takes minutes)
+        self.step_observer: Callable[[int, int, int], None] | None = None
 
     def run(self, progress: Callable[[int], None] | None = None, comm=None, checkpoint=None,
             resume: bool = False, max_wall_time: float | None = None,
@@ -731,6 +734,8 @@ class CWSolver:
                 for step in range(1, self.time.n_steps + 1):
                     ens.step()
                     rec.record(step, ens.state)
+                    if self.step_observer is not None:
+                        self.step_observer(int(ids[0]), step, self.time.n_steps)
                 self._keep_basis_diagnostics(ens)
             except SampleFailure as exc:
                 bad = int(exc.sample_id)

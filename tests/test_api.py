@@ -187,3 +187,33 @@ def test_a_file_without_dimension_scales_is_refused_naming_the_reader_that_still
         bohmpower.load_result(old)
     assert "bohmpower.io.read_result" in str(e.value)
     assert bohmpower.io.read_result(old, fields=True)["fields"]["density"].shape == (5, 96)
+
+
+def test_a_run_reports_the_steps_of_the_block_in_flight(tmp_path, monkeypatch, caplog):
+    """Within-block progress: CWSolver calls its step observer after every step of each block,
+    and `bohmpower run` turns that into log lines every WITHIN_BLOCK_INTERVAL seconds."""
+    from bohmpower import cli
+    from bohmpower.driver import CWSolver
+
+    solver = CWSolver(make_config(tmp_path, **dict(TINY, method={"exchange": False},
+                                                   trajectories={"count": 70, "seed": 1})))
+    seen = []
+    solver.step_observer = lambda first, step, n: seen.append((first, step, n))
+    solver.run()
+    n = solver.time.n_steps
+    assert seen == [(0, s, n) for s in range(1, n + 1)] + [(64, s, n) for s in range(1, n + 1)]
+
+    monkeypatch.setattr(cli, "WITHIN_BLOCK_INTERVAL", 0.0)
+    observe = cli._within_block(cli._LogProgress(70, "samples"))
+    with caplog.at_level("INFO", logger="bohmpower"):
+        observe(64, 5, 20)
+        observe(64, 20, 20)  # the block's end: its own line follows from the sample count
+    assert caplog.messages == ["progress: block of samples from 64 at step 5/20 (25%)"]
+    import io
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=70, file=io.StringIO())
+    cli._within_block(bar)(0, 7, 20)
+    assert bar.postfix == "block from sample 0: step 7/20"
+    bar.close()
