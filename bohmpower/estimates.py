@@ -77,11 +77,11 @@ def _describe_cw(atomic, model, warnings) -> str:
 
 
 def _describe_interacting(atomic, model, warnings) -> str:
-    """Interacting scheme: every block of worlds propagates the shared basis, so the cost is measured
-    on this machine from two steps of one block (calibration, not a model)."""
+    """Interacting scheme: one basis guides every block of worlds; its cost and the guidance cost per
+    world are measured on this machine from three steps of one block (calibration, not a model)."""
     import time as _t
 
-    from bohmpower.cw.interacting import InteractingEnsemble
+    from bohmpower.cw.interacting import PAIR_CHUNK, InteractingEnsemble
     from bohmpower.model.sampling import sample_configurations
     from bohmpower.power.recorder import BLOCK_SIZE
 
@@ -103,15 +103,18 @@ def _describe_interacting(atomic, model, warnings) -> str:
     per_world_step = spent["guidance"] / width
     seconds = atomic.time.n_steps * (basis_step + per_world_step * samples)
     n, n_x = model.n_particles, model.grid.n_x
-    basis_bytes = mth.basis_size * n * n_x * 16 * 4 + 3 * mth.basis_size**2 * n * n * 2 * n_x * 16
+    m = mth.basis_size
+    # CWs and their propagation work space, the M x M x N x N overlaps and one-body terms, and the
+    # pair densities' spectra of one chunk of the pair matrix (N^2 kinds at most)
+    basis_bytes = m * n * n_x * 16 * 4 + 2 * m * m * n * n * 16 + PAIR_CHUNK * 2 * n_x * n * n * 16
     lines = [
         "conditional-wavefunction estimates (scheme interacting):",
-        f"  basis: {mth.basis_size} worlds x {n} CWs of {n_x} points, propagated once per MPI rank "
+        f"  basis: {m} worlds x {n} CWs of {n_x} points, held by every MPI rank "
         f"(it guides all {samples} samples, {n_blocks} block(s)); {atomic.time.n_steps:,} steps",
-        f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis matrices)",
+        f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis and its matrices)",
         f"  run time: about {_human(seconds)} on one core (measured here per step: basis "
         f"{basis_step * 1e3:.1f} ms, guidance {per_world_step * 1e6:.0f} us per world; with P "
-        "ranks the basis part stays, the guidance part divides by P)",
+        "ranks the pair matrix, most of the basis part, and the guidance divide by P)",
     ]
     lines.extend(f"  warning: {w}" for w in warnings)
     return "\n".join(lines)
