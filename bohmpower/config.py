@@ -409,6 +409,9 @@ KEYS: tuple[KeySpec, ...] = (
     _f("method", "norm_tolerance", "dimensionless", 0.05,
        "0 < value <= 1 (relative drift of the norm of Psi; interacting scheme)",
        lambda v: 0 < v <= 1),
+    _f("method", "energy_tolerance", "dimensionless", 0.05,
+       "0 < value <= 1 (relative drift of the energy of Psi where it is conserved; interacting "
+       "scheme)", lambda v: 0 < v <= 1),
     # -- [energy]
     _b("energy", "include_drive_potential", False),
     # -- [numerics]
@@ -751,6 +754,7 @@ class MethodConfig:
     basis_size: int = _d("method", "basis_size")
     overlap_cutoff: float = _d("method", "overlap_cutoff")
     norm_tolerance: float = _d("method", "norm_tolerance")
+    energy_tolerance: float = _d("method", "energy_tolerance")
 
     def _sections(self) -> tuple[str, ...]:
         return ("method",)
@@ -1763,7 +1767,8 @@ def describe(config: RunConfig) -> str:
         text = f"  method: conditional wavefunctions, scheme {mth.scheme}, exchange = {str(mth.exchange).lower()}"
         if mth.scheme == "interacting":
             text += (f", basis_size {mth.basis_size}, overlap_cutoff {mth.overlap_cutoff:.3g}, "
-                     f"norm_tolerance {mth.norm_tolerance:.3g}")
+                     f"norm_tolerance {mth.norm_tolerance:.3g}, "
+                     f"energy_tolerance {mth.energy_tolerance:.3g}")
         lines.append(text)
     lines.append(
         f"  energy: include_drive_potential = {str(config.energy.include_drive_potential).lower()}"

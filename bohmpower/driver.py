@@ -658,7 +658,8 @@ class CWSolver:
             mth = self.method
             return InteractingEnsemble(
                 self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
-                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers,
+                norm_tolerance=mth.norm_tolerance, energy_tolerance=mth.energy_tolerance,
+                sample_ids=ids, workers=self.workers,
                 comm=comm if comm is not None and comm.size > 1 else None)
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
@@ -705,6 +706,7 @@ class CWSolver:
         if self.scheme == "interacting" and self.basis_diagnostics is None:
             self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
                                       "norm": np.asarray(ens.norm_history),
+                                  "energy": np.asarray(ens.energy_history),
                                       "condition": np.asarray(ens.condition_history)}
 
     def run_block(self, ids: np.ndarray):

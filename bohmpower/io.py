@@ -309,7 +309,11 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False) -> P
             bg = dg.create_group("basis")
             bg.attrs["dt"] = float(us.from_atomic(model.config.time.dt, "time"))
             for name, values in basis.items():
-                _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless")
+                values = np.asarray(values, dtype=float)
+                if name == "energy":  # <H> of the reconstructed Psi
+                    _dataset(bg, name, us.from_atomic(values, "energy"), us.unit("energy"))
+                else:
+                    _dataset(bg, name, values, "dimensionless")
     return path
 
 
