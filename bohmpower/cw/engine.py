@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bohmpower.errors import ConfigError, NumericalError
+from bohmpower.units import ATOMIC
 from bohmpower.model.state import TrajectoryState
 
 from .guidance import (
@@ -455,8 +456,9 @@ class CWEnsemble:
         if self.discard_failures:
             for f in self.new_failures:
                 logger.warning(
-                    "discarding sample %d (electron %d) at step %d, t = %.6g: %s",
-                    f.sample_id, f.particle, f.step, f.time, f.cause,
+                    "discarding sample %d (electron %d) at step %d, t = %s: %s",
+                    f.sample_id, f.particle, f.step,
+                    getattr(self.model, "units", ATOMIC).quantity(f.time, "time"), f.cause,
                 )
             return
         raise SampleFailure.from_failures(self.new_failures)
