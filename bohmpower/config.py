@@ -1385,13 +1385,13 @@ def _parse_time(data: dict, us: UnitSystem) -> TimeConfig:
     v = _read_keys(data, "time", SECTIONS["time"])
     dt, t_end = v["dt"], v["t_end"]
     n = _whole_steps(t_end, dt, "time.dt", "t_end", us)
+    window = v["window"]
     if n is None:
         raise ConfigError(
             "time.dt",
             f"t_end/dt = {_fmt(t_end / dt)} is not a whole number; nearest valid dt = "
-            f"{_q(us, t_end / max(1, round(t_end / dt)), 'time')} (or change time.t_end)",
+            f"{_q(us, _nearest_whole_dt(dt, t_end, window), 'time')} (or change time.t_end)",
         )
-    window = v["window"]
     if window is not None:
         if window > t_end:
             raise ConfigError("time.window", f"must be <= time.t_end ({_q(us, t_end, 'time')})")
@@ -1403,6 +1403,24 @@ def _parse_time(data: dict, us: UnitSystem) -> TimeConfig:
                 f"{_q(us, nearest, 'time')}",
             )
     return TimeConfig(**v)
+
+
+def _nearest_whole_dt(dt: float, t_end: float, window: float | None) -> float:
+    """The dt = t_end/n nearest to ``dt`` that also makes window/dt whole (when window is given and
+    one exists within 1000 step counts of round(t_end/dt)); the value as a message writes it (10
+    significant digits) passes the whole-number rule."""
+    n0 = max(1, round(t_end / dt))
+    if window is None:
+        return t_end / n0
+    for offset in range(1000):
+        for n in sorted({n0 - offset, n0 + offset}, key=lambda m: abs(t_end / max(m, 1) - dt)):
+            if n < 1:
+                continue
+            candidate = float(_fmt(t_end / n))
+            r = window / candidate
+            if round(r) >= 1 and abs(r - round(r)) <= STEP_TOLERANCE * round(r):
+                return candidate
+    return t_end / n0
 
 
 def _whole_steps(span: float, dt: float, key: str, name: str, us: UnitSystem) -> int | None:

@@ -61,6 +61,16 @@ class ExactResult:
     stored_trajectories: dict | None = None
     samples: int = 0
 
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups fields, volumes, globals, windows,
+        trajectory_estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, (
+            "fields", "volumes", "globals", "windows", "trajectory_estimates",
+            "stored_trajectories"))
+
 
 def initial_state(model: Model, workers: int = 1) -> np.ndarray:
     """Psi0 on the N-d grid: orbitals' determinant/product, or a many-body eigenstate."""
@@ -460,6 +470,13 @@ class CWResult:
     #: interacting scheme: the shared basis's per-step "rank" (eigenvalues of S kept), "norm" of the
     #: reconstructed Psi and "condition" of S, from a block this process ran (identical in every block)
     basis_diagnostics: dict | None = None
+
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, ("estimates", "stored_trajectories"))
 
 
 class CWSolver:

@@ -429,10 +429,15 @@ def _absorber_warning(units, grid, mass, width, strength, automatic, max_rt, k_l
     max_factor = 64.0
     needed = minimum_absorber_width(width, mass, k_reach, packet_ks, units, max_factor=max_factor)
     if needed is None:
+        slowest = min((abs(k0) - 3.0 / (2.0 * wd) for k0, wd in packet_ks), default=None)
+        why = ("" if slowest is None else
+               f"; the packets' slowest wavenumber |k0| - 3/(2 width) is "
+               f"{q(slowest, 'wavenumber', digits=3)}, and a layer is judged down to it or to "
+               "2 pi/absorber_width, whichever is larger, so a wider layer also has slower waves "
+               "to absorb: faster or less spread packets (larger |k0| or width) narrow that range")
         return text + (
             f"no absorber_width up to {q(max_factor * width, 'length', digits=3)} brings it below "
-            f"{ABSORBER_TOLERANCE:g} (the slowest wavenumbers of the packets need layers many "
-            "wavelengths wide: give the packets more energy or a larger width)"
+            f"{ABSORBER_TOLERANCE:g}{why}"
         )
     text += ("widen the absorbing layers to absorber_width >= "
              f"{q(needed, 'length', digits=3, converted=True)}")

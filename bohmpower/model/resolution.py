@@ -224,13 +224,8 @@ def check_time_step(
     if phase > max_phase:
         dt_max = maximum_dt(k, mass, potential_range, max_phase)
         q = units.quantity
-        hint = f"use dt <= {q(dt_max, 'time', rounding='down')}"
-        if t_end is not None:
-            written = whole_step_dt(dt_max, t_end, window, units)
-            if written is not None:
-                span = "t_end/dt" + (" and window/dt" if window is not None else "")
-                hint += (f", e.g. dt = {q(float(written), 'time', converted=True, digits=10)} "
-                         f"({span} whole numbers)")
+        bound, example = _dt_hint(dt_max, t_end, window, units, digits=6)
+        hint = f"use {bound}{example}"
         raise ConfigError(
             "time.dt",
             f"dt = {q(dt, 'time')} gives a phase of {phase:.4g} rad per step (kinetic energy "
@@ -239,18 +234,36 @@ def check_time_step(
         )
 
 
+def _dt_hint(dt_max: float, t_end: float | None, window: float | None, units: UnitSystem,
+             digits: int) -> tuple[str, str]:
+    """("dt <= 0.598 fs", ", e.g. dt = 0.5 fs (t_end/dt and window/dt whole numbers)"); the second
+    is empty when t_end is not known or no such dt is found."""
+    q = units.quantity
+    bound = f"dt <= {q(dt_max, 'time', digits=digits, rounding='down')}"
+    example = ""
+    if t_end is not None:
+        written = whole_step_dt(dt_max, t_end, window, units)
+        if written is not None:
+            span = "t_end/dt" + (" and window/dt" if window is not None else "")
+            example = (f", e.g. dt = {q(float(written), 'time', converted=True, digits=10)} "
+                       f"({span} whole numbers)")
+    return bound, example
+
+
 def grid_phase_warning(dx: float, mass: float, dt: float, warn_phase: float,
-                       units: UnitSystem = ATOMIC) -> list[str]:
-    """Rule 3: a warning when dt (pi/dx)^2 / 2m > warn_phase."""
+                       units: UnitSystem = ATOMIC, *, t_end: float | None = None,
+                       window: float | None = None) -> list[str]:
+    """Rule 3: a warning when dt (pi/dx)^2 / 2m > warn_phase (``t_end``, ``window``: for the dt
+    the message suggests, as in `check_time_step`)."""
     phase = dt * (math.pi / dx) ** 2 / (2.0 * mass)
     if phase > warn_phase:
         dt_warn = warn_phase * 2.0 * mass * (dx / math.pi) ** 2  # the dt at which phase = warn_phase
+        bound, example = _dt_hint(dt_warn, t_end, window, units, digits=3)
         return [
             (
                 f"time.dt: the grid's largest kinetic energy (pi/dx)^2/2m advances {phase:.4g} rad per step "
                 f"(> numerics.warn_phase = {warn_phase:.4g}); components near the grid's cut-off are not "
-                f"resolved in time (dt <= {units.quantity(dt_warn, 'time', digits=3, rounding='down')} "
-                "keeps them below it)"
+                f"resolved in time: {bound} keeps them below it{example}"
             )
         ]
     return []
@@ -392,7 +405,7 @@ def resolve(
     prange = float(u0_range) + abs(bias_drop) + abs(w_max)
     check_time_step(kr, mass, prange, dt, max_phase, t_end=t_end, window=window, units=units)
     dx = length / n_x
-    warnings = grid_phase_warning(dx, mass, dt, warn_phase, units)
+    warnings = grid_phase_warning(dx, mass, dt, warn_phase, units, t_end=t_end, window=window)
     memory = None
     if n_particles is not None:
         memory = check_exact_memory(n_x, n_particles, max_memory_gb)
