@@ -1546,7 +1546,8 @@ def _parse_field(data: Any, prefix: str, grid: GridConfig, us: UnitSystem) -> Fi
     )
     if kind == "linear_drop":
         if not v["x_left"] < v["x_right"]:
-            raise ConfigError(f"{prefix}.x_right", f"must be > x_left ({_q(us, v['x_left'], 'length')})")
+            raise ConfigError(f"{prefix}.x_right",
+                              f"must be > x_left ({_q(us, v['x_left'], 'length')})")
         if v["x_left"] < grid.x_min:
             raise ConfigError(f"{prefix}.x_left",
                               f"must be >= grid.x_min ({_q(us, grid.x_min, 'length')})")
@@ -1678,7 +1679,8 @@ def _parse_volumes(items: list, grid: GridConfig, us: UnitSystem) -> tuple[Volum
             )
         seen[v["name"]] = i
         if not v["x_min"] < v["x_max"]:
-            raise ConfigError(f"{prefix}.x_max", f"must be > x_min ({_q(us, v['x_min'], 'length')})")
+            raise ConfigError(f"{prefix}.x_max",
+                              f"must be > x_min ({_q(us, v['x_min'], 'length')})")
         if v["x_min"] < grid.x_min:
             raise ConfigError(f"{prefix}.x_min",
                               f"must be >= grid.x_min ({_q(us, grid.x_min, 'length')})")

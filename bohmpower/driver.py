@@ -320,7 +320,7 @@ class TrajectoryRun:
         self.guide = BohmianGuide.from_model(m, workers=solver.workers,
                                              fft_backend=m.config.numerics.fft_backend)
         self.guide.update(solver.psi, 0.0)
-        self.ensemble = BohmianEnsemble(self.guide, X0)
+        self.ensemble = BohmianEnsemble(self.guide, X0, units=m.units)
         identical = m.statistics == "fermion" and m.n_particles > 1
         # All blocks of the ensemble in one call per step; still one BlockSums per block of ids.
         self.recorder = MultiBlockRecorder(blocks_of(self.n_samples), self.volumes, self.time,

@@ -264,12 +264,14 @@ def test_exact_run_log_lines_speak_fs_and_ev(tmp_path, caplog):
     data = device(**{"grid.absorber_strength": 1e-4, "time.t_end": 60.0, "time.window": None})
     data["initial"]["packet"][0]["center"] = 40.0
     path = write_run_file(tmp_path / "run.toml", data)
-    caplog.set_level(logging.INFO)
-    assert cli.main(["exact", str(path), "-o", str(tmp_path / "out.h5")]) == 0
-    assert_device_text(caplog.text)
-    t_edge = hinted(rf"t = {NUMBER} fs: density at the outer edge", caplog.text)
+    caplog.set_level(logging.DEBUG)  # -v: the debug lines too
+    assert cli.main(["exact", str(path), "-o", str(tmp_path / "out.h5"), "-v"]) == 0
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bohmpower"))
+    assert_device_text(ours)
+    t_edge = hinted(rf"t = {NUMBER} fs: density at the outer edge", ours)
     assert 0 < t_edge <= 60.0
-    assert re.search(rf"internal energy {NUMBER} eV -> {NUMBER} eV", caplog.text)
+    assert re.search(rf"internal energy {NUMBER} eV -> {NUMBER} eV", ours)
+    assert "dt = 0.2 fs" in ours and "absorbing layers: width 20 nm" in ours
 
 
 def test_numerical_failure_time_is_in_fs():

@@ -502,7 +502,8 @@ class CWEnsemble:
         self.state = self._build_state(X_new, keep, t_new)
         removed = int(np.sum(alive & ~keep & ~nan_rows))
         if removed:
-            logger.debug("t=%g: %d world(s) removed (absorbed or left the grid)", t_new, removed)
+            logger.debug("t = %s: %d world(s) removed (absorbed or left the grid)",
+                         getattr(self.model, "units", ATOMIC).quantity(t_new, "time"), removed)
             self.n_removed += removed
         if np.any(nan_rows):
             extra = []

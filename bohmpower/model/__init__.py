@@ -385,6 +385,7 @@ def build_model(
 
     for msg in warnings:
         logger.debug("build_model: %s", msg)
+    q_dt = units.quantity(float(config.time.dt), "time")
     model = Model(
         grid=grid,
         n_particles=n,
@@ -406,6 +407,9 @@ def build_model(
         warnings=tuple(warnings),
         units=units,
     )
+    logger.debug("build_model: %d electron(s) on %d points, dt = %s", n, grid.n_x, q_dt)
+    if model.absorber_report:
+        logger.debug("build_model: absorbing layers: %s", model.absorber_report)
     return model, list(warnings)
 
 

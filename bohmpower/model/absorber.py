@@ -238,13 +238,7 @@ def default_absorber_strength(
     )
     best_log, best_val = (res.x, float(res.fun)) if res.fun < vals[i] else (logs[i], float(vals[i]))
     strength = float(np.exp(best_log))
-    logger.debug(
-        "default absorber strength %.6g hartree: max(R+T) = %.3g over k in [%.4g, %.4g]",
-        strength,
-        best_val,
-        k_lo,
-        k_hi,
-    )
+    # (build_model logs the chosen layers, Model.absorber_report, in the run file's units)
     return strength, best_val
 
 

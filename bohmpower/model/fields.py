@@ -376,7 +376,8 @@ def make_drive(
             if jump > 1e-8 * max(abs(bias), 1e-300):
                 warnings.append(
                     f"{key}: the ramp's corners reach the cell edge, so the periodic drive potential jumps by "
-                    f"{q(jump, 'energy', digits=3)} at the seam; keep x_left, x_right several smoothing widths from the edges"
+                    f"{q(jump, 'energy', digits=3)} at the seam; keep x_left, x_right several "
+                    "smoothing widths from the edges"
                 )
             _, sp, c1, c2 = _return_params(x0, x1)
             if xl - 3.0 * w < c1 + 6.0 * sp or xr + 3.0 * w > c2 - 6.0 * sp:

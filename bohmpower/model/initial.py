@@ -271,8 +271,8 @@ def orbitals_from_config(
             # still crosses the cell edge wraps around the periodic cell, which is worth knowing.
             warnings.append(
                 f"{key}: probability {out:.2g} of the packet at {q(center, 'length')} (width "
-                f"{q(width, 'length')}) lies beyond the grid {units.interval(grid.x_min, grid.x_max, 'length', digits=6)} "
-                "and wraps around the cell"
+                f"{q(width, 'length')}) lies beyond the grid "
+                f"{units.interval(grid.x_min, grid.x_max, 'length', digits=6)} and wraps around the cell"
             )
         phi = packet(grid.x, center, width, k0)
         if layer_mask is not None and np.any(layer_mask):
