@@ -371,3 +371,30 @@ def test_cw_result_to_units_matches_the_result_file(tmp_path):
         np.testing.assert_allclose(vol["energy"].values, f["volumes/left/energy"][()], rtol=1e-12)
         np.testing.assert_allclose(dev.stored_trajectories["positions"].values,
                                    f["trajectories/positions"][()], rtol=1e-12)
+
+
+# ----------------------------------------------------------------- the docs quote the code
+
+def test_run_file_page_quotes_the_messages_this_code_writes():
+    import tomllib
+
+    text = (REPO / "docs" / "run-file.md").read_text(encoding="utf-8")
+    section = text.split("### Messages, hints and results in the run file's units", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    (block,) = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    rest = section.replace(f"```toml\n{block}```", "")
+    quoted = [" ".join(b.split()) for b in re.findall(r"```\n(.*?)```", rest, re.DOTALL)]
+    data = tomllib.loads(block)
+    assert build_model(parse_config(data, REPO), "exact")[1] == []  # "without a warning"
+    data["time"]["dt"] = 2.0
+    with pytest.raises(ConfigError) as e:
+        build_model(parse_config(data, REPO), "exact")
+    assert " ".join(str(e.value).split()) == quoted[0]
+    data["time"]["dt"], data["grid"]["points"] = 0.2, 64
+    with pytest.raises(ConfigError) as e:
+        build_model(parse_config(data, REPO), "exact")
+    assert "use at least 106 points" in str(e.value) and "`use at least 106 points`" in section
+    data["grid"]["points"], data["grid"]["absorber_width"] = 256, 10.0
+    assert build_model(parse_config(data, REPO), "exact")[1] == [quoted[1]]
+    data["grid"]["absorber_width"] = 17.2
+    assert build_model(parse_config(data, REPO), "exact")[1] == []  # "is quiet"

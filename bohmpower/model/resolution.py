@@ -244,9 +244,10 @@ def _dt_hint(dt_max: float, t_end: float | None, window: float | None, units: Un
     if t_end is not None:
         written = whole_step_dt(dt_max, t_end, window, units)
         if written is not None:
-            span = "t_end/dt" + (" and window/dt" if window is not None else "")
+            span = ("t_end/dt and window/dt whole numbers" if window is not None
+                    else "t_end/dt a whole number")
             example = (f", e.g. dt = {q(float(written), 'time', converted=True, digits=10)} "
-                       f"({span} whole numbers)")
+                       f"({span})")
     return bound, example
 
 
