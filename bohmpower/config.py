@@ -1511,8 +1511,9 @@ def _check_time_scales(fields: tuple, time: Any, us: UnitSystem) -> None:
             if val is not None and val < time.dt:
                 raise ConfigError(f"field[{i}].{name}", f"{_q(us, val, 'time')} is shorter than "
                                   f"time.dt = {_q(us, time.dt, 'time')}: the drive is not "
-                                  f"resolved; use {name} >= {_q(us, time.dt, 'time')} (better "
-                                  f"{_q(us, 10 * time.dt, 'time')}) or reduce time.dt")
+                                  f"resolved: use {name} >= {_q(us, time.dt, 'time')} (the "
+                                  f"limit; better 10 dt = {_q(us, 10 * time.dt, 'time')}) or "
+                                  "reduce time.dt")
         freq = getattr(f, "frequency", None)
         if freq is not None and freq * time.dt > 0.5:
             limit = us.quantity(0.5 / time.dt, "frequency", rounding="down", converted=True)

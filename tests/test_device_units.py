@@ -125,6 +125,12 @@ def test_points_refusal_speaks_1_per_nm_and_its_count_is_accepted():
     build_model(config_of(device(**{"grid.points": n})), "exact")
     with pytest.raises(ConfigError):  # the fewest: two fewer is refused
         build_model(config_of(device(**{"grid.points": n - 2})), "exact")
+    # just short of the limit, raising numerics.resolution_fraction is the other way out
+    err = refusal(device(**{"grid.points": 100}))
+    fraction = hinted(rf"set numerics.resolution_fraction = {NUMBER}\)", err.message)
+    assert 0.8 < fraction <= 1.0
+    build_model(config_of(device(**{"grid.points": 100},
+                                 numerics={"resolution_fraction": fraction})), "exact")
 
 
 def test_memory_refusal_names_an_even_count_that_fits():
@@ -132,6 +138,12 @@ def test_memory_refusal_names_an_even_count_that_fits():
     assert err.key == "grid.points" and "GB" in err.message
     n = int(hinted(rf"use at most {NUMBER} points", err.message))
     assert n % 2 == 0 and 10 * 16 * n <= 3e-5 * 1e9 < 10 * 16 * (n + 2)
+    memory = hinted(rf"set numerics.max_memory_gb = {NUMBER}\)", err.message)
+    build_model(config_of(device(numerics={"max_memory_gb": memory})), "exact")  # accepted
+    err = refusal(device(numerics={"max_memory_gb": 1e-7}))  # not even 8 points fit
+    assert "no grid of 8 points fits" in err.message
+    memory = hinted(rf"set numerics.max_memory_gb = {NUMBER}$", err.message)
+    build_model(config_of(device(numerics={"max_memory_gb": memory})), "exact")
 
 
 # ------------------------------------------------------------------------ build-time warnings

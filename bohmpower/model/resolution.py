@@ -195,12 +195,16 @@ def check_grid_resolution(k: float, length: float, n_x: int, resolution_fraction
     k_allowed = resolution_fraction * math.pi / dx
     if k > k_allowed:
         n_min = minimum_points(length, k, resolution_fraction)
+        fraction = k * dx / math.pi  # the resolution_fraction at which these points would pass
+        up = format_number(fraction, 3, "up")
+        other = (f"set numerics.resolution_fraction = {up}"
+                 if float(up) <= 1.0 else "")  # allowed: 0 < resolution_fraction <= 1
         raise ConfigError(
             "grid.points",
             f"the run reaches wavenumber {units.quantity(k, 'wavenumber')} (packets' content plus "
             "falling through the bias and the largest interaction energy), above "
             f"{resolution_fraction:g} pi/dx = {units.quantity(k_allowed, 'wavenumber')}: use at least "
-            f"{n_min} points (or raise numerics.resolution_fraction)",
+            f"{n_min} points" + (f" (or {other})" if other else ""),
         )
 
 
@@ -299,11 +303,14 @@ def check_exact_memory(n_x: int, n_particles: int, max_memory_gb: float | None) 
     if need > limit:
         n_max = math.floor((limit / (EXACT_ARRAYS * 16)) ** (1.0 / n_particles))
         n_max -= n_max % 2  # grid.points must be even
+        memory = f"numerics.max_memory_gb = {format_number(need / 1e9, 3, 'up')}"
+        hint = (f"use at most {n_max} points (or set {memory})" if n_max >= 8
+                else f"no grid of 8 points fits that limit: set {memory}")
         raise ConfigError(
             "grid.points",
             f"an exact run with {n_particles} electrons on {n_x} points needs about {need / 1e9:.3g} GB "
             f"({EXACT_ARRAYS} arrays of {n_x}^{n_particles} complex numbers), more than {limit / 1e9:.3g} GB "
-            f"({origin}): use at most {n_max} points (or raise numerics.max_memory_gb)",
+            f"({origin}): {hint}",
         )
     return need
 
