@@ -22,7 +22,7 @@ from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.exact.quadrature import node_stride, window_rule
 from bohmpower.model import Model, build_model
-from bohmpower.units import UnitSystem
+from bohmpower.units import ATOMIC
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ class HealthMonitor:
                 self._edge_warned = True
                 where = "the grid's seam (periodic wrap-around)" if self.closed else \
                     "the outer edge of the absorbing layers (absorption incomplete)"
-                when = (self.units or UnitSystem("atomic")).quantity(t, "time")
+                when = (self.units or ATOMIC).quantity(t, "time")
                 msg = (f"t = {when}: density at {where} reached "
                        f"{edge_density:.1e} of its maximum")
                 log.warning(msg)

@@ -159,6 +159,33 @@ def test_absorber_warning_names_the_width_to_write_and_that_width_is_quiet():
     assert not any(w.startswith("grid.absorber_width") for w in quiet), quiet
 
 
+def test_absorber_width_beyond_the_grid_rule_says_how_wide_the_grid_must_be():
+    data = device(grid={"x_min": -30.0, "x_max": 30.0, "points": 128, "boundary": "absorbing",
+                        "absorber_width": 10.0})  # absorber_width must stay below 15 nm here
+    data["initial"]["packet"][0]["center"] = -5.0
+    _, warnings = build_model(config_of(data), "exact")
+    (text,) = [w for w in warnings if w.startswith("grid.absorber_width")]
+    assert_device_text(text)
+    width = hinted(rf"absorber_width >= {NUMBER} nm", text)
+    length = hinted(rf"x_max - x_min > {NUMBER} nm", text)
+    assert width >= 15.0 and length == pytest.approx(4 * width) and "(now 60 nm)" in text
+    data["grid"].update(x_min=-length / 2 - 10.0, x_max=length / 2 + 10.0, points=256,
+                        absorber_width=width)
+    _, quiet = build_model(config_of(data), "exact")
+    assert not any(w.startswith("grid.absorber_width") for w in quiet), quiet
+
+
+def test_slow_packets_that_no_layer_absorbs_are_told_so_in_1_per_nm():
+    data = device()
+    data["initial"]["packet"][0]["energy"] = 0.05  # |k0| - 3/(2 width) = 0.2965 - 0.3 < 0
+    _, warnings = build_model(config_of(data), "exact")
+    (text,) = [w for w in warnings if w.startswith("grid.absorber_width")]
+    assert_device_text(text)
+    assert "no absorber_width up to 160 nm" in text  # 8 times the present 20 nm
+    assert hinted(rf"\|k0\| - 3/\(2 width\) is {NUMBER} 1/nm", text) == pytest.approx(
+        -0.0035, abs=5e-4)
+
+
 def test_a_given_absorber_strength_that_is_too_weak_is_told_to_go():
     data = device(**{"grid.absorber_strength": 0.001})
     _, warnings = build_model(config_of(data), "exact")

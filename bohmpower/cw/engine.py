@@ -49,8 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bohmpower.errors import ConfigError, NumericalError
-from bohmpower.units import ATOMIC
 from bohmpower.model.state import TrajectoryState
+from bohmpower.units import ATOMIC
 
 from .guidance import (
     PointPotentials,

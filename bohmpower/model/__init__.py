@@ -430,7 +430,7 @@ def _absorber_warning(units, grid, mass, width, strength, automatic, max_rt, k_l
                 "leave grid.absorber_strength out (the automatic strength at this width, "
                 f"{q(auto_strength, 'energy')}, lets back {auto_rt:.2g})"
             )
-    max_factor = 64.0
+    max_factor = 8.0  # wider layers cost seconds per trial (the slab count grows with the width)
     needed = minimum_absorber_width(width, mass, k_reach, packet_ks, units, max_factor=max_factor)
     if needed is None:
         slowest = min((abs(k0) - 3.0 / (2.0 * wd) for k0, wd in packet_ks), default=None)

@@ -279,7 +279,7 @@ def minimum_absorber_width(
     packets: list[tuple[float, float]] | None,
     units,
     *,
-    max_factor: float = 64.0,
+    max_factor: float = 8.0,
     tolerance: float = ABSORBER_TOLERANCE,
 ) -> float | None:
     """Narrowest layer width, as a number to write in the run file, that absorbs well (module Notes).
