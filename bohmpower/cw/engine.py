@@ -444,7 +444,9 @@ class CWEnsemble:
             )
         for f in failures:
             self.failed[f.sample_id] = f
-            logger.debug("CW failure: %s", f)
+            logger.debug("CW failure: sample %d, electron %d, step %d, t = %s: %s", f.sample_id,
+                         f.particle, f.step,
+                         getattr(self.model, "units", ATOMIC).quantity(f.time, "time"), f.cause)
         self.new_failures = failures
         if not failures:
             return np.zeros(0, dtype=int)
