@@ -22,6 +22,7 @@ from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.exact.quadrature import node_stride, window_rule
 from bohmpower.model import Model, build_model
+from bohmpower.units import ATOMIC
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,16 @@ class ExactResult:
     stored_trajectories: dict | None = None
     samples: int = 0
 
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups fields, volumes, globals, windows,
+        trajectory_estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, (
+            "fields", "volumes", "globals", "windows", "trajectory_estimates",
+            "stored_trajectories"))
+
 
 def initial_state(model: Model, workers: int = 1) -> np.ndarray:
     """Psi0 on the N-d grid: orbitals' determinant/product, or a many-body eigenstate."""
@@ -77,7 +88,8 @@ def initial_state(model: Model, workers: int = 1) -> np.ndarray:
             model.statistics,
             model.many_body_state,
         )
-        log.info("many-body state %d: energy %.10g hartree", model.many_body_state, energy)
+        log.info("many-body state %d: energy %s", model.many_body_state,
+                 model.units.quantity(energy, "energy", digits=10))
         return psi.astype(np.complex128, copy=False)
     return model.initial_state()
 
@@ -96,7 +108,7 @@ class ExactSolver:
     def __init__(self, config, workers: int | None = None):
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
-        self.model, self.warnings = build_model(atomic, command="exact")
+        self.model, self.warnings = build_model(atomic, command="exact", units=config.unit_system)
         numerics = atomic.numerics
         self.workers = workers if workers is not None else numerics.fft_workers
         self.dt = atomic.time.dt
@@ -308,7 +320,7 @@ class TrajectoryRun:
         self.guide = BohmianGuide.from_model(m, workers=solver.workers,
                                              fft_backend=m.config.numerics.fft_backend)
         self.guide.update(solver.psi, 0.0)
-        self.ensemble = BohmianEnsemble(self.guide, X0)
+        self.ensemble = BohmianEnsemble(self.guide, X0, units=m.units)
         identical = m.statistics == "fermion" and m.n_particles > 1
         # All blocks of the ensemble in one call per step; still one BlockSums per block of ids.
         self.recorder = MultiBlockRecorder(blocks_of(self.n_samples), self.volumes, self.time,
@@ -369,12 +381,13 @@ class HealthMonitor:
         self.max_spectral_edge = 0.0
         self.warnings: list[str] = []
         self._edge_warned = False
+        self.units = getattr(model, "units", None)  # None: atomic (NumericalError's default)
 
     def check(self, step: int, t: float, psi: np.ndarray, fr) -> None:
         norm = fr.globals["norm"]
         if not np.all(np.isfinite(psi)) or not np.isfinite(norm):
             raise NumericalError(step, t, "NaN or infinity in the wavefunction: dt too large for "
-                                 "the potential, or a singular potential on the grid")
+                                 "the potential, or a singular potential on the grid", self.units)
         if self.norm0 is None:
             self.norm0 = norm
             self.energy0 = fr.globals["energy"]
@@ -383,9 +396,10 @@ class HealthMonitor:
             self.max_norm_error = max(self.max_norm_error, rel)
             if rel > NORM_TOLERANCE:
                 raise NumericalError(step, t, f"norm changed by {rel:.2e} on a closed grid: the "
-                                     "propagator is unstable (reduce time.dt)")
+                                     "propagator is unstable (reduce time.dt)", self.units)
         elif norm > self.norm0 * (1 + NORM_TOLERANCE):
-            raise NumericalError(step, t, f"norm grew by {rel:.2e} with absorbing layers")
+            raise NumericalError(step, t, f"norm grew by {rel:.2e} with absorbing layers",
+                                 self.units)
         if self.closed and self.static:
             drift = abs(fr.globals["energy"] - self.energy0) / max(abs(self.energy0), 1e-12)
             self.max_energy_drift = max(self.max_energy_drift, drift)
@@ -394,7 +408,7 @@ class HealthMonitor:
         if edge > SPECTRAL_EDGE_TOLERANCE:
             raise NumericalError(step, t, f"{edge:.1e} of the probability sits in the top 10% of the "
                                  "grid's wavenumbers: the grid no longer resolves the largest momentum "
-                                 "(increase grid.points)")
+                                 "(increase grid.points)", self.units)
         if not self._edge_warned:
             n = fr.fields["density"]
             edge_density = max(n[0], n[-1]) / max(n.max(), 1e-300)
@@ -402,7 +416,9 @@ class HealthMonitor:
                 self._edge_warned = True
                 where = "the grid's seam (periodic wrap-around)" if self.closed else \
                     "the outer edge of the absorbing layers (absorption incomplete)"
-                msg = (f"t = {t:.6g}: density at {where} reached {edge_density:.1e} of its maximum")
+                when = (self.units or ATOMIC).quantity(t, "time")
+                msg = (f"t = {when}: density at {where} reached "
+                       f"{edge_density:.1e} of its maximum")
                 log.warning(msg)
                 self.warnings.append(msg)
 
@@ -455,6 +471,13 @@ class CWResult:
     #: reconstructed Psi and "condition" of S, from a block this process ran (identical in every block)
     basis_diagnostics: dict | None = None
 
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, ("estimates", "stored_trajectories"))
+
 
 class CWSolver:
     """Conditional-wavefunction Monte Carlo (any N): worlds sampled from |Psi0|^2, each carrying
@@ -473,8 +496,8 @@ class CWSolver:
 
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
-        self.model, self.warnings = build_model(atomic, command="run")
-        self.warnings = list(self.warnings) + atomic.method_warnings()
+        self.model, self.warnings = build_model(atomic, command="run", units=config.unit_system)
+        self.warnings = list(self.warnings) + config.method_warnings()
         self.workers = workers if workers is not None else atomic.numerics.fft_workers
         self.time = atomic.time
         self.dt = atomic.time.dt
@@ -588,6 +611,9 @@ class CWSolver:
                         + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
                         f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
                     ) from None
+                except NumericalError as exc:  # an engine's time stamp, in the run file's units
+                    exc.in_units(self.model.units)
+                    raise
                 local.extend(rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
@@ -736,7 +762,7 @@ class CWSolver:
                         f"sample {bad}, electron {exc.particle}: {exc.cause}. Rerun with "
                         "--discard-bad-samples to drop such samples (counted, and refused above "
                         f"{MAX_DISCARD_FRACTION:.0%} of the samples), or refine time.dt / "
-                        "grid.points") from None
+                        "grid.points", m.units) from None
                 self.discarded.append(bad)
                 if len(self.discarded) > MAX_DISCARD_FRACTION * self.n_samples:
                     raise NumericalError(
@@ -744,12 +770,12 @@ class CWSolver:
                         f"{len(self.discarded)} samples failed (last: sample {bad}, electron "
                         f"{exc.particle}: {exc.cause}), more than {MAX_DISCARD_FRACTION:.0%} of "
                         f"{self.n_samples}: discarding them would bias the estimates; refine "
-                        "time.dt or grid.points") from None
+                        "time.dt or grid.points", m.units) from None
                 log.warning("sample %d discarded at step %d: %s", bad, exc.step, exc.cause)
                 ids = ids[ids != bad]
                 if ids.size == 0:
                     raise NumericalError(exc.step, exc.step * self.dt,
-                                         "every sample of a block failed") from None
+                                         "every sample of a block failed", m.units) from None
                 continue
             return rec.finish()
 

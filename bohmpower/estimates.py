@@ -42,8 +42,8 @@ def describe_estimates(config) -> str:
     from bohmpower.model import build_model
 
     atomic = config.to_atomic() if config.units.system != "atomic" else config
-    model, warnings = build_model(atomic, command="check")
-    warnings = list(warnings) + atomic.method_warnings()
+    model, warnings = build_model(atomic, command="check", units=config.unit_system)
+    warnings = list(warnings) + config.method_warnings()
     if atomic.method is not None and atomic.method.scheme == "interacting":
         return _describe_interacting(atomic, model, warnings)
     if atomic.method is not None:
