@@ -91,3 +91,19 @@ def test_strong_interaction_n2_scheme_creates_energy_initial_condition_does_not(
     # measured +1.02-1.13 hartree (s.e. ~0.1): 0.5 is 5 s.e. below the smallest
     assert d_n2 > 0.5, (d_n2, se_n2)
     assert d_n2 - d_ic > 4 * np.hypot(se_n2, se_ic)
+
+
+def test_warning_quotes_the_study_it_cites():
+    """The check/run warning on exchange = true with interaction names a section of docs/accuracy.md
+    that exists and quotes its numbers (energy created, ejected worlds)."""
+    from conftest import make_config
+
+    c = make_config(particles={"count": 2, "mass": 1.0, "statistics": "fermion"},
+                    initial={"packet": [{"center": -5.0, "width": 1.5, "wavenumber": 1.0},
+                                        {"center": 5.0, "width": 1.5, "wavenumber": -1.0}]},
+                    interaction={"kind": "soft_coulomb", "softening": 1.0},
+                    trajectories={"count": 4}, method={"exchange": True})
+    (warning,) = c.method_warnings()
+    assert '"Exchange at zeroth order"' in warning
+    assert "## Exchange at zeroth order" in (REPO / "docs" / "accuracy.md").read_text()
+    assert "hartree" in warning and "ejected" in warning
