@@ -15,10 +15,12 @@ Variants (all ``[method] scheme = "zeroth_order"``, identical fermions unless sa
 - ``product``: ``particles.statistics = "distinguishable"``, the same packets as a product state, no
   exchange at all (the baseline), compared with the same exact fermion reference.
 
-Cases: N = 2 and N = 3 with an exact reference (no, weak and strong interaction; with and without a
-bias), and N = 4 without one (no exact reference exists: exact supports N <= 3), where the variants are
-compared on what needs no reference: whole-space energy conservation, the fraction of worlds ejected
-into the absorbers, and node crossings.
+Cases: head-on collisions (``n2_*``, ``n3_*``: no, weak and strong interaction, with and without a
+bias) and a trap in which the electrons overlap from t = 0 (``t2_*``, ``t3_*``: the N lowest levels of a
+harmonic well, interaction quenched on, with and without a sloshing drive), all with an exact
+reference; and N = 4 collisions with bias (``n4_*``) without one (the exact solver supports N <= 3),
+where the variants are compared on what needs no reference: the energy the method creates, the fraction
+of worlds ejected into the absorbers, and node crossings.
 
 Per case and variant it records, from ``bohmpower.compare.compare_files`` (the code behind
 ``bohmpower compare``): max |z| and RMS z over every volume and every compared quantity (E_Omega,
