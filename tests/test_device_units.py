@@ -291,8 +291,9 @@ def test_check_method_warning_in_device_units(tmp_path, capsys):
     config = config_of(data)
     (text,) = config.method_warnings()
     assert_device_text(text)
-    # the measurement quoted was +0.075 hartree by t = 30 atomic units of time
-    assert f"+{0.075 * HARTREE_EV:.2g} eV" in text and f"t = {30 * AU_TIME_FS:.3g} fs" in text
+    # the measurements quoted: +0.08 and +1.9 hartree created, below 0.011 hartree without exchange
+    assert f"+{0.08 * HARTREE_EV:.2g} eV" in text and f"+{1.9 * HARTREE_EV:.2g} eV" in text
+    assert f"below {0.011 * HARTREE_EV:.2g} eV" in text
 
 
 # ------------------------------------------------------------------------ run-time messages
