@@ -581,7 +581,11 @@ class FrameSetup:
         if n_o == 0:
             return self._edge_sums(*vals, base, rho_floor)
         if n_o == 1:
-            vals = [_refine_axes(a, (0,), r_f) if r_f > 1 else a for a in vals]
+            if r_f > 1:  # the five slices in one transform, along their contiguous axis
+                st = np.ascontiguousarray(np.stack(vals).transpose(0, 2, 1))  # (5, E, n)
+                st = sfft.ifft(_pad(sfft.fft(st, axis=-1, workers=self.workers), 2, r_f), axis=-1,
+                               overwrite_x=True, workers=self.workers)
+                vals = list(st.transpose(0, 2, 1))  # (R n, E) views
             v = base[None, :] + (hw if hw is not None else 0.0)
             je, lk = self._edge_sums(*vals, v, rho_floor)
             return je / r_f, lk / r_f
