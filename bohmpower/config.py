@@ -428,7 +428,7 @@ KEYS: tuple[KeySpec, ...] = (
     _s("numerics", "window_quadrature", "newton_cotes", ("newton_cotes", "every_step")),
     _f("numerics", "window_node_phase", "dimensionless", 0.4, "> 0 (rad)", _positive),
     _i("numerics", "edge_refinement", None, "1 <= value <= 64", lambda v: 1 <= v <= 64,
-       default_text="16 for 2 electrons, 4 for 3", auto_comment=True),
+       default_text="32 for 2 electrons, 4 for 3", auto_comment=True),
     _f(
         "numerics",
         "max_memory_gb",
