@@ -159,6 +159,12 @@ def cmd_exact(args) -> int:
     g = result.globals
     log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %.8g -> %.8g hartree",
              wall, len(result.time), g["norm"][0], g["norm"][-1], g["energy"][0], g["energy"][-1])
+    tm = result.timings
+    if tm:
+        log.info("measured: observables %.1f s (%d quadrature nodes, %d frames), propagation and "
+                 "the rest %.1f s, set-up %.1f s, result file %.1f s (bohmpower check prints the "
+                 "estimate of each)", tm["observables"], tm["nodes"], len(result.time), tm["rest"],
+                 tm["setup"], wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
     return 0
 
