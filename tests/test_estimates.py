@@ -14,6 +14,9 @@ def test_exact_estimate_is_within_1_5x_of_a_measured_run():
     at a frame, times their counts), so it must match the run it describes: within a factor 1.5 of
     the wall time of ``ExactSolver.run()`` measured right after, on the same machine and load."""
     cfg = _driven_case(2, 128, dt=0.02, t_end=1.6, save_every=20)
+    # Once to load the numba kernels into this process: the estimate counts the first calls' extra
+    # time, which `bohmpower exact` pays in its own process but the run below, after it, would not.
+    exact_run_cost(cfg)
     cost = exact_run_cost(cfg)
     assert cost["n_steps"] == 80 and cost["n_frames"] == 5
     assert cost["n_nodes"] > 0 and cost["step"] < cost["node"] < cost["frame"]
