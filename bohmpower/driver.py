@@ -60,6 +60,9 @@ class ExactResult:
     trajectory_estimates: dict | None = None
     stored_trajectories: dict | None = None
     samples: int = 0
+    #: seconds of run(): "setup", "observables" (at "nodes" quadrature nodes and the frames), "rest"
+    #: (propagation, trajectories, health checks)
+    timings: dict = field(default_factory=dict)
 
     def to_units(self, system: str | None = None):
         """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
@@ -175,11 +178,15 @@ class ExactSolver:
         traj = TrajectoryRun(self) if self.trajectories is not None else None
         evaluate = set(frame_slots) | windows.node_steps
         stepper = self.steps() if traj is not None else self._visits(sorted(evaluate))
+        spent = {"setup": _time.perf_counter() - start, "observables": 0.0, "nodes": 0}
         for step, t, psi in stepper:
             is_frame = step in frame_slots
             if is_frame or step in windows.node_steps:
+                t_obs = _time.perf_counter()
                 fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame, setup=setup)
                 windows.record(step, fr.volumes)
+                spent["observables"] += _time.perf_counter() - t_obs
+                spent["nodes"] += 0 if is_frame else 1
             if traj is not None:
                 traj.record(step, t, psi, frame_slots.get(step))
             if is_frame:
@@ -197,6 +204,8 @@ class ExactSolver:
         result.diagnostics.update(health.summary())
         result.wall_time = wall
         result.warnings = list(self.warnings) + health.warnings
+        spent["rest"] = wall - spent["setup"] - spent["observables"]
+        result.timings = spent
         return result
 
     def _visits(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
