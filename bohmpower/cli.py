@@ -161,8 +161,16 @@ def cmd_exact(args) -> int:
     path = io.write_exact_result(output, result, config, overwrite=args.overwrite)
     wall = time.perf_counter() - t0
     g = result.globals
-    log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %.8g -> %.8g hartree",
-             wall, len(result.time), g["norm"][0], g["norm"][-1], g["energy"][0], g["energy"][-1])
+    q = config.unit_system.quantity
+    log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %s -> %s", wall,
+             len(result.time), g["norm"][0], g["norm"][-1], q(g["energy"][0], "energy", digits=8),
+             q(g["energy"][-1], "energy", digits=8))
+    tm = result.timings
+    if tm:
+        log.info("measured: observables %.1f s (%d quadrature nodes, %d frames), propagation and "
+                 "the rest %.1f s, set-up %.1f s, result file %.1f s (bohmpower check prints the "
+                 "estimate of each)", tm["observables"], tm["nodes"], len(result.time), tm["rest"],
+                 tm["setup"], wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
     return 0
 

@@ -409,6 +409,9 @@ KEYS: tuple[KeySpec, ...] = (
     _f("method", "norm_tolerance", "dimensionless", 0.05,
        "0 < value <= 1 (relative drift of the norm of Psi; interacting scheme)",
        lambda v: 0 < v <= 1),
+    _f("method", "energy_tolerance", "dimensionless", 0.05,
+       "0 < value <= 1 (relative drift of the energy of Psi where it is conserved; interacting "
+       "scheme)", lambda v: 0 < v <= 1),
     # -- [energy]
     _b("energy", "include_drive_potential", False),
     # -- [numerics]
@@ -427,6 +430,8 @@ KEYS: tuple[KeySpec, ...] = (
     _s("numerics", "fft_backend", "auto", ("auto", "scipy", "pyfftw")),
     _s("numerics", "window_quadrature", "newton_cotes", ("newton_cotes", "every_step")),
     _f("numerics", "window_node_phase", "dimensionless", 0.4, "> 0 (rad)", _positive),
+    _i("numerics", "edge_refinement", None, "1 <= value <= 64", lambda v: 1 <= v <= 64,
+       default_text="32 for 2 electrons, 4 for 3", auto_comment=True),
     _f(
         "numerics",
         "max_memory_gb",
@@ -751,6 +756,7 @@ class MethodConfig:
     basis_size: int = _d("method", "basis_size")
     overlap_cutoff: float = _d("method", "overlap_cutoff")
     norm_tolerance: float = _d("method", "norm_tolerance")
+    energy_tolerance: float = _d("method", "energy_tolerance")
 
     def _sections(self) -> tuple[str, ...]:
         return ("method",)
@@ -780,6 +786,7 @@ class NumericsConfig:
     fft_backend: str = _d("numerics", "fft_backend")
     window_quadrature: str = _d("numerics", "window_quadrature")
     window_node_phase: float = _d("numerics", "window_node_phase")
+    edge_refinement: int | None = _d("numerics", "edge_refinement")
 
     def _sections(self) -> tuple[str, ...]:
         return ("numerics",)
@@ -950,12 +957,18 @@ class RunConfig:
         m = self.method
         interacting = self.interaction.kind != "none" and self.particles.count > 1
         if m is not None and m.scheme == "zeroth_order" and m.exchange and interacting:
+            q = self.unit_system.quantity  # the measurement below was made in atomic units
             return [
                 "method.exchange = true selects the N^2 orbital-set exchange scheme, which is worse "
-                "than no exchange once electrons interact (measured: the whole-space energy drifts by "
-                "+0.075 hartree by t = 30 at weak interaction, and 45 % of the worlds are ejected "
-                "into the absorbers at strong interaction; docs/accuracy.md). Use exchange = false "
-                "(exchange through the initial cofactor slice) or scheme = \"interacting\"."
+                "than no exchange once electrons interact. Measured against the exact solver "
+                "(docs/accuracy.md, \"Exchange at zeroth order\", 512 worlds): it creates whole-space "
+                "energy that exact dynamics conserves (two-electron collision: "
+                f"+{q(0.08, 'energy', digits=2)} at weak and +{q(1.9, 'energy', digits=2)} at strong "
+                "interaction, where 79-83 % of the worlds are ejected into the absorbers; "
+                f"exchange = false: below {q(0.011, 'energy', digits=2)}), and in no interacting case "
+                "is E_Omega closer to exact than with exchange = false (strong collision: 68-115 "
+                "standard errors against 8). Use exchange = false (exchange through the initial "
+                "cofactor slice, the default) or scheme = \"interacting\"."
             ]
         return []
 
@@ -1217,6 +1230,11 @@ def _fmt(v: float) -> str:
     return f"{v:.10g}"
 
 
+def _q(us: UnitSystem, value: float, dimension: str, rounding: str = "nearest") -> str:
+    """A run-file value (already in ``us``) for a message, with its unit: "0.2 fs", "-200 nm"."""
+    return us.quantity(value, dimension, digits=10, rounding=rounding, converted=True)
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a run file.
 
@@ -1291,21 +1309,21 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
     particles = Particles(
         **_read_keys(_table(data, "particles", "particles"), "particles", SECTIONS["particles"])
     )
-    grid = _parse_grid(_table(data, "grid", "grid"))
-    time = _parse_time(_table(data, "time", "time"))
+    grid = _parse_grid(_table(data, "grid", "grid"), us)
+    time = _parse_time(_table(data, "time", "time"), us)
     potential = tuple(
         _parse_potential(item, f"potential[{i}]", units, base_dir)
         for i, item in enumerate(_array(data, "potential", "potential"))
     )
     fields = tuple(
-        _parse_field(item, f"field[{i}]", grid)
+        _parse_field(item, f"field[{i}]", grid, us)
         for i, item in enumerate(_array(data, "field", "field"))
     )
-    _check_time_scales(fields, time)
+    _check_time_scales(fields, time, us)
     _check_absorber_strength(grid, particles, us)
     interaction = _parse_interaction(_table(data, "interaction", "interaction"))
     initial = _parse_initial(_table(data, "initial", "initial"), particles, grid, us)
-    volumes = _parse_volumes(_array(data, "volume", "volume"), grid)
+    volumes = _parse_volumes(_array(data, "volume", "volume"), grid, us)
     trajectories = _parse_trajectories(_table(data, "trajectories", "trajectories"))
     method_data = _table(data, "method", "method")
     method = (
@@ -1352,10 +1370,10 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
     )
 
 
-def _parse_grid(data: dict) -> GridConfig:
+def _parse_grid(data: dict, us: UnitSystem) -> GridConfig:
     v = _read_keys(data, "grid", SECTIONS["grid"])
     if not v["x_min"] < v["x_max"]:
-        raise ConfigError("grid.x_max", f"must be > grid.x_min ({_fmt(v['x_min'])})")
+        raise ConfigError("grid.x_max", f"must be > grid.x_min ({_q(us, v['x_min'], 'length')})")
     length = v["x_max"] - v["x_min"]
     if not math.isfinite(length):
         raise ConfigError("grid.x_max", "x_max - x_min is too large to represent")
@@ -1365,13 +1383,13 @@ def _parse_grid(data: dict) -> GridConfig:
             raise ConfigError(
                 "grid.absorber_width",
                 'required when grid.boundary = "absorbing" '
-                f"(0 < width < (x_max - x_min)/4 = {_fmt(length / 4)})",
+                f"(0 < width < (x_max - x_min)/4 = {_q(us, length / 4, 'length')})",
             )
         if not 0 < width < length / 4:
             raise ConfigError(
                 "grid.absorber_width",
-                f"{_fmt(width)} is out of range; allowed: 0 < width < (x_max - x_min)/4 = "
-                f"{_fmt(length / 4)}",
+                f"{_q(us, width, 'length')} is out of range; allowed: 0 < width < "
+                f"(x_max - x_min)/4 = {_q(us, length / 4, 'length')}",
             )
     else:
         for key in ("absorber_width", "absorber_strength"):
@@ -1382,31 +1400,49 @@ def _parse_grid(data: dict) -> GridConfig:
     return GridConfig(**v)
 
 
-def _parse_time(data: dict) -> TimeConfig:
+def _parse_time(data: dict, us: UnitSystem) -> TimeConfig:
     v = _read_keys(data, "time", SECTIONS["time"])
     dt, t_end = v["dt"], v["t_end"]
-    n = _whole_steps(t_end, dt, "time.dt", "t_end")
+    n = _whole_steps(t_end, dt, "time.dt", "t_end", us)
+    window = v["window"]
     if n is None:
         raise ConfigError(
             "time.dt",
             f"t_end/dt = {_fmt(t_end / dt)} is not a whole number; nearest valid dt = "
-            f"{_fmt(t_end / max(1, round(t_end / dt)))} (or change time.t_end)",
+            f"{_q(us, _nearest_whole_dt(dt, t_end, window), 'time')} (or change time.t_end)",
         )
-    window = v["window"]
     if window is not None:
         if window > t_end:
-            raise ConfigError("time.window", f"must be <= time.t_end ({_fmt(t_end)})")
-        if _whole_steps(window, dt, "time.window", "window") is None:
+            raise ConfigError("time.window", f"must be <= time.t_end ({_q(us, t_end, 'time')})")
+        if _whole_steps(window, dt, "time.window", "window", us) is None:
             nearest = max(1, round(window / dt)) * dt
             raise ConfigError(
                 "time.window",
                 f"window/dt = {_fmt(window / dt)} is not a whole number; nearest valid window = "
-                f"{_fmt(nearest)}",
+                f"{_q(us, nearest, 'time')}",
             )
     return TimeConfig(**v)
 
 
-def _whole_steps(span: float, dt: float, key: str, name: str) -> int | None:
+def _nearest_whole_dt(dt: float, t_end: float, window: float | None) -> float:
+    """The dt = t_end/n nearest to ``dt`` that also makes window/dt whole (when window is given and
+    one exists within 1000 step counts of round(t_end/dt)); the value as a message writes it (10
+    significant digits) passes the whole-number rule."""
+    n0 = max(1, round(t_end / dt))
+    if window is None:
+        return t_end / n0
+    for offset in range(1000):
+        for n in sorted({n0 - offset, n0 + offset}, key=lambda m: abs(t_end / max(m, 1) - dt)):
+            if n < 1:
+                continue
+            candidate = float(_fmt(t_end / n))
+            r = window / candidate
+            if round(r) >= 1 and abs(r - round(r)) <= STEP_TOLERANCE * round(r):
+                return candidate
+    return t_end / n0
+
+
+def _whole_steps(span: float, dt: float, key: str, name: str, us: UnitSystem) -> int | None:
     """round(span/dt) if span/dt is a whole number >= 1 to STEP_TOLERANCE (relative), else None."""
     ratio = span / dt
     if not math.isfinite(ratio) or ratio > MAX_STEPS:
@@ -1416,7 +1452,8 @@ def _whole_steps(span: float, dt: float, key: str, name: str) -> int | None:
     n = round(ratio)
     if n < 1:
         raise ConfigError(
-            key, f"{name} = {_fmt(span)} is shorter than one time step dt = {_fmt(dt)}"
+            key, f"{name} = {_q(us, span, 'time')} is shorter than one time step dt = "
+            f"{_q(us, dt, 'time')}"
         )
     if abs(ratio - n) > STEP_TOLERANCE * n:
         return None
@@ -1477,30 +1514,35 @@ def _check_absorber_strength(grid: Any, particles: Any, us: UnitSystem) -> None:
     e_max = (math.pi / dx) ** 2 / (2.0 * particles.mass)
     limit = us.from_atomic(MAX_ABSORBER_RATIO * e_max, "energy")
     if strength > limit:
-        raise ConfigError("grid.absorber_strength", f"{strength!r} is above the limit {limit:.6g} "
+        raise ConfigError("grid.absorber_strength", f"{_q(us, strength, 'energy')} is above the "
+                          f"limit {us.quantity(limit, 'energy', rounding='down', converted=True)} "
                           f"({MAX_ABSORBER_RATIO:g} times the grid's largest kinetic energy): "
                           "such a layer reflects like a wall; leave it out for the automatic "
                           "value, or lower it")
 
 
-def _check_time_scales(fields: tuple, time: Any) -> None:
+def _check_time_scales(fields: tuple, time: Any, us: UnitSystem) -> None:
     """A drive's time scale must be resolved by dt: a pulse (or turn-on) shorter than one step is
     sampled at most once, and sums over steps then give NaN or nonsense."""
     for i, f in enumerate(fields):
         for name in ("duration", "t_on"):
             val = getattr(f, name, None)
             if val is not None and val < time.dt:
-                raise ConfigError(f"field[{i}].{name}", f"{val!r} is shorter than time.dt = "
-                                  f"{time.dt!r}: the drive is not resolved; the limit is at least "
-                                  "dt (better 10 dt): lengthen it or reduce time.dt")
+                raise ConfigError(f"field[{i}].{name}", f"{_q(us, val, 'time')} is shorter than "
+                                  f"time.dt = {_q(us, time.dt, 'time')}: the drive is not "
+                                  f"resolved: use {name} >= {_q(us, time.dt, 'time')} (the "
+                                  f"limit; better 10 dt = {_q(us, 10 * time.dt, 'time')}) or "
+                                  "reduce time.dt")
         freq = getattr(f, "frequency", None)
         if freq is not None and freq * time.dt > 0.5:
-            raise ConfigError(f"field[{i}].frequency", f"{freq!r} is above the limit 1/(2 dt) = "
-                              f"{0.5 / time.dt:.6g} of time.dt = {time.dt!r}: the sine is not "
-                              "resolved; lower it or reduce time.dt")
+            limit = us.quantity(0.5 / time.dt, "frequency", rounding="down", converted=True)
+            raise ConfigError(f"field[{i}].frequency", f"{_q(us, freq, 'frequency')} is above the "
+                              f"limit 1/(2 dt) = {limit} of time.dt = {_q(us, time.dt, 'time')}: "
+                              f"the sine is not resolved; use frequency <= {limit} or reduce "
+                              "time.dt")
 
 
-def _parse_field(data: Any, prefix: str, grid: GridConfig) -> FieldPiece:
+def _parse_field(data: Any, prefix: str, grid: GridConfig, us: UnitSystem) -> FieldPiece:
     kind = _kind_of(data, prefix, "field")
     profile_spec = _SPEC[("field", "time_profile")]
     profile = profile_spec.default
@@ -1524,11 +1566,14 @@ def _parse_field(data: Any, prefix: str, grid: GridConfig) -> FieldPiece:
     )
     if kind == "linear_drop":
         if not v["x_left"] < v["x_right"]:
-            raise ConfigError(f"{prefix}.x_right", f"must be > x_left ({_fmt(v['x_left'])})")
+            raise ConfigError(f"{prefix}.x_right",
+                              f"must be > x_left ({_q(us, v['x_left'], 'length')})")
         if v["x_left"] < grid.x_min:
-            raise ConfigError(f"{prefix}.x_left", f"must be >= grid.x_min ({_fmt(grid.x_min)})")
+            raise ConfigError(f"{prefix}.x_left",
+                              f"must be >= grid.x_min ({_q(us, grid.x_min, 'length')})")
         if v["x_right"] > grid.x_max:
-            raise ConfigError(f"{prefix}.x_right", f"must be <= grid.x_max ({_fmt(grid.x_max)})")
+            raise ConfigError(f"{prefix}.x_right",
+                              f"must be <= grid.x_max ({_q(us, grid.x_max, 'length')})")
         if v["smoothing"] is None:
             v["smoothing"] = (v["x_right"] - v["x_left"]) / 20.0
     elif kind == "uniform" and grid.boundary == "periodic":
@@ -1593,8 +1638,9 @@ def _parse_initial(
             raise ConfigError(
                 f"{prefix}.center",
                 f"the packet (center +/- 3 width = [{_fmt(p['center'] - 3 * p['width'])}, "
-                f"{_fmt(p['center'] + 3 * p['width'])}]) must lie inside [{_fmt(lo)}, {_fmt(hi)}], "
-                f"{where}; move the center or reduce the width",
+                f"{_fmt(p['center'] + 3 * p['width'])}] {us.unit('length')}) must lie inside "
+                f"[{_fmt(lo)}, {_fmt(hi)}] {us.unit('length')}, {where}; move the center or reduce "
+                "the width",
             )
         packets.append(Packet(**p))
 
@@ -1609,8 +1655,8 @@ def _parse_initial(
             if not (math.isfinite(center) and _inside(lo, hi, center, t["width"])):
                 raise ConfigError(
                     f"initial.train.{key}",
-                    f"a member at {_fmt(center)} (+/- 3 width) does not lie inside "
-                    f"[{_fmt(lo)}, {_fmt(hi)}], {where}",
+                    f"a member at {_q(us, center, 'length')} (+/- 3 width) does not lie inside "
+                    f"[{_fmt(lo)}, {_fmt(hi)}] {us.unit('length')}, {where}",
                 )
         train = Train(**t)
 
@@ -1637,7 +1683,7 @@ def _parse_initial(
     return initial
 
 
-def _parse_volumes(items: list, grid: GridConfig) -> tuple[VolumeConfig, ...]:
+def _parse_volumes(items: list, grid: GridConfig, us: UnitSystem) -> tuple[VolumeConfig, ...]:
     volumes: list[VolumeConfig] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -1653,11 +1699,14 @@ def _parse_volumes(items: list, grid: GridConfig) -> tuple[VolumeConfig, ...]:
             )
         seen[v["name"]] = i
         if not v["x_min"] < v["x_max"]:
-            raise ConfigError(f"{prefix}.x_max", f"must be > x_min ({_fmt(v['x_min'])})")
+            raise ConfigError(f"{prefix}.x_max",
+                              f"must be > x_min ({_q(us, v['x_min'], 'length')})")
         if v["x_min"] < grid.x_min:
-            raise ConfigError(f"{prefix}.x_min", f"must be >= grid.x_min ({_fmt(grid.x_min)})")
+            raise ConfigError(f"{prefix}.x_min",
+                              f"must be >= grid.x_min ({_q(us, grid.x_min, 'length')})")
         if v["x_max"] > grid.x_max:
-            raise ConfigError(f"{prefix}.x_max", f"must be <= grid.x_max ({_fmt(grid.x_max)})")
+            raise ConfigError(f"{prefix}.x_max",
+                              f"must be <= grid.x_max ({_q(us, grid.x_max, 'length')})")
         volumes.append(VolumeConfig(**v))
     return tuple(volumes)
 
@@ -1683,8 +1732,7 @@ def describe(config: RunConfig) -> str:
     def q(value: float | None, dimension: str) -> str:
         if value is None:
             return "automatic"
-        unit = us.unit(dimension)
-        return f"{value:.6g}" if unit == "dimensionless" else f"{value:.6g} {unit}"
+        return us.quantity(value, dimension, converted=True)
 
     def piece_text(obj: Any) -> str:
         parts = []
@@ -1771,7 +1819,8 @@ def describe(config: RunConfig) -> str:
         text = f"  method: conditional wavefunctions, scheme {mth.scheme}, exchange = {str(mth.exchange).lower()}"
         if mth.scheme == "interacting":
             text += (f", basis_size {mth.basis_size}, overlap_cutoff {mth.overlap_cutoff:.3g}, "
-                     f"norm_tolerance {mth.norm_tolerance:.3g}")
+                     f"norm_tolerance {mth.norm_tolerance:.3g}, "
+                     f"energy_tolerance {mth.energy_tolerance:.3g}")
         lines.append(text)
     lines.append(
         f"  energy: include_drive_potential = {str(config.energy.include_drive_potential).lower()}"

@@ -22,6 +22,7 @@ from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.exact.quadrature import node_stride, window_rule
 from bohmpower.model import Model, build_model
+from bohmpower.units import ATOMIC
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,19 @@ class ExactResult:
     samples: int = 0
     #: the run as given (its unit system is the result file's: ``bohmpower.save``)
     config: object = None
+    #: seconds of run(): "setup", "observables" (at "nodes" quadrature nodes and the frames), "rest"
+    #: (propagation, trajectories, health checks)
+    timings: dict = field(default_factory=dict)
+
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups fields, volumes, globals, windows,
+        trajectory_estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, (
+            "fields", "volumes", "globals", "windows", "trajectory_estimates",
+            "stored_trajectories"))
 
 
 def initial_state(model: Model, workers: int = 1) -> np.ndarray:
@@ -79,7 +93,8 @@ def initial_state(model: Model, workers: int = 1) -> np.ndarray:
             model.statistics,
             model.many_body_state,
         )
-        log.info("many-body state %d: energy %.10g hartree", model.many_body_state, energy)
+        log.info("many-body state %d: energy %s", model.many_body_state,
+                 model.units.quantity(energy, "energy", digits=10))
         return psi.astype(np.complex128, copy=False)
     return model.initial_state()
 
@@ -98,7 +113,7 @@ class ExactSolver:
     def __init__(self, config, workers: int | None = None):
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
-        self.model, self.warnings = build_model(atomic, command="exact")
+        self.model, self.warnings = build_model(atomic, command="exact", units=config.unit_system)
         numerics = atomic.numerics
         self.workers = workers if workers is not None else numerics.fft_workers
         self.dt = atomic.time.dt
@@ -165,11 +180,15 @@ class ExactSolver:
         traj = TrajectoryRun(self) if self.trajectories is not None else None
         evaluate = set(frame_slots) | windows.node_steps
         stepper = self.steps() if traj is not None else self._visits(sorted(evaluate))
+        spent = {"setup": _time.perf_counter() - start, "observables": 0.0, "nodes": 0}
         for step, t, psi in stepper:
             is_frame = step in frame_slots
             if is_frame or step in windows.node_steps:
+                t_obs = _time.perf_counter()
                 fr = grid_frame(psi, m, t, workers=self.workers, diagnostics=is_frame, setup=setup)
                 windows.record(step, fr.volumes)
+                spent["observables"] += _time.perf_counter() - t_obs
+                spent["nodes"] += 0 if is_frame else 1
             if traj is not None:
                 traj.record(step, t, psi, frame_slots.get(step))
             if is_frame:
@@ -188,6 +207,8 @@ class ExactSolver:
         result.wall_time = wall
         result.warnings = list(self.warnings) + health.warnings
         result.config = self.config
+        spent["rest"] = wall - spent["setup"] - spent["observables"]
+        result.timings = spent
         return result
 
     def _visits(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -311,7 +332,7 @@ class TrajectoryRun:
         self.guide = BohmianGuide.from_model(m, workers=solver.workers,
                                              fft_backend=m.config.numerics.fft_backend)
         self.guide.update(solver.psi, 0.0)
-        self.ensemble = BohmianEnsemble(self.guide, X0)
+        self.ensemble = BohmianEnsemble(self.guide, X0, units=m.units)
         identical = m.statistics == "fermion" and m.n_particles > 1
         # All blocks of the ensemble in one call per step; still one BlockSums per block of ids.
         self.recorder = MultiBlockRecorder(blocks_of(self.n_samples), self.volumes, self.time,
@@ -372,12 +393,13 @@ class HealthMonitor:
         self.max_spectral_edge = 0.0
         self.warnings: list[str] = []
         self._edge_warned = False
+        self.units = getattr(model, "units", None)  # None: atomic (NumericalError's default)
 
     def check(self, step: int, t: float, psi: np.ndarray, fr) -> None:
         norm = fr.globals["norm"]
         if not np.all(np.isfinite(psi)) or not np.isfinite(norm):
             raise NumericalError(step, t, "NaN or infinity in the wavefunction: dt too large for "
-                                 "the potential, or a singular potential on the grid")
+                                 "the potential, or a singular potential on the grid", self.units)
         if self.norm0 is None:
             self.norm0 = norm
             self.energy0 = fr.globals["energy"]
@@ -386,9 +408,10 @@ class HealthMonitor:
             self.max_norm_error = max(self.max_norm_error, rel)
             if rel > NORM_TOLERANCE:
                 raise NumericalError(step, t, f"norm changed by {rel:.2e} on a closed grid: the "
-                                     "propagator is unstable (reduce time.dt)")
+                                     "propagator is unstable (reduce time.dt)", self.units)
         elif norm > self.norm0 * (1 + NORM_TOLERANCE):
-            raise NumericalError(step, t, f"norm grew by {rel:.2e} with absorbing layers")
+            raise NumericalError(step, t, f"norm grew by {rel:.2e} with absorbing layers",
+                                 self.units)
         if self.closed and self.static:
             drift = abs(fr.globals["energy"] - self.energy0) / max(abs(self.energy0), 1e-12)
             self.max_energy_drift = max(self.max_energy_drift, drift)
@@ -397,7 +420,7 @@ class HealthMonitor:
         if edge > SPECTRAL_EDGE_TOLERANCE:
             raise NumericalError(step, t, f"{edge:.1e} of the probability sits in the top 10% of the "
                                  "grid's wavenumbers: the grid no longer resolves the largest momentum "
-                                 "(increase grid.points)")
+                                 "(increase grid.points)", self.units)
         if not self._edge_warned:
             n = fr.fields["density"]
             edge_density = max(n[0], n[-1]) / max(n.max(), 1e-300)
@@ -405,7 +428,9 @@ class HealthMonitor:
                 self._edge_warned = True
                 where = "the grid's seam (periodic wrap-around)" if self.closed else \
                     "the outer edge of the absorbing layers (absorption incomplete)"
-                msg = (f"t = {t:.6g}: density at {where} reached {edge_density:.1e} of its maximum")
+                when = (self.units or ATOMIC).quantity(t, "time")
+                msg = (f"t = {when}: density at {where} reached "
+                       f"{edge_density:.1e} of its maximum")
                 log.warning(msg)
                 self.warnings.append(msg)
 
@@ -460,6 +485,13 @@ class CWResult:
     #: the run as given (its unit system is the result file's: ``bohmpower.save``)
     config: object = None
 
+    def to_units(self, system: str | None = None):
+        """The arrays in ``system`` ("atomic" or "device"; default: the run file's), each with its
+        unit (`bohmpower.result_units.ResultInUnits`; groups estimates, stored_trajectories)."""
+        from bohmpower.result_units import convert_result
+
+        return convert_result(self, system or self.model.units, ("estimates", "stored_trajectories"))
+
 
 class CWSolver:
     """Conditional-wavefunction Monte Carlo (any N): worlds sampled from |Psi0|^2, each carrying
@@ -478,8 +510,8 @@ class CWSolver:
 
         self.config = config
         atomic = config.to_atomic() if config.units.system != "atomic" else config
-        self.model, self.warnings = build_model(atomic, command="run")
-        self.warnings = list(self.warnings) + atomic.method_warnings()
+        self.model, self.warnings = build_model(atomic, command="run", units=config.unit_system)
+        self.warnings = list(self.warnings) + config.method_warnings()
         self.workers = workers if workers is not None else atomic.numerics.fft_workers
         self.time = atomic.time
         self.dt = atomic.time.dt
@@ -596,6 +628,9 @@ class CWSolver:
                         + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
                         f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
                     ) from None
+                except NumericalError as exc:  # an engine's time stamp, in the run file's units
+                    exc.in_units(self.model.units)
+                    raise
                 local.extend(rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
@@ -667,7 +702,8 @@ class CWSolver:
             mth = self.method
             return InteractingEnsemble(
                 self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
-                norm_tolerance=mth.norm_tolerance, sample_ids=ids, workers=self.workers,
+                norm_tolerance=mth.norm_tolerance, energy_tolerance=mth.energy_tolerance,
+                sample_ids=ids, workers=self.workers,
                 comm=comm if comm is not None and comm.size > 1 else None)
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
@@ -714,6 +750,7 @@ class CWSolver:
         if self.scheme == "interacting" and self.basis_diagnostics is None:
             self.basis_diagnostics = {"rank": np.asarray(ens.rank_history),
                                       "norm": np.asarray(ens.norm_history),
+                                  "energy": np.asarray(ens.energy_history),
                                       "condition": np.asarray(ens.condition_history)}
 
     def run_block(self, ids: np.ndarray):
@@ -745,7 +782,7 @@ class CWSolver:
                         f"sample {bad}, electron {exc.particle}: {exc.cause}. Rerun with "
                         "--discard-bad-samples to drop such samples (counted, and refused above "
                         f"{MAX_DISCARD_FRACTION:.0%} of the samples), or refine time.dt / "
-                        "grid.points") from None
+                        "grid.points", m.units) from None
                 self.discarded.append(bad)
                 if len(self.discarded) > MAX_DISCARD_FRACTION * self.n_samples:
                     raise NumericalError(
@@ -753,12 +790,12 @@ class CWSolver:
                         f"{len(self.discarded)} samples failed (last: sample {bad}, electron "
                         f"{exc.particle}: {exc.cause}), more than {MAX_DISCARD_FRACTION:.0%} of "
                         f"{self.n_samples}: discarding them would bias the estimates; refine "
-                        "time.dt or grid.points") from None
+                        "time.dt or grid.points", m.units) from None
                 log.warning("sample %d discarded at step %d: %s", bad, exc.step, exc.cause)
                 ids = ids[ids != bad]
                 if ids.size == 0:
                     raise NumericalError(exc.step, exc.step * self.dt,
-                                         "every sample of a block failed") from None
+                                         "every sample of a block failed", m.units) from None
                 continue
             return rec.finish()
 

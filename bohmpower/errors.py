@@ -27,15 +27,38 @@ class ResultFileError(BohmpowerError):
 
 
 class NumericalError(BohmpowerError):
-    """A run that went bad (norm loss, NaN, lost resolution): says the step, the time and the cause."""
+    """A run that went bad (norm loss, NaN, lost resolution): says the step, the time and the cause.
+
+    ``time`` is in atomic units; the message writes it in ``units`` (a `bohmpower.units.UnitSystem`,
+    the run file's system; atomic when None). The run loops, which know the run's system, set it with
+    :meth:`in_units` when the engine that raised did not.
+    """
 
     exit_code = 1
 
-    def __init__(self, step: int, time: float, cause: str, time_unit: str = "atomic_unit_of_time"):
+    def __init__(self, step: int, time: float, cause: str, units=None):
         self.step = step
         self.time = time
         self.cause = cause
-        super().__init__(f"numerical failure at step {step} (t = {time:.6g} {time_unit}): {cause}")
+        self._what = cause
+        self.units = units
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        from bohmpower.units import ATOMIC
+
+        when = (self.units or ATOMIC).quantity(self.time, "time")
+        return f"numerical failure at step {self.step} (t = {when}): {self._what}"
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def in_units(self, units) -> NumericalError:
+        """Write the time in ``units`` from now on (unless the raiser already chose a system)."""
+        if self.units is None:
+            self.units = units
+            self.args = (self._text(),)
+        return self
 
 
 class BadBlockError(BohmpowerError):

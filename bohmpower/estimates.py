@@ -6,13 +6,6 @@ import time
 
 import numpy as np
 
-#: Measured cost of one step in units of one forward plus one inverse N-d FFT of the same shape:
-#: the split-operator step (~1.2) plus the volume terms evaluated every step for the window
-#: averages (~4 steps' worth; scripts/bench_observables.py).
-STEP_COST_IN_FFT_PAIRS = 6.0
-#: Cost of the grid observables of one stored frame, in FFT pairs (about 20 one-axis transforms
-#: on the 2x-refined grid).
-FRAME_COST_IN_FFT_PAIRS = 25.0
 
 
 def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3) -> float:
@@ -42,8 +35,8 @@ def describe_estimates(config) -> str:
     from bohmpower.model import build_model
 
     atomic = config.to_atomic() if config.units.system != "atomic" else config
-    model, warnings = build_model(atomic, command="check")
-    warnings = list(warnings) + atomic.method_warnings()
+    model, warnings = build_model(atomic, command="check", units=config.unit_system)
+    warnings = list(warnings) + config.method_warnings()
     if atomic.method is not None and atomic.method.scheme == "interacting":
         return _describe_interacting(atomic, model, warnings)
     if atomic.method is not None:
@@ -77,11 +70,11 @@ def _describe_cw(atomic, model, warnings) -> str:
 
 
 def _describe_interacting(atomic, model, warnings) -> str:
-    """Interacting scheme: every block of worlds propagates the shared basis, so the cost is measured
-    on this machine from two steps of one block (calibration, not a model)."""
+    """Interacting scheme: one basis guides every block of worlds; its cost and the guidance cost per
+    world are measured on this machine from three steps of one block (calibration, not a model)."""
     import time as _t
 
-    from bohmpower.cw.interacting import InteractingEnsemble
+    from bohmpower.cw.interacting import PAIR_CHUNK, InteractingEnsemble
     from bohmpower.model.sampling import sample_configurations
     from bohmpower.power.recorder import BLOCK_SIZE
 
@@ -103,38 +96,96 @@ def _describe_interacting(atomic, model, warnings) -> str:
     per_world_step = spent["guidance"] / width
     seconds = atomic.time.n_steps * (basis_step + per_world_step * samples)
     n, n_x = model.n_particles, model.grid.n_x
-    basis_bytes = mth.basis_size * n * n_x * 16 * 4 + 3 * mth.basis_size**2 * n * n * 2 * n_x * 16
+    m = mth.basis_size
+    # CWs and their propagation work space, the M x M x N x N overlaps and one-body terms, and the
+    # pair densities' spectra of one chunk of the pair matrix (N^2 kinds at most)
+    basis_bytes = m * n * n_x * 16 * 4 + 2 * m * m * n * n * 16 + PAIR_CHUNK * 2 * n_x * n * n * 16
     lines = [
         "conditional-wavefunction estimates (scheme interacting):",
-        f"  basis: {mth.basis_size} worlds x {n} CWs of {n_x} points, propagated once per MPI rank "
+        f"  basis: {m} worlds x {n} CWs of {n_x} points, held by every MPI rank "
         f"(it guides all {samples} samples, {n_blocks} block(s)); {atomic.time.n_steps:,} steps",
-        f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis matrices)",
+        f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis and its matrices)",
         f"  run time: about {_human(seconds)} on one core (measured here per step: basis "
         f"{basis_step * 1e3:.1f} ms, guidance {per_world_step * 1e6:.0f} us per world; with P "
-        "ranks the basis part stays, the guidance part divides by P)",
+        "ranks the pair matrix, most of the basis part, and the guidance divide by P)",
     ]
     lines.extend(f"  warning: {w}" for w in warnings)
     return "\n".join(lines)
+
+
+def exact_run_cost(config, workers: int | None = None, repeats: int = 3) -> dict:
+    """Run time of the exact run ``config`` (without trajectories) from its own kernels, timed here.
+
+    Builds the run's :class:`~bohmpower.driver.ExactSolver` and times, on a copy of its initial
+    state, a few propagator steps, the grid observables as evaluated at a window-quadrature node
+    (``diagnostics=False``) and at a stored frame (``diagnostics=True``), each the mean of
+    ``repeats`` after one warm-up call. The run costs n_steps steps, one node evaluation per
+    quadrature node that is not a frame, and one frame evaluation per stored frame (as
+    ``ExactSolver.run`` does them).
+
+    Returns
+    -------
+    dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame`` (seconds each), ``n_steps``,
+    ``n_nodes``, ``n_frames``, ``start`` (the run's own start-up: observables' setup, FFT plans).
+    """
+    from bohmpower.driver import ExactSolver, ExactWindows
+    from bohmpower.exact.observables import FrameSetup, frame
+
+    solver = ExactSolver(config, workers=workers)
+    m = solver.model
+    tc = solver.time_config
+    t0 = time.perf_counter()  # what run() builds: the observables' setup, the windows
+    setup = FrameSetup(m, workers=solver.workers, fft_backend=m.config.numerics.fft_backend)
+    windows = ExactWindows([v.name for v in m.volumes], solver.window_steps, tc.n_steps, solver.dt,
+                           rule=solver.window_quadrature, stride=solver.node_stride)
+    t_setup = time.perf_counter() - t0
+    frames = set(tc.frame_steps)
+    n_nodes = len(windows.node_steps - frames)
+    # run() advances from one evaluation step to the next: n_calls calls of about `gap` steps
+    # (each call pays its own merged half steps at both ends).
+    n_calls = max(1, len((windows.node_steps | frames) - {0}))
+    gap = max(1, int(round(tc.n_steps / n_calls)))
+    psi = solver.psi.copy()
+
+    def best(fn) -> tuple[float, float]:
+        t1 = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t1
+        runs = []
+        for _ in range(repeats):
+            t1 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t1)
+        # The mean, not the minimum: the run meets the machine's load as it is, not at its best.
+        out = float(np.mean(runs))
+        return out, first - out  # steady cost, one-off extra of the first call (plans)
+
+    call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
+    node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
+    frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
+    start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0)
+    seconds = (start + call * tc.n_steps / gap + n_nodes * node + len(frames) * frm)
+    return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
+            "n_steps": tc.n_steps, "n_nodes": n_nodes, "n_frames": len(frames), "start": start}
 
 
 def _describe_exact(atomic, model, warnings) -> str:
     from bohmpower.model.resolution import exact_memory_bytes
 
     n, n_x = model.n_particles, model.grid.n_x
-    shape = (n_x,) * n
     mem = exact_memory_bytes(n_x, n)
-    t_pair = fft_pair_seconds(shape, workers=atomic.numerics.fft_workers)
-    n_steps = atomic.time.n_steps
-    n_frames = atomic.time.n_frames
-    seconds = t_pair * (STEP_COST_IN_FFT_PAIRS * n_steps + FRAME_COST_IN_FFT_PAIRS * n_frames)
+    cost = exact_run_cost(atomic)
     lines = [
         "exact-run estimates:",
         f"  wavefunction: {n_x}^{n} = {n_x ** n:,} complex values "
         f"({16 * n_x ** n / 2**20:.1f} MiB per array)",
         f"  peak memory: about {mem / 2**20:.0f} MiB",
-        f"  steps: {n_steps:,}; stored frames: {n_frames}",
-        f"  run time: about {_human(seconds)} on {atomic.numerics.fft_workers} FFT thread(s) "
-        f"(one FFT pair measured here: {t_pair * 1e3:.2f} ms)",
+        f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
+        f"{cost['n_nodes']:,} window-quadrature nodes",
+        f"  run time: about {_human(cost['seconds'])} on {atomic.numerics.fft_workers} FFT "
+        f"thread(s), without trajectories (timed here: step {cost['step'] * 1e3:.2f} ms, "
+        f"observables {cost['node'] * 1e3:.1f} ms at a node, {cost['frame'] * 1e3:.1f} ms at a "
+        f"frame; start-up {cost['start']:.1f} s)",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")

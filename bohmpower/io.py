@@ -423,9 +423,15 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
             bg.attrs["dt"] = float(us.from_atomic(model.config.time.dt, "time"))
             step = _dimension(bg, "step", len(next(iter(basis.values()))))
             for name, values in basis.items():
-                _dataset(bg, name, np.asarray(values, dtype=float), "dimensionless", dims=(step,),
-                         long_name_=(LONG_NAMES.get(name, name) if name != "norm" else
-                                     "norm of the reconstructed wavefunction") + ", per step")
+                values = np.asarray(values, dtype=float)
+                label = {"norm": "norm of the reconstructed wavefunction",
+                         "energy": "energy <H> of the reconstructed wavefunction"}.get(
+                             name, LONG_NAMES.get(name, name)) + ", per step"
+                if name == "energy":  # <H> of the reconstructed Psi
+                    _dataset(bg, name, us.from_atomic(values, "energy"), us.unit("energy"),
+                             dims=(step,), long_name_=label)
+                else:
+                    _dataset(bg, name, values, "dimensionless", dims=(step,), long_name_=label)
     return path
 
 

@@ -21,10 +21,17 @@ the same number as E in V/nm; in atomic units it is ``atomic_unit_of_electric_fi
 
 Every unit string returned by :meth:`UnitSystem.unit` parses with pint, so result files are
 self-describing.
+
+Messages (refusals, hints, warnings, log lines, ``bohmpower check``) write every dimensioned number
+through :meth:`UnitSystem.quantity`, which converts from atomic units and appends the unit as the run
+file writes it ("0.746 fs", "40 nm", "0.0443 eV", "1/nm"). A hint that is a bound is rounded towards
+the safe side (``rounding="down"`` for an upper bound, ``"up"`` for a lower bound), so the number it
+shows, written into the run file, satisfies the rule it came from.
 """
 
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
 
 import numpy as np
@@ -32,6 +39,7 @@ import numpy as np
 from bohmpower.errors import ConfigError
 
 __all__ = [
+    "ATOMIC",
     "AU_TIME_FS",
     "BOHR_NM",
     "COULOMB_EV_NM",
@@ -39,6 +47,7 @@ __all__ = [
     "HARTREE_EV",
     "SYSTEMS",
     "UnitSystem",
+    "format_number",
 ]
 
 #: CODATA 2018 Bohr radius in nm.
@@ -82,6 +91,39 @@ _DIMENSIONS: dict[str, tuple[tuple[int, int, int], str, str]] = {
 DIMENSIONS: tuple[str, ...] = tuple(_DIMENSIONS)
 
 T = TypeVar("T", float, np.ndarray)
+
+_ROUNDING = {"nearest": ROUND_HALF_EVEN, "down": ROUND_FLOOR, "up": ROUND_CEILING}
+
+
+def format_number(value: float, digits: int = 6, rounding: str = "nearest") -> str:
+    """``value`` with ``digits`` significant digits, like ``f"{value:.{digits}g}"``.
+
+    Parameters
+    ----------
+    value : float
+    digits : int
+        Significant digits (>= 1).
+    rounding : {"nearest", "down", "up"}
+        "down" never gives a number above ``value`` (for an upper bound such as the largest dt),
+        "up" never one below it (for a lower bound such as the narrowest layer).
+
+    Examples
+    --------
+    >>> format_number(0.74639, 3, "down"), format_number(0.74639, 3, "up")
+    ('0.746', '0.747')
+    """
+    if rounding not in _ROUNDING:
+        raise ValueError(f"rounding must be one of {', '.join(_ROUNDING)}, got {rounding!r}")
+    value = float(value)
+    if value == 0.0 or not np.isfinite(value):
+        return f"{value:.{digits}g}"
+    nearest = f"{value:.{digits}g}"
+    if rounding == "nearest" or (rounding == "down") == (float(nearest) <= value):
+        return nearest
+    exact = Decimal(value)  # the binary value exactly, so "down" and "up" are true bounds
+    quantum = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+    rounded = float(exact.quantize(quantum, rounding=_ROUNDING[rounding]))
+    return f"{rounded:.{digits}g}"
 
 
 class UnitSystem:
@@ -161,3 +203,52 @@ class UnitSystem:
         """Unit string of ``dimension`` in this system; pint can parse it ("bohr", "eV/fs", "1/nm")."""
         _, atomic, device = self._entry(dimension)
         return atomic if self.name == "atomic" else device
+
+    def quantity(
+        self,
+        value: float,
+        dimension: str,
+        *,
+        digits: int = 6,
+        rounding: str = "nearest",
+        converted: bool = False,
+    ) -> str:
+        """``value`` written in this system with its unit, for messages: "0.746 fs", "40 nm".
+
+        Parameters
+        ----------
+        value : float
+            In atomic units (converted here), or already in this system when ``converted``.
+        dimension : str
+            One of ``DIMENSIONS``; dimensionless ones ("dimensionless", "probability", "mass") get
+            no unit ("mass" is in electron masses in both systems).
+        digits : int
+            Significant digits.
+        rounding : {"nearest", "down", "up"}
+            See :func:`format_number`: "down" for an upper bound a user is to write, "up" for a lower
+            bound.
+        converted : bool
+            True when ``value`` is already in this system (a value read from the run file).
+
+        Examples
+        --------
+        >>> UnitSystem("device").quantity(30.8705, "time", digits=3, rounding="down")
+        '0.746 fs'
+        """
+        shown = float(value) if converted else self.from_atomic(float(value), dimension)
+        number = format_number(shown, digits, rounding)
+        label = self.unit(dimension)
+        if label in ("dimensionless", "electron_mass"):
+            return number
+        return f"{number} {label}"
+
+    def interval(self, lo: float, hi: float, dimension: str, *, digits: int = 4) -> str:
+        """``[lo, hi] unit`` from atomic-unit end points, e.g. "[0.1, 0.5] 1/nm"."""
+        a = format_number(self.from_atomic(float(lo), dimension), digits)
+        b = format_number(self.from_atomic(float(hi), dimension), digits)
+        label = self.unit(dimension)
+        return f"[{a}, {b}]" if label == "dimensionless" else f"[{a}, {b}] {label}"
+
+
+#: The atomic system, for code that formats atomic-unit numbers without a run file's system.
+ATOMIC = UnitSystem("atomic")

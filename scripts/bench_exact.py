@@ -350,6 +350,165 @@ def command_per_step(run_file: Path, n_steps: int, repeats: int = 2) -> dict:
             "window_quadrature": solver.window_quadrature}
 
 
+# ----------------------------------------------------------------------- the whole `bohmpower exact`
+#: Cases of the whole-command figure: (n_x, order, dt).
+COMMAND_CASES = [(256, 2, 0.02), (256, 4, 0.05), (512, 2, 0.02), (512, 4, 0.05)]
+
+COMMAND_RUN_FILE = """schema = "bohmpower-run/1"
+title = "bench: two fermions colliding at a barrier in a bias"
+[units]
+system = "atomic"
+[particles]
+count = 2
+statistics = "fermion"
+[grid]
+x_min = -60.0
+x_max = 60.0
+points = {n_x}
+boundary = "absorbing"
+absorber_width = 12.0
+[time]
+dt = {dt}
+t_end = {t_end}
+save_every = {save_every}
+[[potential]]
+kind = "barrier"
+center = 0.0
+width = 1.0
+height = 0.6
+smoothing = 0.3
+[[field]]
+kind = "linear_drop"
+bias = 1.0
+x_left = -20.0
+x_right = 20.0
+smoothing = 1.0
+time_profile = "sine"
+frequency = 0.01
+[interaction]
+kind = "soft_coulomb"
+softening = 1.0
+[[initial.packet]]
+center = -15.0
+width = 2.0
+wavenumber = 1.0
+[[initial.packet]]
+center = 15.0
+width = 2.0
+wavenumber = -1.0
+[[volume]]
+name = "sharp"
+x_min = -8.0
+x_max = 0.0
+[[volume]]
+name = "smooth"
+x_min = 0.0
+x_max = 8.0
+smoothing = 0.5
+[numerics]
+order = {order}
+{extra}"""
+
+
+def _write_command_case(d: Path, n_x: int, order: int, dt: float, steps: int, save_every: int,
+                        extra: str = "") -> Path:
+    path = d / f"cmd_{n_x}_{order}_{steps}.toml"
+    path.write_text(COMMAND_RUN_FILE.format(n_x=n_x, order=order, dt=dt, t_end=steps * dt,
+                                            save_every=save_every, extra=extra))
+    return path
+
+
+def child_floor(n_x: int, order: int, dt: float) -> dict:
+    """FFT-pair floor with the library the command uses, the method's pairs per step and the
+    propagation-only step of the same run file (all one thread, minima over 7 runs)."""
+    import numpy as np
+
+    from bohmpower.config import load_config
+    from bohmpower.driver import ExactSolver
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = load_config(_write_command_case(Path(d), n_x, order, dt, 20, 10))
+    solver = ExactSolver(cfg, workers=1)
+    prop = solver.propagator
+    psi = solver.psi
+    t = prop.advance(psi, 0.0, 2)
+    backend = getattr(prop, "backend", None) or getattr(prop, "fft_backend", "scipy")
+    backend = "pyfftw" if "fftw" in str(backend) else "scipy"
+    a = np.zeros(psi.shape, dtype=np.complex128) + 1e-3
+    if backend == "pyfftw":
+        fw, bw, _ = _fft_pair(psi, "pyfftw")
+        a = psi
+    else:
+        fw, bw, _ = _fft_pair(a, "scipy")
+    floor, step = [], []
+    n_floor = 10
+    for _ in range(7):
+        t0 = time.perf_counter()
+        t = prop.advance(psi, t, 10)
+        step.append((time.perf_counter() - t0) / 10)
+        if backend == "pyfftw":
+            keep = psi.copy()
+        t0 = time.perf_counter()
+        for _ in range(n_floor):
+            fw()  # unnormalised: 10 pairs multiply by (n_x^2)^10 <= 1e55, finite
+            bw()
+        floor.append((time.perf_counter() - t0) / n_floor)
+        if backend == "pyfftw":
+            psi[...] = keep
+    return {"backend": backend, "floor_ms": 1e3 * min(floor), "step_ms": 1e3 * min(step),
+            "pairs_per_step": int(prop.kinetic_stages), "node_stride": int(solver.node_stride),
+            "window_steps": int(solver.window_steps)}
+
+
+def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, repeats: int,
+                  extra: str = "") -> dict:
+    """Per-step wall time of the whole ``bohmpower exact RUN.toml`` command (a fresh process: imports,
+    set-up, every observable at the window-quadrature nodes and the frames, the result file), as the
+    difference of runs of ``steps`` and ``2 steps`` steps (start-up cancels), the minimum over
+    ``repeats`` pairs of runs, against the FFT floor times the method's FFT pairs per step."""
+    env = dict(os.environ)
+    env.update(THREAD_ENV)
+    with tempfile.TemporaryDirectory() as d:
+        files = {n: _write_command_case(Path(d), n_x, order, dt, n, save_every, extra)
+                 for n in (steps, 2 * steps)}
+
+        def run(n: int) -> float:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(files[n]), "-o",
+                            str(Path(d) / f"out{n}.h5"), "--overwrite", "-q"], env=env,
+                           check=True, capture_output=True)
+            return time.perf_counter() - t0
+
+        run(steps)  # warm: numba cache, FFTW wisdom on disk, page cache
+        per_step = []
+        for _ in range(repeats):
+            a, b = run(steps), run(2 * steps)
+            per_step.append((b - a) / steps)
+    fl = _run_child(["--child-floor", str(n_x), str(order), str(dt)])
+    cmd_ms = 1e3 * min(per_step)
+    return {"n_x": n_x, "order": order, "dt": dt, "save_every": save_every, "steps": steps,
+            "command_ms_per_step": cmd_ms, "runs_ms_per_step": [1e3 * v for v in per_step],
+            **fl, "ratio": cmd_ms / (fl["floor_ms"] * fl["pairs_per_step"]),
+            "step_ratio": fl["step_ms"] / (fl["floor_ms"] * fl["pairs_per_step"])}
+
+
+def whole_command_table(quick: bool, repeats: int) -> list[dict]:
+    cases = [(160, 2, 0.02)] if quick else COMMAND_CASES
+    out = []
+    print("\nwhole `bohmpower exact` (one sharp + one smooth volume, every observable, save_every 20),"
+          " per step = (t(2n) - t(n)) / n; floor = FFT pair, same library, one thread")
+    print(f"{'case':>9} {'order':>5} {'cmd ms':>8} {'step ms':>8} {'floor ms':>9} {'pairs':>5} "
+          f"{'cmd/(floor*pairs)':>17} {'step/(floor*pairs)':>18} {'stride':>6}")
+    for n_x, order, dt in cases:
+        r = whole_command(n_x, order, dt, steps=40 if quick else 80, save_every=20,
+                          repeats=repeats)
+        out.append(r)
+        print(f"{n_x:>5}^2 {order:>5} {r['command_ms_per_step']:8.2f} {r['step_ms']:8.2f} "
+              f"{r['floor_ms']:9.2f} {r['pairs_per_step']:>5} {r['ratio']:17.2f} "
+              f"{r['step_ratio']:18.2f} {r['node_stride']:>6}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small cases only")
@@ -367,7 +526,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command-steps", type=int, default=100)
     ap.add_argument("--child", nargs=2, type=int, metavar=("N", "NX"), help=argparse.SUPPRESS)
     ap.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-floor", nargs=3, metavar=("NX", "ORDER", "DT"), help=argparse.SUPPRESS)
+    ap.add_argument("--whole-command", action="store_true",
+                    help="only the whole-command table (`bohmpower exact` per step over the floor)")
+    ap.add_argument("--command-repeats", type=int, default=2)
     args = ap.parse_args(argv)
+
+    if args.child_floor:
+        nx, order, dt = args.child_floor
+        print(json.dumps(child_floor(int(nx), int(order), float(dt))))
+        return 0
+    if args.whole_command:
+        res = whole_command_table(args.quick, args.command_repeats)
+        if args.json:
+            args.json.write_text(json.dumps({"whole_command": res}, indent=2, default=float))
+        return 0
 
     if args.command:
         print(json.dumps(command_per_step(args.command, args.command_steps)))

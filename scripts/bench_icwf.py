@@ -5,8 +5,10 @@ and against the exact solver's step on the same grid, measured side by side in o
 
 For each (N, n_x, M) it builds the scheme on a strong three-body (or two-body) collision, takes one
 step to compile, then times ``--steps`` steps and splits the time with the ensemble's own timers into
-the basis part (CW propagation plus the matrices S, K, the pseudo-inverse and the exponential; paid once
-per rank) and the guidance per measured world (paid once per world). The exact solver's step
+the basis part (CW propagation plus the matrices S, K, the pseudo-inverse and the exponential; the pair
+matrix in it is shared over MPI ranks) and the guidance per measured world (paid once per world: four
+evaluations of Psi per step, predictor, corrector and the two for d_t Q). The last column is the data
+each rank receives per step under MPI (the allgather of the pair matrix's a <= b entries). The exact solver's step
 (``SplitOperator.advance``, order 2) is timed on the same grid for N = 2 and 3. Prints medians of
 ``--repeats`` repeats and the ratio basis-step / exact-step.
 """
@@ -79,7 +81,7 @@ def main():
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
     print(f"{'N':>2} {'n_x':>5} {'M':>4} {'basis ms/step':>14} {'guidance us/world':>18} "
-          f"{'exact ms/step':>14} {'basis/exact':>12}")
+          f"{'exact ms/step':>14} {'basis/exact':>12} {'MPI MB/step':>12}")
     for case in args.cases:
         n, n_x, sizes = case.split(":")
         n, n_x = int(n), int(n_x)
@@ -88,8 +90,10 @@ def main():
             runs = [icwf_step(n, n_x, m, args.steps) for _ in range(args.repeats)]
             b = float(np.median([r[0] for r in runs]))
             g = float(np.median([r[1] for r in runs]))
+            # with MPI: every rank receives the pair matrix's a <= b entries (complex128) per step
+            mb = m * (m + 1) / 2 * 16 / 1e6
             print(f"{n:>2} {n_x:>5} {m:>4} {b * 1e3:>14.1f} {g * 1e6:>18.1f} {ex * 1e3:>14.2f} "
-                  f"{b / ex:>12.2f}", flush=True)
+                  f"{b / ex:>12.2f} {mb:>12.3f}", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

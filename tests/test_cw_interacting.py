@@ -205,6 +205,47 @@ def test_norm_drift_stops_with_its_cause():
     assert "basis_size" in str(exc.value)
 
 
+@pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])
+def test_energy_of_the_reconstructed_psi_equals_its_grid_energy(statistics):
+    """<H> from the basis matrices equals <Psi|H|Psi> / <Psi|Psi> of the same Psi on the full grid with
+    the exact propagator's grid Hamiltonian (FFT kinetic term along each axis, the pair sum on the grid
+    points) while the basis moves through a strong collision; in this closed, undriven cell it moves,
+    and stays within the energy tolerance."""
+    from bohmpower.exact.hamiltonian import pair_sum
+
+    cfg = _collision(statistics, lam=1.0, t_end=3.0)
+    model = _model(cfg)
+    ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), 12, seed=11)
+    assert ens.conserves_energy
+    x = model.grid.x
+    k2 = (2 * np.pi * np.fft.fftfreq(x.size, d=x[1] - x[0])) ** 2 / 2.0
+    w = pair_sum(ens.potentials.w, x, 2)
+    for step in range(cfg.time.n_steps + 1):
+        if step % 20 == 0:
+            psi = ens.wavefunction_on_grid()
+            h_psi = w * psi
+            for axis in (0, 1):
+                shape = [1, 1]
+                shape[axis] = -1
+                h_psi += np.fft.ifft(k2.reshape(shape) * np.fft.fft(psi, axis=axis), axis=axis)
+            e_grid = np.real(np.vdot(psi, h_psi)) / np.real(np.vdot(psi, psi))
+            assert abs(ens.energy - e_grid) < 1e-10 * abs(e_grid), (step, ens.energy, e_grid)
+        if step < cfg.time.n_steps:
+            ens.step()
+    drift = np.ptp(ens.energy_history) / abs(ens.energy_history[0])
+    assert 0 < drift < ens.energy_tolerance
+
+
+def test_energy_drift_stops_with_its_cause():
+    cfg = _collision("fermion", lam=1.0, t_end=2.0)
+    ens = InteractingEnsemble(_model(cfg), np.array([[-5.0, 5.0]]), 8, seed=11,
+                              energy_tolerance=1e-12)
+    with pytest.raises(NumericalError, match="energy of the reconstructed Psi drifted") as exc:
+        for _ in range(cfg.time.n_steps):
+            ens.step()
+    assert "basis_size" in str(exc.value)
+
+
 def test_run_file_rules():
     with pytest.raises(ConfigError, match="exchange = true"):
         _collision("fermion", exchange=False)

@@ -55,9 +55,10 @@ def test_grid_rule_refuses_just_above_threshold_and_gives_minimum_points():
     check_grid_resolution(k_limit * (1 - 1e-9), length, n, frac)
     with pytest.raises(ConfigError) as e:
         check_grid_resolution(k_limit * (1 + 1e-9), length, n, frac)
-    assert e.value.key == "grid.points" and "at least 201 points" in e.value.message
+    # 201 points would do, but grid.points must be even: the hint names the smallest allowed count
+    assert e.value.key == "grid.points" and "at least 202 points" in e.value.message
     # and the minimum it names is indeed enough
-    check_grid_resolution(k_limit * (1 + 1e-9), length, 201, frac)
+    check_grid_resolution(k_limit * (1 + 1e-9), length, 202, frac)
 
 
 def test_dt_rule_refuses_just_above_threshold_and_gives_largest_dt():
@@ -84,7 +85,9 @@ def test_memory_rule():
     assert check_exact_memory(256, 2, need / 1e9) == need  # exactly at the limit: allowed
     with pytest.raises(ConfigError) as e:
         check_exact_memory(256, 2, need / 1e9 * (1 - 1e-9))
-    assert e.value.key == "grid.points" and "at most 255 points" in e.value.message
+    # 255 points would fit, but grid.points must be even: the hint names the largest allowed count
+    assert e.value.key == "grid.points" and "at most 254 points" in e.value.message
+    check_exact_memory(254, 2, need / 1e9 * (1 - 1e-9))  # and it does fit
     with pytest.raises(ConfigError):  # default: half the physical memory (no machine has 1.6 PB)
         check_exact_memory(10**5, 3, None)
 

@@ -50,6 +50,7 @@ import numpy as np
 
 from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.state import TrajectoryState
+from bohmpower.units import ATOMIC
 
 from .guidance import (
     PointPotentials,
@@ -443,7 +444,9 @@ class CWEnsemble:
             )
         for f in failures:
             self.failed[f.sample_id] = f
-            logger.debug("CW failure: %s", f)
+            logger.debug("CW failure: sample %d, electron %d, step %d, t = %s: %s", f.sample_id,
+                         f.particle, f.step,
+                         getattr(self.model, "units", ATOMIC).quantity(f.time, "time"), f.cause)
         self.new_failures = failures
         if not failures:
             return np.zeros(0, dtype=int)
@@ -455,8 +458,9 @@ class CWEnsemble:
         if self.discard_failures:
             for f in self.new_failures:
                 logger.warning(
-                    "discarding sample %d (electron %d) at step %d, t = %.6g: %s",
-                    f.sample_id, f.particle, f.step, f.time, f.cause,
+                    "discarding sample %d (electron %d) at step %d, t = %s: %s",
+                    f.sample_id, f.particle, f.step,
+                    getattr(self.model, "units", ATOMIC).quantity(f.time, "time"), f.cause,
                 )
             return
         raise SampleFailure.from_failures(self.new_failures)
@@ -500,7 +504,8 @@ class CWEnsemble:
         self.state = self._build_state(X_new, keep, t_new)
         removed = int(np.sum(alive & ~keep & ~nan_rows))
         if removed:
-            logger.debug("t=%g: %d world(s) removed (absorbed or left the grid)", t_new, removed)
+            logger.debug("t = %s: %d world(s) removed (absorbed or left the grid)",
+                         getattr(self.model, "units", ATOMIC).quantity(t_new, "time"), removed)
             self.n_removed += removed
         if np.any(nan_rows):
             extra = []

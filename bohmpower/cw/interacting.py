@@ -92,6 +92,7 @@ __all__ = [
     "BasisMatrices",
     "InteractingEnsemble",
     "basis_matrices",
+    "one_body_matrix",
     "permutations_with_signs",
     "pseudo_inverse",
     "reconstructed_ratios",
@@ -140,11 +141,13 @@ def pseudo_inverse(s: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, float
 
 @dataclass
 class BasisMatrices:
-    """S, K and the one-body overlaps of a basis (module Choices), shapes (M, M) and (M, M, N, N)."""
+    """S, K and the one-body overlaps of a basis (module Choices), shapes (M, M) and (M, M, N, N);
+    ``pair`` is the pair part of K, <Phi_a| sum_{j<k} W |Phi_b> (None without interaction)."""
 
     s: np.ndarray
     k: np.ndarray
     overlaps: np.ndarray
+    pair: np.ndarray | None = None
 
 
 def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInteraction | None,
@@ -199,8 +202,26 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
         for j in range(n):
             rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
             k -= sg * u[:, :, p[j], j] * rest
-    k += pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
-    return BasisMatrices(s, k, ov)
+    w_pair = pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
+    k += w_pair
+    return BasisMatrices(s, k, ov, w_pair)
+
+
+def one_body_matrix(psi: np.ndarray, h_psi: np.ndarray, ov: np.ndarray, dx: float,
+                    antisymmetric: bool) -> np.ndarray:
+    """<Phi_a| sum_j h(x_j) |Phi_b> for a one-body operator h, given h applied to every CW.
+
+    psi, h_psi (M, N, n_x); ov the one-body overlaps (M, M, N, N). The same permutation sum as the
+    one-body part of K (module Choices), with <phi^a_i|h|phi^b_j> in place of U_ij."""
+    m, n, _ = psi.shape
+    hij = np.einsum("aix,bjx->abij", psi.conj(), h_psi, optimize=True) * dx
+    perms, signs = permutations_with_signs(n, antisymmetric)
+    out = np.zeros((m, m), dtype=complex)
+    for p, sg in zip(perms, signs):
+        cols = ov[:, :, p, np.arange(n)]
+        for j in range(n):
+            out += sg * hij[:, :, p[j], j] * np.prod(np.delete(cols, j, axis=-1), axis=-1)
+    return out
 
 
 class PairInteraction:
@@ -360,6 +381,9 @@ class InteractingEnsemble:
         Relative eigenvalue cutoff of the pseudo-inverse of S.
     norm_tolerance : float
         Largest relative drift of the norm of Psi allowed.
+    energy_tolerance : float
+        Largest relative drift of the energy <H> of Psi allowed, checked when it must be conserved
+        (no absorbing layers, no drive); otherwise the energy is recorded only.
     sample_ids : ndarray of int, shape (B,), optional
     workers : int
         FFT threads.
@@ -383,6 +407,7 @@ class InteractingEnsemble:
 
     def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
                  overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
+                 energy_tolerance: float = 0.05,
                  sample_ids: np.ndarray | None = None, workers: int = 1, comm=None) -> None:
         from bohmpower.cw.engine import CWEnsemble
         from bohmpower.model.sampling import sample_configurations
@@ -403,6 +428,7 @@ class InteractingEnsemble:
         self.overlap_cutoff = float(overlap_cutoff)
         self.norm_tolerance = float(norm_tolerance)
         self.comm = comm
+        self.energy_tolerance = float(energy_tolerance)
         self.potentials = PointPotentials.from_model(model)
         X0 = np.array(X0, dtype=float)
         if X0.ndim != 2 or X0.shape[1] != n:
@@ -434,6 +460,10 @@ class InteractingEnsemble:
         self.norm = self._norm(self.c, mats.s)
         self.g = s_plus @ mats.k
         self.s = mats.s
+        # <H> of Psi: conserved without absorbing layers and drives (checked then, recorded always)
+        self.conserves_energy = not self.potentials.absorbing and len(model.drives) == 0
+        self.energy = self._energy(mats)
+        self.energy_history = [self.energy]
         self.rank_history = [self.rank]
         self.norm_history = [self.norm]
         self.condition_history = [self.condition]
@@ -448,6 +478,18 @@ class InteractingEnsemble:
     @property
     def t(self) -> float:
         return self.state.t
+
+    def _energy(self, mats: BasisMatrices) -> float:
+        """<Psi|H|Psi> / <Psi|Psi> (the Hermitian part of H: T + U0 (+ q phi) + pair interaction)."""
+        psi = self.basis.psi[self.live]
+        prop = self.basis.propagator
+        kin = np.fft.ifft((prop.k**2 / (2 * self.potentials.mass)) * np.fft.fft(psi, axis=-1), axis=-1)
+        v = prop.u0 + prop.drive_potential(self.t_now)
+        h = one_body_matrix(psi, kin + v * psi, mats.overlaps, self.dx, self.antisymmetric)
+        if mats.pair is not None:
+            h = h + mats.pair
+        c = self.c
+        return float(np.real(np.vdot(c, h @ c)) / np.real(np.vdot(c, mats.s @ c)))
 
     def _norm(self, c: np.ndarray, s: np.ndarray) -> float:
         return float(np.real(np.vdot(c, s @ c))) * self.factorial
@@ -603,6 +645,8 @@ class InteractingEnsemble:
         if not np.all(np.isfinite(self.c)):
             self._fail("coefficients C not finite")
         self.norm = self._norm(self.c, mats.s)
+        self.energy = self._energy(mats)
+        self.energy_history.append(self.energy)
         self.rank_history.append(self.rank)
         self.norm_history.append(self.norm)
         self.condition_history.append(self.condition)
@@ -613,6 +657,14 @@ class InteractingEnsemble:
                 f"the norm of the reconstructed Psi drifted by {drift:+.3g} (tolerance "
                 f"{self.norm_tolerance:g}); raise method.basis_size, lower time.dt or change "
                 f"method.overlap_cutoff (now {self.overlap_cutoff:g}, S rank {self.rank})")
+        if self.conserves_energy:
+            e0 = self.energy_history[0]
+            e_drift = (self.energy - e0) / max(abs(e0), 1e-12)
+            if not abs(e_drift) <= self.energy_tolerance:
+                self._fail(
+                    f"the energy of the reconstructed Psi drifted by {e_drift:+.3g} (relative; "
+                    f"tolerance {self.energy_tolerance:g}) although nothing drives or absorbs it; raise "
+                    f"method.basis_size or lower time.dt (S rank {self.rank})")
         # measured worlds: the same predictor-corrector as the zeroth-order engine, with Psi_r
         t_new = old.t + dt
         X_new = np.full_like(old.X, np.nan)

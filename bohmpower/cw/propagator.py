@@ -205,9 +205,9 @@ class ConditionalPropagator:
         self._kin = np.exp(-1j * self.dt * self.k**2 / (2.0 * self.mass)) / n_x
         self._no_table = np.zeros((0, 0, 0))
         self._phases: np.ndarray | None = None
-        logger.debug(
-            "ConditionalPropagator: M=%d dt=%g interaction kind %d, FFT %s",
-            n_x, self.dt, self._kind, self.fft_backend,
+        logger.debug(  # (dt is logged by the run loop, in the run file's units)
+            "ConditionalPropagator: M=%d interaction kind %d, FFT %s",
+            n_x, self._kind, self.fft_backend,
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------------- helpers

@@ -185,7 +185,8 @@ def many_body_eigenstate(
     # Fixed global phase: eigsh returns real vectors, so only the sign is free.
     if psi.flat[np.argmax(np.abs(psi))] < 0:
         psi = -psi
-    logger.debug("eigenstate n=%d (%s, N=%d): E=%.10f", n, statistics, n_particles, energy)
+    # (its energy is logged by the caller, in the run file's units)
+    logger.debug("eigenstate n=%d (%s, N=%d) found", n, statistics, n_particles)
     return energy, psi.astype(np.complex128)
 
 

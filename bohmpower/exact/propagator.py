@@ -274,11 +274,10 @@ class SplitOperator:
         self._kin_cache: dict[float, np.ndarray] = {}
         self._pair_cache: dict[float, np.ndarray] = {}
         self._no_pairs = np.zeros(0, dtype=np.complex128)
-        logger.debug(
-            "SplitOperator: N=%d n_x=%d dt=%g order=%d method=%s",
+        logger.debug(  # (dt is logged by the run loop, in the run file's units)
+            "SplitOperator: N=%d n_x=%d order=%d method=%s",
             self.n_particles,
             n_x,
-            self.dt,
             self.order,
             method,
         )

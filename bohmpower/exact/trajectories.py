@@ -75,6 +75,7 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -747,8 +748,13 @@ class BohmianEnsemble:
     """
 
     def __init__(
-        self, guide: BohmianGuide, X0: np.ndarray, weight0: np.ndarray | None = None
+        self, guide: BohmianGuide, X0: np.ndarray, weight0: np.ndarray | None = None,
+        units: Any = None,
     ) -> None:
+        from bohmpower.units import ATOMIC
+
+        #: unit system of the run file, for log lines (`bohmpower.units.UnitSystem`)
+        self.units = ATOMIC if units is None else units
         X0 = np.array(X0, dtype=float)
         if X0.ndim != 2 or X0.shape[1] != guide.n_particles:
             raise ValueError(f"X0 must have shape (W, {guide.n_particles}), got {X0.shape}")
@@ -825,7 +831,8 @@ class BohmianEnsemble:
         self.state = self._build_state(X_new, guide, alive)
         removed = int(np.sum(alive & ~self.state.alive))
         if removed:
-            logger.debug("t=%g: %d world(s) removed (absorbed or left the grid)", guide.t, removed)
+            logger.debug("t = %s: %d world(s) removed (absorbed or left the grid)",
+                         self.units.quantity(guide.t, "time"), removed)
             self.n_removed += removed
         return self.state
 

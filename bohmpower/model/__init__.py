@@ -4,7 +4,8 @@
 which takes explicit numbers and arrays, so it is testable on its own), applies the resolution rules and
 returns ``(model, warnings)``. Warnings (resolution, absorber quality, periodic seam, packet tails) are
 strings, never printed (the caller decides how to show them); the same tuple is kept as
-``Model.warnings``.
+``Model.warnings``. Every number in a refusal or a warning is written in the run file's unit system
+(``Model.units``), with the value to write where there is one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bohmpower.model.absorber import (
     absorber_k_range,
     absorber_reflection_transmission,
     default_absorber_strength,
+    minimum_absorber_width,
 )
 from bohmpower.model.absorber import (
     gamma as absorber_gamma,
@@ -42,6 +44,7 @@ from bohmpower.model.resolution import (
     resolve,
 )
 from bohmpower.model.spectrum import MAX_DENSE_POINTS, lowest_eigenstates
+from bohmpower.units import ATOMIC, UnitSystem
 
 __all__ = ["AbsorberInfo", "Drive", "Grid", "Interaction", "Model", "build_model"]
 
@@ -107,6 +110,9 @@ class Model:
     resolution : ResolutionReport
     warnings : tuple of str
         Everything build_model found worth saying (not printed).
+    units : UnitSystem
+        The run file's unit system: the arrays are in atomic units, but every message about the run
+        (warnings, run-time log lines, errors) is written in this system.
     """
 
     grid: Grid
@@ -127,6 +133,7 @@ class Model:
     absorber: AbsorberInfo | None = None
     resolution: ResolutionReport | None = None
     warnings: tuple[str, ...] = ()
+    units: UnitSystem = ATOMIC
 
     @property
     def absorber_report(self) -> str | None:
@@ -135,9 +142,11 @@ class Model:
         if a is None:
             return None
         how = "automatic" if a.automatic else "given"
+        q = self.units.quantity
         return (
-            f"width {a.width:.6g} bohr, strength {a.strength:.6g} hartree ({how}); reflection plus "
-            f"transmission <= {a.max_reflection_transmission:.2g} for k in [{a.k_lo:.4g}, {a.k_hi:.4g}] 1/bohr"
+            f"width {q(a.width, 'length')}, strength {q(a.strength, 'energy')} ({how}); reflection "
+            f"plus transmission <= {a.max_reflection_transmission:.2g} for k in "
+            f"{self.units.interval(a.k_lo, a.k_hi, 'wavenumber')}"
         )
 
     def drive_potential(self, t: float) -> np.ndarray:
@@ -206,7 +215,9 @@ def _k_content(orbitals: np.ndarray | None, packets: list, n_packets: int, grid:
     return k
 
 
-def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
+def build_model(
+    config: Any, command: str = "exact", units: UnitSystem | None = None
+) -> tuple[Model, list[str]]:
     """Build the `Model` of a run and apply the resolution rules.
 
     Parameters
@@ -216,6 +227,9 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
     command : {"exact", "run", "check"}
         "exact" and "run" first apply ``config.check_command``; the exact-run memory rule applies to
         "exact", and to "check" when the run file has no [method] (an exact run file).
+    units : UnitSystem, optional
+        The unit system messages are written in; default: ``config``'s own (give it when ``config``
+        was already converted to atomic units).
 
     Returns
     -------
@@ -240,6 +254,9 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
     """
     if command not in ("exact", "run", "check"):
         raise ValueError(f"unknown command {command!r}; expected 'exact', 'run' or 'check'")
+    if units is None:
+        units = UnitSystem(config.units.system)
+    q = units.quantity
     if config.units.system != "atomic":
         config = config.to_atomic()
     if command in ("exact", "run") and hasattr(config, "check_command"):
@@ -262,7 +279,7 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
     u0 = static_potential(config.potential, grid, mass, eps_r)
     u0.flags.writeable = False
 
-    drives, w = make_drives(config.field, grid, periodic)
+    drives, w = make_drives(config.field, grid, periodic, units)
     warnings += w
     seam = np.zeros(grid.n_x, dtype=bool)
     if periodic and any(d.kind == "linear_drop" for d in drives):
@@ -275,7 +292,8 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
         if width is None or not width > 0 or 2.0 * width >= grid.length:
             raise ConfigError(
                 "grid.absorber_width",
-                f"boundary = 'absorbing' needs 0 < absorber_width < (x_max - x_min)/2 (got {width})",
+                "boundary = 'absorbing' needs 0 < absorber_width < (x_max - x_min)/2 (got "
+                f"{'none' if width is None else q(width, 'length')})",
             )
         width = float(width)
         layer_mask = absorber_gamma(grid.x, grid.x_min, grid.x_max, width, 1.0) > 0
@@ -284,7 +302,7 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
     many_body_state = init.many_body_state
     packets = packet_list(init)
     if many_body_state is None:
-        orbitals, w = orbitals_from_config(init, grid, u0, mass, layer_mask)
+        orbitals, w = orbitals_from_config(init, grid, u0, mass, layer_mask, units)
         warnings += w
         if orbitals.shape[0] != n:
             raise ConfigError(
@@ -330,6 +348,9 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
         warn_phase=float(num.warn_phase),
         n_particles=n if exact_run else None,
         max_memory_gb=num.max_memory_gb,
+        t_end=float(config.time.t_end),
+        window=None if config.time.window is None else float(config.time.window),
+        units=units,
     )
     warnings = list(report.warnings) + warnings
 
@@ -337,7 +358,8 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
     if periodic:
         gamma = np.zeros(grid.n_x)
     else:
-        k_lo, k_hi = absorber_k_range(width, report.k_reach, [(k0, wd) for _, _, wd, k0 in packets])
+        packet_ks = [(k0, wd) for _, _, wd, k0 in packets]
+        k_lo, k_hi = absorber_k_range(width, report.k_reach, packet_ks)
         if gc.absorber_strength is None:
             strength, max_rt = default_absorber_strength(width, mass, k_lo, k_hi)
             automatic = True
@@ -349,10 +371,8 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
         absorber = AbsorberInfo(width, strength, automatic, k_lo, k_hi, max_rt)
         if max_rt > ABSORBER_TOLERANCE:
             warnings.append(
-                f"grid.absorber_width: the absorbing layers (width {width:.6g} bohr, strength {strength:.6g} "
-                f"hartree) let back up to {max_rt:.2g} of the probability (reflection plus transmission) "
-                f"for wavenumbers in [{k_lo:.4g}, {k_hi:.4g}] 1/bohr, above {ABSORBER_TOLERANCE:g}: widen "
-                "the layers"
+                _absorber_warning(units, grid, mass, width, strength, automatic, max_rt, k_lo, k_hi,
+                                  report.k_reach, packet_ks)
             )
         gamma = absorber_gamma(grid.x, grid.x_min, grid.x_max, width, strength)
     gamma.flags.writeable = False
@@ -365,6 +385,7 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
 
     for msg in warnings:
         logger.debug("build_model: %s", msg)
+    q_dt = units.quantity(float(config.time.dt), "time")
     model = Model(
         grid=grid,
         n_particles=n,
@@ -384,5 +405,53 @@ def build_model(config: Any, command: str = "exact") -> tuple[Model, list[str]]:
         absorber=absorber,
         resolution=report,
         warnings=tuple(warnings),
+        units=units,
     )
+    logger.debug("build_model: %d electron(s) on %d points, dt = %s", n, grid.n_x, q_dt)
+    if model.absorber_report:
+        logger.debug("build_model: absorbing layers: %s", model.absorber_report)
     return model, list(warnings)
+
+
+def _absorber_warning(units, grid, mass, width, strength, automatic, max_rt, k_lo, k_hi, k_reach,
+                      packet_ks) -> str:
+    """The absorbing layers let back too much: say how much, and the absorber_width to write."""
+    q = units.quantity
+    text = (
+        f"grid.absorber_width: the absorbing layers (width {q(width, 'length')}, strength "
+        f"{q(strength, 'energy')}) let back up to {max_rt:.2g} of the probability (reflection plus "
+        f"transmission) for wavenumbers in {units.interval(k_lo, k_hi, 'wavenumber')}, above "
+        f"{ABSORBER_TOLERANCE:g}: "
+    )
+    if not automatic:
+        auto_strength, auto_rt = default_absorber_strength(width, mass, k_lo, k_hi)
+        if auto_rt <= ABSORBER_TOLERANCE:
+            return text + (
+                "leave grid.absorber_strength out (the automatic strength at this width, "
+                f"{q(auto_strength, 'energy')}, lets back {auto_rt:.2g})"
+            )
+    max_factor = 8.0  # wider layers cost seconds per trial (the slab count grows with the width)
+    needed = minimum_absorber_width(width, mass, k_reach, packet_ks, units, max_factor=max_factor)
+    if needed is None:
+        slowest = min((abs(k0) - 3.0 / (2.0 * wd) for k0, wd in packet_ks), default=None)
+        why = ("" if slowest is None else
+               f"; the packets' slowest wavenumber |k0| - 3/(2 width) is "
+               f"{q(slowest, 'wavenumber', digits=3)}, and a layer is judged down to it or to "
+               "2 pi/absorber_width, whichever is larger, so a wider layer also has slower waves "
+               "to absorb: faster or less spread packets (larger |k0| or width) narrow that range")
+        return text + (
+            f"no absorber_width up to {q(max_factor * width, 'length', digits=3)} brings it below "
+            f"{ABSORBER_TOLERANCE:g}{why}"
+        )
+    text += ("widen the absorbing layers to absorber_width >= "
+             f"{q(needed, 'length', digits=3, converted=True)}")
+    if not automatic:
+        text += " and leave grid.absorber_strength out (automatic)"
+    grid_length = units.from_atomic(grid.length, "length")
+    if needed >= grid_length / 4:
+        text += (
+            f"; absorber_width must stay below (x_max - x_min)/4, so widen the grid too: "
+            f"x_max - x_min > {q(4 * needed, 'length', digits=4, converted=True)} (now "
+            f"{q(grid_length, 'length', converted=True)})"
+        )
+    return text

@@ -38,6 +38,12 @@ Choice of the wavenumber range of a run (`absorber_k_range`):
 
 `default_absorber_strength` minimises max over [k_lo, k_hi] of R + T over log(strength) and returns the
 achieved maximum, so `bohmpower check` can report it (SPEC: < 1e-3; a warning otherwise).
+
+When the layers let back more than that, `minimum_absorber_width` finds the width to write instead: the
+narrowest one (within 3 % and rounded up to 3 significant digits in the run's length unit) whose automatic
+strength keeps max R + T <= 1e-3 over the range that width would be judged on (a wider layer lowers
+k_floor, so the range is recomputed for each candidate). The rounded value is checked with exactly the
+computation `build_model` makes when it is written into the run file.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ __all__ = [
     "absorber_reflection_transmission",
     "default_absorber_strength",
     "gamma",
+    "minimum_absorber_width",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,13 +238,7 @@ def default_absorber_strength(
     )
     best_log, best_val = (res.x, float(res.fun)) if res.fun < vals[i] else (logs[i], float(vals[i]))
     strength = float(np.exp(best_log))
-    logger.debug(
-        "default absorber strength %.6g hartree: max(R+T) = %.3g over k in [%.4g, %.4g]",
-        strength,
-        best_val,
-        k_lo,
-        k_hi,
-    )
+    # (build_model logs the chosen layers, Model.absorber_report, in the run file's units)
     return strength, best_val
 
 
@@ -269,3 +270,69 @@ def absorber_k_range(
     k_lo = max(k_lo, k_floor)
     k_hi = max(k_hi, k_lo)
     return float(k_lo), float(k_hi)
+
+
+def minimum_absorber_width(
+    width: float,
+    mass: float,
+    k_hi: float,
+    packets: list[tuple[float, float]] | None,
+    units,
+    *,
+    max_factor: float = 8.0,
+    tolerance: float = ABSORBER_TOLERANCE,
+) -> float | None:
+    """Narrowest layer width, as a number to write in the run file, that absorbs well (module Notes).
+
+    Parameters
+    ----------
+    width : float
+        The run's width [bohr]; the search starts above it.
+    mass : float
+        [m_e]
+    k_hi : float
+        k_reach of the resolution rules [1/bohr].
+    packets : list of (wavenumber, width)
+        As for `absorber_k_range` (atomic units).
+    units : bohmpower.units.UnitSystem
+        The run file's system: the width is rounded up (3 significant digits) in its length unit.
+    max_factor : float
+        Widths up to ``max_factor * width`` are tried.
+    tolerance : float
+        The largest R + T allowed (ABSORBER_TOLERANCE).
+
+    Returns
+    -------
+    float or None
+        The width in the run file's length unit (e.g. nm), with the automatic strength at that width
+        keeping max R + T <= tolerance; None when no width up to ``max_factor * width`` does.
+    """
+    from bohmpower.units import format_number
+
+    def max_rt(w: float, n_k: int = 32) -> float:
+        k_lo, k_top = absorber_k_range(w, k_hi, packets)
+        return default_absorber_strength(w, mass, k_lo, k_top, n_k=n_k)[1]
+
+    bad, good = width, None
+    w = width
+    while w < max_factor * width:
+        w = min(2.0 * w, max_factor * width)
+        if max_rt(w, n_k=16) <= tolerance:
+            good = w
+            break
+        bad = w
+    if good is None:
+        return None
+    while good - bad > 0.03 * good:
+        mid = 0.5 * (bad + good)
+        if max_rt(mid, n_k=16) <= tolerance:
+            good = mid
+        else:
+            bad = mid
+    # The number the user writes, checked as build_model will judge it (n_k = 32); up a step if short.
+    shown = float(format_number(units.from_atomic(good, "length"), 3, "up"))
+    for _ in range(8):
+        if max_rt(units.to_atomic(shown, "length")) <= tolerance:
+            return shown
+        shown = float(format_number(shown * 1.02, 3, "up"))
+    return None

@@ -313,7 +313,7 @@ def _time_profile(piece: Any, key: str) -> TimeProfile:
 
 
 def make_drive(
-    piece: Any, grid: Grid, periodic: bool, key: str = "field[0]"
+    piece: Any, grid: Grid, periodic: bool, key: str = "field[0]", units: Any = None
 ) -> tuple[Drive, list[str]]:
     """Build a `Drive` from an atomic-unit ``FieldPiece``.
 
@@ -327,6 +327,8 @@ def make_drive(
         True for ``grid.boundary = "periodic"``: linear_drop gets the return field, uniform is refused.
     key : str
         Dotted key prefix for messages ("field[1]").
+    units : bohmpower.units.UnitSystem, optional
+        The run file's system, for the messages (default atomic).
 
     Returns
     -------
@@ -334,6 +336,10 @@ def make_drive(
     warnings : list of str
         E.g. a ramp that overlaps the periodic return-field region.
     """
+    from bohmpower.units import ATOMIC
+
+    units = ATOMIC if units is None else units
+    q = units.quantity
     warnings: list[str] = []
     profile = _time_profile(piece, key)
     x = grid.x
@@ -344,16 +350,18 @@ def make_drive(
         w = getattr(piece, "smoothing", None)
         w = 0.0 if w is None else float(w)
         if xr <= xl:
-            raise ConfigError(f"{key}.x_right", f"must be greater than x_left (got {xl}, {xr})")
+            raise ConfigError(f"{key}.x_right", f"must be greater than x_left (got {q(xl, 'length')}, "
+                              f"{q(xr, 'length')})")
         if w < 0:
-            raise ConfigError(f"{key}.smoothing", f"must be >= 0, got {w}")
+            raise ConfigError(f"{key}.smoothing", f"must be >= 0, got {q(w, 'length')}")
         length = xr - xl
         if periodic:
             x0, x1 = grid.x_min, grid.x_max
             if xl < x0 or xr > x1:
                 raise ConfigError(
                     f"{key}.x_left",
-                    f"on a periodic grid the ramp [{xl}, {xr}] must lie inside the cell [{x0}, {x1}]",
+                    f"on a periodic grid the ramp {units.interval(xl, xr, 'length', digits=10)} must "
+                    f"lie inside the cell {units.interval(x0, x1, 'length', digits=10)}",
                 )
 
             def g(xx: np.ndarray) -> np.ndarray:
@@ -368,13 +376,14 @@ def make_drive(
             if jump > 1e-8 * max(abs(bias), 1e-300):
                 warnings.append(
                     f"{key}: the ramp's corners reach the cell edge, so the periodic drive potential jumps by "
-                    f"{jump:.3g} hartree at the seam; keep x_left, x_right several smoothing widths from the edges"
+                    f"{q(jump, 'energy', digits=3)} at the seam; keep x_left, x_right several "
+                    "smoothing widths from the edges"
                 )
             _, sp, c1, c2 = _return_params(x0, x1)
             if xl - 3.0 * w < c1 + 6.0 * sp or xr + 3.0 * w > c2 - 6.0 * sp:
                 warnings.append(
-                    f"{key}: the ramp [{xl:.6g}, {xr:.6g}] overlaps the periodic return-field region "
-                    f"(within {c1 + 6 * sp - x0:.6g} bohr of the seam)"
+                    f"{key}: the ramp {units.interval(xl, xr, 'length', digits=6)} overlaps the periodic "
+                    f"return-field region (within {q(c1 + 6 * sp - x0, 'length')} of the seam)"
                 )
             drive = Drive(
                 "linear_drop", g(x), force(x), profile, abs(bias), True, g, force, grid.wrap
@@ -418,13 +427,14 @@ def make_drive(
 
 
 def make_drives(
-    pieces: Sequence[Any], grid: Grid, periodic: bool
+    pieces: Sequence[Any], grid: Grid, periodic: bool, units: Any = None
 ) -> tuple[tuple[Drive, ...], list[str]]:
-    """`make_drive` for every [[field]] entry, in file order; returns (drives, warnings)."""
+    """`make_drive` for every [[field]] entry, in file order; returns (drives, warnings) (messages in
+    ``units``, the run file's system; default atomic)."""
     drives = []
     warnings: list[str] = []
     for i, piece in enumerate(pieces):
-        d, w = make_drive(piece, grid, periodic, key=f"field[{i}]")
+        d, w = make_drive(piece, grid, periodic, key=f"field[{i}]", units=units)
         drives.append(d)
         warnings.extend(w)
     return tuple(drives), warnings

@@ -216,7 +216,12 @@ def packet_list(initial: Any) -> list[tuple[str, float, float, float]]:
 
 
 def orbitals_from_config(
-    initial: Any, grid: Grid, u0: np.ndarray, mass: float, layer_mask: np.ndarray | None = None
+    initial: Any,
+    grid: Grid,
+    u0: np.ndarray,
+    mass: float,
+    layer_mask: np.ndarray | None = None,
+    units: Any = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Orbitals of an atomic-unit ``InitialConfig``: packets, train members, eigenstates, in that order.
 
@@ -230,6 +235,8 @@ def orbitals_from_config(
         [m_e].
     layer_mask : ndarray of bool, shape (n_x,), optional
         Points inside absorbing layers; a packet with probability > 1e-6 there is warned about.
+    units : bohmpower.units.UnitSystem, optional
+        The run file's system, for the messages (default atomic).
 
     Returns
     -------
@@ -246,12 +253,15 @@ def orbitals_from_config(
     from scipy.special import erfc
 
     from bohmpower.model.spectrum import bound_eigenstates
+    from bohmpower.units import ATOMIC
 
+    units = ATOMIC if units is None else units
+    q = units.quantity
     warnings: list[str] = []
     rows = []
     for key, center, width, k0 in packet_list(initial):
         if not width > 0:
-            raise ConfigError(f"{key}.width", f"must be > 0, got {width}")
+            raise ConfigError(f"{key}.width", f"must be > 0, got {q(width, 'length')}")
         # Probability of the Gaussian density beyond each edge of the cell.
         out = 0.5 * erfc((center - grid.x_min) / (np.sqrt(2.0) * width)) + 0.5 * erfc(
             (grid.x_max - center) / (np.sqrt(2.0) * width)
@@ -260,8 +270,9 @@ def orbitals_from_config(
             # config refuses packets whose centre +/- 3 widths leaves the grid; a smaller tail that
             # still crosses the cell edge wraps around the periodic cell, which is worth knowing.
             warnings.append(
-                f"{key}: probability {out:.2g} of the packet at {center:.6g} bohr (width {width:.6g} bohr) "
-                f"lies beyond the grid [{grid.x_min:.6g}, {grid.x_max:.6g}] and wraps around the cell"
+                f"{key}: probability {out:.2g} of the packet at {q(center, 'length')} (width "
+                f"{q(width, 'length')}) lies beyond the grid "
+                f"{units.interval(grid.x_min, grid.x_max, 'length', digits=6)} and wraps around the cell"
             )
         phi = packet(grid.x, center, width, k0)
         if layer_mask is not None and np.any(layer_mask):
@@ -274,7 +285,7 @@ def orbitals_from_config(
     eig = list(getattr(initial, "eigenstate", ()) or ())
     if eig:
         keys = [f"initial.eigenstate[{j}].index" for j in range(len(eig))]
-        _, states = bound_eigenstates(u0, grid, mass, [e.index for e in eig], keys)
+        _, states = bound_eigenstates(u0, grid, mass, [e.index for e in eig], keys, units=units)
         rows.extend(states.astype(complex))
     if not rows:
         return np.zeros((0, grid.n_x), dtype=complex), warnings

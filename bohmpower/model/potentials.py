@@ -178,8 +178,9 @@ def table(
     if xs[0] > x.min() + tol or xs[-1] < x.max() - tol:
         raise ConfigError(
             key,
-            f"the table in {str(file)!r} spans [{xs[0]:.10g}, {xs[-1]:.10g}] bohr but must cover the grid "
-            f"points [{x.min():.10g}, {x.max():.10g}] bohr (x_max - dx is the last grid point)",
+            f"the table in {str(file)!r} spans {system.interval(xs[0], xs[-1], 'length', digits=10)} "
+            f"but must cover the grid points {system.interval(x.min(), x.max(), 'length', digits=10)} "
+            "(x_max - dx is the last grid point)",
         )
     return np.interp(x, xs, us)
 

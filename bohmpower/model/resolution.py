@@ -20,12 +20,16 @@ profile has |f(t)| <= 1, so that is the most the drives can give.) Rules, with
 numerics.resolution_fraction (0.8), max_phase (1 rad) and warn_phase (pi):
 
 1. refuse on "grid.points" when k_reach > resolution_fraction * pi / dx; the message gives the minimum
-   number of points, ceil(length k_reach / (resolution_fraction pi));
+   number of points, ceil(length k_reach / (resolution_fraction pi)) made even (grid.points must be);
 2. refuse on "time.dt" when dt (k_reach^2 / 2m + potential range) > max_phase, with potential range =
-   max U0 - min U0 + |total bias| + W_max; the message gives the largest dt allowed;
+   max U0 - min U0 + |total bias| + W_max; the message gives the largest dt allowed (rounded down) and,
+   when t_end is known, a dt below it that makes t_end/dt (and window/dt) whole numbers;
 3. warn when dt (pi/dx)^2 / 2m > warn_phase (the grid's largest kinetic phase per step).
 
 At equality a rule passes (refusal is strictly above the threshold).
+
+Messages write every number in the run file's unit system (the ``units`` argument, a
+`bohmpower.units.UnitSystem`; atomic by default), through `UnitSystem.quantity`.
 
 Memory of an exact run (`exact_memory_bytes`): 16 n_x^N bytes per complex N-d array, counting 2 for the
 propagator (psi and one FFT work array) and 8 for the observables (psi's first and second derivatives
@@ -44,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bohmpower.errors import ConfigError
+from bohmpower.units import ATOMIC, UnitSystem, format_number
 
 __all__ = [
     "EXACT_ARRAYS",
@@ -61,6 +66,7 @@ __all__ = [
     "packet_k_content",
     "physical_memory_bytes",
     "resolve",
+    "whole_step_dt",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,8 +109,10 @@ def k_reach(k_content: float, mass: float, bias_drop: float, w_max: float) -> fl
 
 
 def minimum_points(length: float, k: float, resolution_fraction: float) -> int:
-    """Fewest grid points with k <= resolution_fraction pi / dx, dx = length / n."""
-    return math.ceil(length * k / (resolution_fraction * math.pi) - 1e-12)
+    """Fewest grid points with k <= resolution_fraction pi / dx, dx = length / n, rounded up to an even
+    number of at least 8 (what grid.points allows)."""
+    n = math.ceil(length * k / (resolution_fraction * math.pi) - 1e-12)
+    return max(8, n + n % 2)
 
 
 def maximum_dt(k: float, mass: float, potential_range: float, max_phase: float) -> float:
@@ -112,7 +120,62 @@ def maximum_dt(k: float, mass: float, potential_range: float, max_phase: float) 
     return max_phase / (k**2 / (2.0 * mass) + potential_range)
 
 
-def check_grid_resolution(k: float, length: float, n_x: int, resolution_fraction: float) -> None:
+def whole_step_dt(
+    dt_max: float, t_end: float, window: float | None = None, units: UnitSystem = ATOMIC
+) -> str | None:
+    """A time step to write in the run file: <= dt_max, with t_end/dt (and window/dt) whole numbers.
+
+    Parameters
+    ----------
+    dt_max : float
+        Largest dt allowed [a.u. time].
+    t_end : float
+        [a.u. time].
+    window : float, optional
+        time.window when the run file gives it [a.u. time] (None: save_every*dt, always whole).
+    units : UnitSystem
+        The run file's system: the candidate is written, and checked, as a number of that system.
+
+    Returns
+    -------
+    str or None
+        The number as it is to be written (no unit), or None when no step count up to 1.25 times
+        the smallest one (and at most 4000 counts tried) gives whole numbers.
+
+    Notes
+    -----
+    Among the step counts n from ceil(t_end/dt_max) up to 1.25 times that, dt = t_end/n written with
+    the fewest significant digits (at most 10, rounded down) wins; ties go to the smallest n. The
+    written number itself is checked against the whole-number rule of the run file (time.dt).
+    """
+    from bohmpower.config import STEP_TOLERANCE
+
+    t_end_u = units.from_atomic(float(t_end), "time")
+    dt_max_u = units.from_atomic(float(dt_max), "time")
+    window_u = None if window is None else units.from_atomic(float(window), "time")
+
+    def whole(span: float, dt: float) -> bool:
+        n = round(span / dt)
+        return n >= 1 and abs(span / dt - n) <= 0.1 * STEP_TOLERANCE * n
+
+    n_min = max(1, math.ceil(t_end_u / dt_max_u - 1e-12))
+    best: tuple[int, int, str] | None = None
+    for n in range(n_min, min(math.ceil(1.25 * n_min), n_min + 4000) + 1):
+        for digits in range(1, 11):
+            text = format_number(t_end_u / n, digits, "down")
+            dt = float(text)
+            if (0 < dt <= dt_max_u and whole(t_end_u, dt)
+                    and (window_u is None or whole(window_u, dt))):
+                if best is None or digits < best[0]:
+                    best = (digits, n, text)
+                break
+        if best is not None and best[0] == 1:
+            break
+    return None if best is None else best[2]
+
+
+def check_grid_resolution(k: float, length: float, n_x: int, resolution_fraction: float,
+                          units: UnitSystem = ATOMIC) -> None:
     """Rule 1: refuse on "grid.points" when k > resolution_fraction pi / dx.
 
     Parameters
@@ -125,43 +188,87 @@ def check_grid_resolution(k: float, length: float, n_x: int, resolution_fraction
         Grid points.
     resolution_fraction : float
         Allowed fraction of pi / dx.
+    units : UnitSystem
+        The run file's system, for the message.
     """
     dx = length / n_x
     k_allowed = resolution_fraction * math.pi / dx
     if k > k_allowed:
         n_min = minimum_points(length, k, resolution_fraction)
+        fraction = k * dx / math.pi  # the resolution_fraction at which these points would pass
+        up = format_number(fraction, 3, "up")
+        other = (f"set numerics.resolution_fraction = {up}"
+                 if float(up) <= 1.0 else "")  # allowed: 0 < resolution_fraction <= 1
         raise ConfigError(
             "grid.points",
-            f"the run reaches wavenumber {k:.6g} 1/bohr (packets' content plus falling through the bias and "
-            f"the largest interaction energy), above {resolution_fraction:g} pi/dx = {k_allowed:.6g} 1/bohr: "
-            f"use at least {n_min} points (or raise numerics.resolution_fraction)",
+            f"the run reaches wavenumber {units.quantity(k, 'wavenumber')} (packets' content plus "
+            "falling through the bias and the largest interaction energy), above "
+            f"{resolution_fraction:g} pi/dx = {units.quantity(k_allowed, 'wavenumber')}: use at least "
+            f"{n_min} points" + (f" (or {other})" if other else ""),
         )
 
 
 def check_time_step(
-    k: float, mass: float, potential_range: float, dt: float, max_phase: float
+    k: float,
+    mass: float,
+    potential_range: float,
+    dt: float,
+    max_phase: float,
+    *,
+    t_end: float | None = None,
+    window: float | None = None,
+    units: UnitSystem = ATOMIC,
 ) -> None:
-    """Rule 2: refuse on "time.dt" when dt (k^2/2m + potential range) > max_phase."""
+    """Rule 2: refuse on "time.dt" when dt (k^2/2m + potential range) > max_phase.
+
+    ``t_end`` and ``window`` (a.u. time, optional) let the message name a dt that also divides them
+    (`whole_step_dt`); ``units`` is the run file's system, for the message.
+    """
     phase = dt * (k**2 / (2.0 * mass) + potential_range)
     if phase > max_phase:
         dt_max = maximum_dt(k, mass, potential_range, max_phase)
+        q = units.quantity
+        bound, example = _dt_hint(dt_max, t_end, window, units, digits=6)
+        hint = f"use {bound}{example}"
         raise ConfigError(
             "time.dt",
-            f"dt = {dt:.6g} a.u. gives a phase of {phase:.4g} rad per step (kinetic energy {k**2 / (2 * mass):.6g} "
-            f"plus potential range {potential_range:.6g} hartree), above numerics.max_phase = {max_phase:g}: "
-            f"use dt <= {dt_max:.6g} atomic_unit_of_time",
+            f"dt = {q(dt, 'time')} gives a phase of {phase:.4g} rad per step (kinetic energy "
+            f"{q(k**2 / (2 * mass), 'energy')} plus potential range {q(potential_range, 'energy')}), "
+            f"above numerics.max_phase = {max_phase:g}: {hint}",
         )
 
 
-def grid_phase_warning(dx: float, mass: float, dt: float, warn_phase: float) -> list[str]:
-    """Rule 3: a warning when dt (pi/dx)^2 / 2m > warn_phase."""
+def _dt_hint(dt_max: float, t_end: float | None, window: float | None, units: UnitSystem,
+             digits: int) -> tuple[str, str]:
+    """("dt <= 0.598 fs", ", e.g. dt = 0.5 fs (t_end/dt and window/dt whole numbers)"); the second
+    is empty when t_end is not known or no such dt is found."""
+    q = units.quantity
+    bound = f"dt <= {q(dt_max, 'time', digits=digits, rounding='down')}"
+    example = ""
+    if t_end is not None:
+        written = whole_step_dt(dt_max, t_end, window, units)
+        if written is not None:
+            span = ("t_end/dt and window/dt whole numbers" if window is not None
+                    else "t_end/dt a whole number")
+            example = (f", e.g. dt = {q(float(written), 'time', converted=True, digits=10)} "
+                       f"({span})")
+    return bound, example
+
+
+def grid_phase_warning(dx: float, mass: float, dt: float, warn_phase: float,
+                       units: UnitSystem = ATOMIC, *, t_end: float | None = None,
+                       window: float | None = None) -> list[str]:
+    """Rule 3: a warning when dt (pi/dx)^2 / 2m > warn_phase (``t_end``, ``window``: for the dt
+    the message suggests, as in `check_time_step`)."""
     phase = dt * (math.pi / dx) ** 2 / (2.0 * mass)
     if phase > warn_phase:
+        dt_warn = warn_phase * 2.0 * mass * (dx / math.pi) ** 2  # the dt at which phase = warn_phase
+        bound, example = _dt_hint(dt_warn, t_end, window, units, digits=3)
         return [
             (
                 f"time.dt: the grid's largest kinetic energy (pi/dx)^2/2m advances {phase:.4g} rad per step "
                 f"(> numerics.warn_phase = {warn_phase:.4g}); components near the grid's cut-off are not "
-                "resolved in time"
+                f"resolved in time: {bound} keeps them below it{example}"
             )
         ]
     return []
@@ -195,11 +302,15 @@ def check_exact_memory(n_x: int, n_particles: int, max_memory_gb: float | None) 
         origin = "numerics.max_memory_gb"
     if need > limit:
         n_max = math.floor((limit / (EXACT_ARRAYS * 16)) ** (1.0 / n_particles))
+        n_max -= n_max % 2  # grid.points must be even
+        memory = f"numerics.max_memory_gb = {format_number(need / 1e9, 3, 'up')}"
+        hint = (f"use at most {n_max} points (or set {memory})" if n_max >= 8
+                else f"no grid of 8 points fits that limit: set {memory}")
         raise ConfigError(
             "grid.points",
             f"an exact run with {n_particles} electrons on {n_x} points needs about {need / 1e9:.3g} GB "
             f"({EXACT_ARRAYS} arrays of {n_x}^{n_particles} complex numbers), more than {limit / 1e9:.3g} GB "
-            f"({origin}): use at most {n_max} points (or raise numerics.max_memory_gb)",
+            f"({origin}): {hint}",
         )
     return need
 
@@ -264,6 +375,9 @@ def resolve(
     warn_phase: float = math.pi,
     n_particles: int | None = None,
     max_memory_gb: float | None = None,
+    t_end: float | None = None,
+    window: float | None = None,
+    units: UnitSystem = ATOMIC,
 ) -> ResolutionReport:
     """Apply all rules; raise ConfigError on a refusal, else return the report (with warnings).
 
@@ -289,13 +403,17 @@ def resolve(
     n_particles : int, optional
         Given for exact runs: the memory rule is applied.
     max_memory_gb : float, optional
+    t_end, window : float, optional
+        [a.u. time]; for the dt hint (`check_time_step`).
+    units : UnitSystem
+        The run file's unit system: every message is written in it.
     """
     kr = k_reach(k_content, mass, bias_drop, w_max)
-    check_grid_resolution(kr, length, n_x, resolution_fraction)
+    check_grid_resolution(kr, length, n_x, resolution_fraction, units)
     prange = float(u0_range) + abs(bias_drop) + abs(w_max)
-    check_time_step(kr, mass, prange, dt, max_phase)
+    check_time_step(kr, mass, prange, dt, max_phase, t_end=t_end, window=window, units=units)
     dx = length / n_x
-    warnings = grid_phase_warning(dx, mass, dt, warn_phase)
+    warnings = grid_phase_warning(dx, mass, dt, warn_phase, units, t_end=t_end, window=window)
     memory = None
     if n_particles is not None:
         memory = check_exact_memory(n_x, n_particles, max_memory_gb)

@@ -18,6 +18,7 @@ U0(x_{n-1}), the continuum threshold of the grid's box, and (ii) it is localised
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -97,6 +98,7 @@ def bound_eigenstates(
     *,
     edge_fraction: float = 0.05,
     edge_tolerance: float = 1e-6,
+    units: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bound eigenstates of U0 with the requested indices (0 = lowest), refusing unbound ones.
 
@@ -127,6 +129,9 @@ def bound_eigenstates(
         On the index's key when the state is not bound (energy above an end of the grid, or not
         localised), or the index is negative.
     """
+    from bohmpower.units import ATOMIC
+
+    q = (ATOMIC if units is None else units).quantity
     indices = [int(i) for i in indices]
     if keys is None:
         keys = [f"initial.eigenstate[{j}].index" for j in range(len(indices))]
@@ -143,8 +148,8 @@ def bound_eigenstates(
         if not e < threshold:
             raise ConfigError(
                 key,
-                f"eigenstate {i} of U0 (energy {e:.6g} hartree) is not bound: it lies above the potential at "
-                f"the grid ends ({threshold:.6g} hartree). Choose an index below the number of bound states "
+                f"eigenstate {i} of U0 (energy {q(e, 'energy')}) is not bound: it lies above the potential at "
+                f"the grid ends ({q(threshold, 'energy')}). Choose an index below the number of bound states "
                 f"or deepen the potential",
             )
         p = np.abs(states[i]) ** 2 * grid.dx
@@ -152,7 +157,7 @@ def bound_eigenstates(
         if p_edge > edge_tolerance:
             raise ConfigError(
                 key,
-                f"eigenstate {i} of U0 (energy {e:.6g} hartree) is not localised: probability {p_edge:.3g} "
+                f"eigenstate {i} of U0 (energy {q(e, 'energy')}) is not localised: probability {p_edge:.3g} "
                 f"within {edge_fraction:.0%} of the cell from its ends (allowed {edge_tolerance:g}); enlarge "
                 f"the grid or choose a lower index",
             )
