@@ -67,7 +67,8 @@ def case_dicts(name: str) -> tuple[dict, dict, str]:
         return exact, cw, title
     exact, cws = acc.run_dicts(name)
     return exact, cws["off"], acc.CASES[name][4]
-TERMS = ("energy", "power", "interaction", "quantum", "boundary_flux", "field_work")
+TERMS = ("energy", "power", "interaction", "quantum", "quantum_flux", "quantum_nonlocal", "boundary_flux",
+         "field_work")
 
 
 def run_files(name: str, samples: int, sizes: list[int]) -> tuple[dict, dict]:
@@ -132,7 +133,8 @@ def table(rec: dict) -> str:
              "|---|---|---|---|---|" + "---|" * len(TERMS)]
     for tag, r in rec["runs"].items():
         verdict = "agree" if r["ok"] else "DISAGREE"
-        terms = " | ".join(f"{r['per_term'].get(t, float('nan')):.1f}" for t in TERMS)
+        # "-": not estimated by that setting (zeroth order has no P_S / P_N split)
+        terms = " | ".join(f"{r['per_term'][t]:.1f}" if t in r["per_term"] else "-" for t in TERMS)
         lines.append(f"| {tag} | {r['wall_time']:.0f} | {r['overall_max_z']:.1f} | "
                      f"{r['overall_rms_z']:.2f} | {verdict} | {terms} |")
     first = next(iter(rec["runs"].values()))

@@ -27,7 +27,7 @@ from bohmpower.io import read_result
 
 HERE = Path(__file__).resolve().parent
 #: Zero over the whole cell for every engine (pair antisymmetry, surface terms).
-WHOLE_CELL_ZERO = ("interaction", "quantum", "quantum_flux", "quantum_nonlocal", "boundary_flux")
+WHOLE_CELL_ZERO = ("interaction", "quantum", "boundary_flux")
 
 
 def write_variant(out: Path, m: int, template: Path) -> Path:
