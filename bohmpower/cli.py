@@ -18,7 +18,7 @@ import traceback
 from importlib import resources
 from pathlib import Path
 
-from bohmpower.errors import BohmpowerError, ConfigError
+from bohmpower.errors import BohmpowerError, ConfigError, StorageError
 
 log = logging.getLogger("bohmpower")
 
@@ -239,7 +239,11 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     if not root:
         return 0
     result.ranks = comm.size
-    path = io.write_cw_result(output, result, config, overwrite=args.overwrite or args.resume)
+    try:
+        path = io.write_cw_result(output, result, config, overwrite=args.overwrite or args.resume)
+    except StorageError as exc:
+        raise StorageError(f"{exc} with --resume: the checkpoint {checkpoint.dir} holds every "
+                           "finished block, so nothing is computed again") from None
     rate = result.samples / max(result.wall_time, 1e-9)
     log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
              "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,
@@ -270,6 +274,13 @@ def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, st
     except OSError as exc:
         return ("--output", f"cannot use the checkpoint folder {checkpoint.dir} "
                 f"({exc.strerror or exc}); choose another file with -o")
+    # With the lock held no other run writes here: temporary files are leftovers of a killed
+    # process (an MPI rank aborted mid-write, a full disk under SIGKILL).
+    from bohmpower.checkpoint import remove_stale_temporaries
+
+    for stale in (remove_stale_temporaries(checkpoint.dir, "*.tmp*")
+                  + remove_stale_temporaries(output.parent, f"{output.name}.tmp*")):
+        log.info("removed %s, left by a process that was killed while writing it", stale)
     orphans = checkpoint.orphan_problem()
     if orphans is not None and not (args.overwrite and not args.resume):
         return ("--resume" if args.resume else "--output", orphans)
@@ -386,6 +397,10 @@ COMMANDS = {"run": cmd_run, "exact": cmd_exact, "check": cmd_check, "info": cmd_
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     previous = None
+    # A file-size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
+    # instead of killing the process half-way through a file.
+    previous_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") \
+        else None
     if "run" in argv:
         # First thing, before the imports and the numba compile: a SIGTERM during start-up must
         # still end in a checkpoint and exit 75 (the run loop stops before its first block).
@@ -398,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_xfsz is not None:
+            signal.signal(signal.SIGXFSZ, previous_xfsz)
 
 
 def _dispatch(args) -> int:

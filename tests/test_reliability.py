@@ -533,3 +533,163 @@ def test_a_failed_result_write_leaves_no_partial_file(tmp_path, monkeypatch, cap
     code, err = cli(["exact", run, "-o", out, "-q"], caplog)
     assert code != 0 and not out.exists()
     assert not list(tmp_path.glob("out.h5.tmp*")), list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 7: a full disk is a clean exit 1 with a message; nothing partial; finished blocks usable
+# ------------------------------------------------------------------------------------------------
+
+#: The command line in a child process without mpi4py (the serial path, as when it is not
+#: installed): MPI's start-up writes megabytes of shared-memory files, which a small file-size
+#: limit would refuse before bohmpower starts.
+_SERIAL_CLI = ("import sys; sys.modules['mpi4py'] = None; from bohmpower.cli import main; "
+               "sys.exit(main(sys.argv[1:]))")
+
+
+def _run_with_file_size_limit(args, limit: int, cwd: Path):
+    """The CLI in a child whose files cannot grow beyond ``limit`` bytes (RLIMIT_FSIZE): every
+    write past it fails in the kernel (EFBIG, like ENOSPC on a full disk). SIGXFSZ keeps its
+    default action (kill) in the child: bohmpower itself must ignore it."""
+    import resource
+
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", _SERIAL_CLI, *map(str, args)], cwd=cwd, env=ENV,
+                          preexec_fn=limit_files, capture_output=True, text=True, timeout=600)
+
+
+def _datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     else None)
+    return out
+
+
+def _assert_bitwise_equal_results(a, b):
+    da, db = _datasets(a), _datasets(b)
+    assert sorted(da) == sorted(db)
+    for name, x in da.items():
+        assert np.array_equal(np.asarray(x), np.asarray(db[name]), equal_nan=True), name
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name or ".inmemory" in p.name]
+
+
+@pytest.fixture(scope="module")
+def straight_cw(tmp_path_factory):
+    """A straight run of cw_run(): the reference result, its block and result file sizes."""
+    folder = tmp_path_factory.mktemp("straight")
+    run = write_run_file(folder / "run.toml", cw_run())
+    out = folder / "out.h5"
+    assert main(["run", str(run), "-o", str(out), "-q"]) == 0
+    blocks = sorted(p.stat().st_size for p in ckpt_dir(out).glob("block-*.npz"))
+    return out, blocks, out.stat().st_size
+
+
+def test_a_full_disk_writing_the_result_is_a_clean_exit_and_resume_finishes(
+        tmp_path, caplog, straight_cw):
+    """Real kernel write failures (RLIMIT_FSIZE): the result file cannot be written, the blocks
+    can. Before the fix: exit -11 (segfault in h5py's close) after dozens of tracebacks."""
+    ref, blocks, result_size = straight_cw
+    assert blocks[-1] < result_size  # the limit below lets the blocks through, not the result
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    proc = _run_with_file_size_limit(["run", run, "-o", out, "-q"],
+                                     (blocks[-1] + result_size) // 2, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected failure" not in proc.stderr
+    assert f"cannot write the result file {out}" in proc.stderr and "--resume" in proc.stderr
+    assert not out.exists() and not _leftovers(tmp_path), list(tmp_path.rglob("*"))
+    assert len(list(ckpt_dir(out).glob("block-*.npz"))) == 2
+    code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)  # space freed
+    assert code == 0, err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_a_full_disk_writing_a_checkpoint_is_a_clean_exit(tmp_path, caplog, straight_cw):
+    """The first block file cannot be written (real EFBIG inside numpy's zip writer): exit 1 with
+    the file named, no partial block file, and the run resumes once there is room."""
+    ref, blocks, _ = straight_cw
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    proc = _run_with_file_size_limit(["run", run, "-o", out, "-q"], blocks[0] // 2, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected failure" not in proc.stderr
+    assert "cannot write the checkpoint file" in proc.stderr and "block-0-63.npz" in proc.stderr
+    assert not out.exists() and not _leftovers(tmp_path), list(tmp_path.rglob("*"))
+    assert (ckpt_dir(out) / "manifest.json").exists()
+    code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)
+    assert code == 0, err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_enospc_after_a_finished_block_keeps_it_and_resume_skips_it(tmp_path, caplog,
+                                                                  monkeypatch, straight_cw):
+    """ENOSPC (injected half-way through the second block file) after the first block was
+    written: the first block stays and is reused, not recomputed."""
+    import errno
+
+    ref, _, _ = straight_cw
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    real_savez = np.savez
+    calls = []
+
+    def savez_then_full(fh, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            fh.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_savez(fh, **arrays)
+
+    monkeypatch.setattr(ckpt_mod.np, "savez", savez_then_full)
+    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    assert code == 1 and "No space left on device" in err and "block-64-69.npz" in err
+    assert "unexpected failure" not in err
+    assert sorted(p.name for p in ckpt_dir(out).iterdir()) == ["block-0-63.npz", "manifest.json"]
+    assert not _leftovers(tmp_path) and not out.exists()
+    monkeypatch.setattr(ckpt_mod.np, "savez", real_savez)
+    caplog.set_level("INFO")
+    code, err = cli(["run", run, "-o", out, "--resume"], caplog)
+    assert code == 0, err
+    assert "64 of 70 samples already done" in err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_enospc_writing_an_exact_result_is_a_clean_exit(tmp_path, caplog, monkeypatch):
+    import errno
+
+    import bohmpower.io as bio
+
+    run = write_run_file(tmp_path / "run.toml", exact_run())
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"an earlier result")
+
+    def fsync_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bio.os, "fsync", fsync_full)
+    code, err = cli(["exact", run, "-o", out, "-q", "--overwrite"], caplog)
+    assert code == 1 and f"cannot write the result file {out}" in err, err
+    assert "unexpected failure" not in err
+    assert out.read_bytes() == b"an earlier result" and not _leftovers(tmp_path)
+
+
+def test_temporaries_left_by_a_killed_process_are_removed_when_the_lock_is_taken(tmp_path,
+                                                                                caplog):
+    """An MPI rank aborted while writing leaves ``*.tmp<pid>``; the next run (holding the lock,
+    so no live run writes there) removes those of dead processes."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    ckpt_dir(out).mkdir()
+    stale = [ckpt_dir(out) / f"block-0-63.npz.tmp{dead}", tmp_path / f"out.h5.tmp{dead}"]
+    for p in stale:
+        p.write_bytes(b"half")
+    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    assert code == 0, err
+    assert not any(p.exists() for p in stale)
