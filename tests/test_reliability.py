@@ -693,3 +693,70 @@ def test_temporaries_left_by_a_killed_process_are_removed_when_the_lock_is_taken
     code, err = cli(["run", run, "-o", out, "-q"], caplog)
     assert code == 0, err
     assert not any(p.exists() for p in stale)
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 9: the CW engine stops where the exact engine stops as unresolved
+# ------------------------------------------------------------------------------------------------
+
+#: A packet falling into an 8 hartree deep dip: the run-file rules pass (they bound the drives'
+#: and the interaction's energy, not the depth of U0), but at the bottom k = 4 > pi/dx = 3.35.
+_DIP = dict(potential=[{"kind": "gaussian", "center": 0.0, "width": 3.0, "height": -8.0}],
+            initial={"packet": [{"center": -6.0, "width": 2.0, "wavenumber": 0.6}]},
+            time={"dt": 0.05, "t_end": 4.0, "save_every": 5})
+
+
+def test_a_cw_run_that_exact_stops_as_unresolved_stops_too(tmp_path, caplog):
+    """Before: exact stopped at step 10, `run` ran to the end with exit 0."""
+    ex = write_run_file(tmp_path / "ex.toml", exact_run(**_DIP))
+    cw = write_run_file(tmp_path / "cw.toml", cw_run(**_DIP))
+    code, err = cli(["exact", ex, "-o", tmp_path / "ex.h5", "-q"], caplog)
+    assert code == 1 and "top 10% of the grid's wavenumbers" in err, err
+    out = tmp_path / "cw.h5"
+    code, err = cli(["run", cw, "-o", out, "-q"], caplog)
+    assert code == 1, err
+    assert "top 10% of the grid's wavenumbers" in err and "increase grid.points" in err
+    assert "numerical failure at step 10 (t = 0.5 " in err  # step and time, as exact's
+    assert "sample 0, electron 0:" in err
+    assert not out.exists()
+
+
+def test_the_cw_resolution_check_is_the_exact_engines():
+    """Same tolerance, same definition of the top 10 % (odd and even n_x), and a resolved state
+    passes: the per-CW fractions equal the exact engine's on one-electron wavefunctions."""
+    from bohmpower import driver
+    from bohmpower.cw import engine
+
+    assert engine.SPECTRAL_EDGE_TOLERANCE == driver.SPECTRAL_EDGE_TOLERANCE
+    rng = np.random.default_rng(3)
+    for n in (64, 65, 320):
+        psi = rng.normal(size=(3, 2, n)) + 1j * rng.normal(size=(3, 2, n))
+        got = engine.spectral_edge_weights(psi)
+        want = [[driver.spectral_edge_weight(psi[b, c]) for c in range(2)] for b in range(3)]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    x = np.linspace(-30, 30, 64, endpoint=False)
+    smooth = np.exp(-x ** 2 / 8 + 0.6j * x)
+    assert engine.spectral_edge_weights(smooth) < engine.SPECTRAL_EDGE_TOLERANCE
+    bad = np.array([np.nan, 1.0, 0.0, 0.0] + [0.0] * 60, dtype=complex)
+    assert np.isnan(engine.spectral_edge_weights(bad)) and engine.spectral_edge_weights(0 * x) == 0
+
+
+def test_the_cw_resolution_check_runs_every_k_steps(tmp_path):
+    """Every ``spectral_every`` steps: with 10 the dip is caught at step 10; switched off it is
+    not caught at all within the run (the norm and NaN checks pass: the state is finite)."""
+    from bohmpower.cw.engine import CWEnsemble, SampleFailure
+    from bohmpower.model import build_model
+    from bohmpower.model.sampling import sample_configurations
+    from tests.conftest import make_config
+
+    model, _ = build_model(make_config(tmp_path, **cw_run(**_DIP)), command="run")
+    X0 = sample_configurations("slater", model.orbitals, model.grid.x, 1, np.arange(4))
+    ens = CWEnsemble(model, X0, exchange=False, spectral_every=10)
+    with pytest.raises(SampleFailure, match="top 10%") as info:
+        for _ in range(80):
+            ens.step()
+    assert info.value.step == 10
+    ens = CWEnsemble(model, X0, exchange=False, spectral_every=0)
+    for _ in range(20):
+        ens.step()
+    assert ens.max_spectral_edge == 0.0 and not ens.failed
