@@ -244,29 +244,45 @@ class Checkpoint:
         """Every finished block on disk, keyed by first sample id; a corrupted file is refused."""
         out = {}
         for path in self.block_files():
-            try:
-                with np.load(path) as z:
-                    data = {k: z[k] for k in z.files}
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
-                                  "resume again (its samples are recomputed)") from None
-            digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
-            if digest != self.digest:
-                raise ConfigError("--resume", f"{path} was written by another run (its run "
-                                  "identity differs from this run's), so it is not merged; "
-                                  "remove that file and resume again (its samples are "
-                                  "recomputed), or choose another output")
-            sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
-                                        if k.startswith("sums/")})
-            stored: dict = {}
-            for k, v in data.items():
-                if k.startswith("stored/"):
-                    _, sid, name = k.split("/", 2)
-                    stored.setdefault(int(sid), {})[name] = v
-            result = BlockResult(sums, stored, int(data["crossed"]))
-            check_finite_block(result, f"checkpoint block {path}")
-            out[sums.first_id] = result
+            result = self.load_block(path)
+            out[result.sums.first_id] = result
         return out
+
+    def finished_blocks(self) -> dict[tuple[int, int], tuple[Path, int]]:
+        """(first id, last id) -> (file, samples) of every finished block on disk, each read and
+        checked as :meth:`load_block` does (a file of another run, corrupted or not finite is
+        refused) but not kept: a resumed run loads each again when its turn to be merged comes,
+        so memory does not grow with the number of blocks."""
+        out = {}
+        for path in self.block_files():
+            sums = self.load_block(path).sums
+            out[(sums.first_id, sums.last_id)] = (path, sums.n_samples)
+        return out
+
+    def load_block(self, path: Path) -> BlockResult:
+        """One block file, checked: written by this run, readable, finite."""
+        try:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
+                              "resume again (its samples are recomputed)") from None
+        digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
+        if digest != self.digest:
+            raise ConfigError("--resume", f"{path} was written by another run (its run "
+                              "identity differs from this run's), so it is not merged; "
+                              "remove that file and resume again (its samples are "
+                              "recomputed), or choose another output")
+        sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
+                                    if k.startswith("sums/")})
+        stored: dict = {}
+        for k, v in data.items():
+            if k.startswith("stored/"):
+                _, sid, name = k.split("/", 2)
+                stored.setdefault(int(sid), {})[name] = v
+        result = BlockResult(sums, stored, int(data["crossed"]))
+        check_finite_block(result, f"checkpoint block {path}")
+        return result
 
     def remove(self) -> None:
         """Delete the checkpoint once the final result file is written."""

@@ -760,3 +760,64 @@ def test_the_cw_resolution_check_runs_every_k_steps(tmp_path):
     for _ in range(20):
         ens.step()
     assert ens.max_spectral_edge == 0.0 and not ens.failed
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 10: rank 0 holds a few blocks, whatever the number of samples
+# ------------------------------------------------------------------------------------------------
+
+
+def _count_live_blocks(monkeypatch):
+    """Track every BlockResult the run makes or loads; returns (record, peak) where peak[0] is
+    the largest number alive at once, sampled whenever a new one appears."""
+    import gc
+    import weakref
+
+    from bohmpower import driver
+
+    refs, peak = [], [0]
+
+    def note(result):
+        refs.append(weakref.ref(result))
+        gc.collect()
+        peak[0] = max(peak[0], sum(r() is not None for r in refs))
+        return result
+
+    real_block, real_load = driver.CWSolver.run_block, ckpt_mod.Checkpoint.load_block
+    monkeypatch.setattr(driver.CWSolver, "run_block", lambda self, ids: note(real_block(self, ids)))
+    monkeypatch.setattr(ckpt_mod.Checkpoint, "load_block",
+                        lambda self, path: note(real_load(self, path)))
+    return peak
+
+
+def test_rank_0_holds_a_few_blocks_not_all_of_them(tmp_path, monkeypatch):
+    """640 samples = 10 blocks, computed, then resumed from disk with 2 blocks missing. Before:
+    every block stayed in memory until the end (10 alive at once); now each is merged and dropped
+    (one being computed or loaded, one just merged), and the result is the same to the bit."""
+    from bohmpower.checkpoint import Checkpoint, run_identity
+    from bohmpower.driver import CWSolver
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, **cw_run(samples=640, time={"dt": 0.05, "t_end": 0.2,
+                                                                "save_every": 2}))
+    peak = _count_live_blocks(monkeypatch)
+    ckpt = Checkpoint(tmp_path / "out.h5", run_identity(config))
+    straight = CWSolver(config).run(checkpoint=ckpt)
+    assert peak[0] <= 2, peak
+    for name in ("block-128-191.npz", "block-448-511.npz"):
+        (ckpt.dir / name).unlink()
+    peak[0] = 0
+    resumed = CWSolver(config).run(checkpoint=ckpt, resume=True)
+    assert peak[0] <= 2, peak
+    a, b = dict(_leaves(straight.estimates)), dict(_leaves(resumed.estimates))
+    assert sorted(a) == sorted(b) and any(k.startswith("blocks/") for k in a)
+    for k in a:
+        assert np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True), k
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}/")
+        else:
+            yield f"{prefix}{k}", v
