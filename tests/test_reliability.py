@@ -821,3 +821,55 @@ def _leaves(d, prefix=""):
             yield from _leaves(v, f"{prefix}{k}/")
         else:
             yield f"{prefix}{k}", v
+
+
+# ------------------------------------------------------------------------------------------------
+# Fuzz: generated run files and argument lists through the command line, zero tracebacks
+# (scripts/fuzz_reliability.py runs 10,000 and 1,000; the suite keeps small counts)
+# ------------------------------------------------------------------------------------------------
+
+
+def _fuzz_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_reliability",
+                                                  REPO / "scripts" / "fuzz_reliability.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fuzz_reliability", mod)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["fuzz_reliability"])
+    return sys.modules["fuzz_reliability"]
+
+
+def test_generated_run_files_never_end_in_a_traceback(tmp_path, caplog):
+    """Mutated files written as TOML, byte-mutated text (non-UTF-8 included) and floats near the
+    limits, each through `bohmpower check`: exit 0 or 2, never the unexpected-failure branch."""
+    fuzz = _fuzz_module()
+    caplog.set_level("WARNING")
+    report = fuzz.fuzz_run_files(80, tmp_path)
+    assert report.n >= 80 and not report.failures, report.failures[:3]
+    assert report.codes[0] and report.codes[2]  # both outcomes are reached
+
+
+def test_generated_argument_lists_never_end_in_a_traceback(tmp_path, caplog, monkeypatch):
+    fuzz = _fuzz_module()
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("WARNING")
+    report = fuzz.fuzz_cli(25, tmp_path)
+    assert report.n >= 25 and not report.failures, report.failures[:3]
+
+
+def test_the_fuzz_harness_reports_a_traceback(tmp_path, monkeypatch):
+    """The harness can fail: an exception escaping main, or the unexpected-failure branch, is
+    recorded as a traceback."""
+    fuzz = _fuzz_module()
+    report = fuzz.Report()
+    monkeypatch.setattr(fuzz, "main", lambda args: (_ for _ in ()).throw(KeyError("x")))
+    fuzz._call(["check", "x"], report)
+    assert report.failures and "KeyError" in report.failures[0][1]
+    import bohmpower.cli as bcli
+
+    monkeypatch.setattr(fuzz, "main", bcli.main)
+    monkeypatch.setitem(bcli.COMMANDS, "check", lambda args: {}["boom"])
+    run = write_run_file(tmp_path / "run.toml", exact_run())
+    fuzz._call(["check", str(run)], report)
+    assert len(report.failures) == 2 and "unexpected failure" in report.failures[1][1]
