@@ -141,7 +141,7 @@ def cmd_exact(args) -> int:
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".exact.h5")
+        output = args.output or _default_output(run_file, ".exact.h5")
     config = _load(run_file, "exact", args)
     io.check_output_path(output, args.overwrite, inputs=_inputs(run_file, config))
     log.info("exact run: %s", config.title or run_file.name)
@@ -161,6 +161,16 @@ def cmd_exact(args) -> int:
              wall, len(result.time), g["norm"][0], g["norm"][-1], g["energy"][0], g["energy"][-1])
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
     return 0
+
+
+def _default_output(run_file: Path, suffix: str) -> Path:
+    """RUN.toml -> RUN<suffix> beside it; a run-file argument that names no file (an empty
+    string, a folder) is refused here, before a name is derived from it."""
+    if not run_file.name or run_file.is_dir():
+        raise ConfigError(str(run_file) if str(run_file) not in ("", ".") else "RUN",
+                          "not a run file (an empty name or a folder); give the path of a "
+                          ".toml run file")
+    return run_file.with_suffix(suffix)
 
 
 def _inputs(run_file: Path, config) -> list[Path]:
@@ -194,7 +204,7 @@ def cmd_run(args) -> int:
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".cw.h5")
+        output = args.output or _default_output(run_file, ".cw.h5")
     for name in ("checkpoint_every", "checkpoint_interval", "max_wall_time"):
         val = getattr(args, name)
         if val is not None and not val > 0:

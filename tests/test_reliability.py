@@ -873,3 +873,16 @@ def test_the_fuzz_harness_reports_a_traceback(tmp_path, monkeypatch):
     run = write_run_file(tmp_path / "run.toml", exact_run())
     fuzz._call(["check", str(run)], report)
     assert len(report.failures) == 2 and "unexpected failure" in report.failures[1][1]
+
+
+@pytest.mark.parametrize("command", ["run", "exact"])
+@pytest.mark.parametrize("arg", ["", "folder"])
+def test_a_run_file_argument_naming_no_file_is_a_clear_error(tmp_path, caplog, monkeypatch,
+                                                             command, arg):
+    """Found by scripts/fuzz_reliability.py: `bohmpower run ""` raised ValueError while deriving
+    the default output name (exit 1 with a report)."""
+    monkeypatch.chdir(tmp_path)
+    if arg:
+        (tmp_path / arg).mkdir()
+    code, err = cli([command, arg], caplog)
+    assert code == 2 and "not a run file" in err and "unexpected failure" not in err, err
