@@ -292,6 +292,8 @@ def main_(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="fuzz_reliability_") as d:
         for what, fun, n in (("run files", fuzz_run_files, args.run_files),
                              ("CLI argument lists", fuzz_cli, args.cli)):
+            if n <= 0:
+                continue
             sub = Path(d) / what.replace(" ", "_")
             sub.mkdir()
             cwd = os.getcwd()
