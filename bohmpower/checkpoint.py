@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bohmpower.errors import BadBlockError, ConfigError
+from bohmpower.errors import BadBlockError, ConfigError, StorageError, is_out_of_space
 from bohmpower.power.estimators import BlockSums
 from bohmpower.power.recorder import BLOCK_SIZE, BlockResult
 
@@ -99,13 +99,48 @@ def check_finite_block(result: BlockResult, where: str) -> None:
 
 
 def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` then rename to ``path``; the temporary file never stays behind. A full disk
+    (or quota, or file-size limit) is a StorageError naming the file: the blocks already in the
+    folder are complete files and stay usable by ``--resume``."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise StorageError(
+                f"cannot write the checkpoint file {path}: {exc.strerror or exc}; nothing partial "
+                f"was left, and the finished blocks in {path.parent} are kept. Free space (or "
+                "raise the quota), then rerun the same command with --resume") from None
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path, pattern: str) -> list[Path]:
+    """Remove the temporary files ``pattern`` (e.g. ``*.tmp*``) in ``folder`` that a killed process
+    left (an MPI rank aborted mid-write). Call it only with the checkpoint lock held, so no live
+    run writes them; a name whose pid is a live process is kept all the same."""
+    removed = []
+    for tmp in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        m = re.search(r"\.tmp(\d+)$", tmp.name)
+        if m is None or not tmp.is_file() or _pid_alive(int(m.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours is never in progress while the run is starting
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class Checkpoint:
@@ -209,29 +244,45 @@ class Checkpoint:
         """Every finished block on disk, keyed by first sample id; a corrupted file is refused."""
         out = {}
         for path in self.block_files():
-            try:
-                with np.load(path) as z:
-                    data = {k: z[k] for k in z.files}
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
-                                  "resume again (its samples are recomputed)") from None
-            digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
-            if digest != self.digest:
-                raise ConfigError("--resume", f"{path} was written by another run (its run "
-                                  "identity differs from this run's), so it is not merged; "
-                                  "remove that file and resume again (its samples are "
-                                  "recomputed), or choose another output")
-            sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
-                                        if k.startswith("sums/")})
-            stored: dict = {}
-            for k, v in data.items():
-                if k.startswith("stored/"):
-                    _, sid, name = k.split("/", 2)
-                    stored.setdefault(int(sid), {})[name] = v
-            result = BlockResult(sums, stored, int(data["crossed"]))
-            check_finite_block(result, f"checkpoint block {path}")
-            out[sums.first_id] = result
+            result = self.load_block(path)
+            out[result.sums.first_id] = result
         return out
+
+    def finished_blocks(self) -> dict[tuple[int, int], tuple[Path, int]]:
+        """(first id, last id) -> (file, samples) of every finished block on disk, each read and
+        checked as :meth:`load_block` does (a file of another run, corrupted or not finite is
+        refused) but not kept: a resumed run loads each again when its turn to be merged comes,
+        so memory does not grow with the number of blocks."""
+        out = {}
+        for path in self.block_files():
+            sums = self.load_block(path).sums
+            out[(sums.first_id, sums.last_id)] = (path, sums.n_samples)
+        return out
+
+    def load_block(self, path: Path) -> BlockResult:
+        """One block file, checked: written by this run, readable, finite."""
+        try:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
+                              "resume again (its samples are recomputed)") from None
+        digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
+        if digest != self.digest:
+            raise ConfigError("--resume", f"{path} was written by another run (its run "
+                              "identity differs from this run's), so it is not merged; "
+                              "remove that file and resume again (its samples are "
+                              "recomputed), or choose another output")
+        sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
+                                    if k.startswith("sums/")})
+        stored: dict = {}
+        for k, v in data.items():
+            if k.startswith("stored/"):
+                _, sid, name = k.split("/", 2)
+                stored.setdefault(int(sid), {})[name] = v
+        result = BlockResult(sums, stored, int(data["crossed"]))
+        check_finite_block(result, f"checkpoint block {path}")
+        return result
 
     def remove(self) -> None:
         """Delete the checkpoint once the final result file is written."""

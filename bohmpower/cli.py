@@ -18,7 +18,7 @@ import traceback
 from importlib import resources
 from pathlib import Path
 
-from bohmpower.errors import BohmpowerError, ConfigError
+from bohmpower.errors import BohmpowerError, ConfigError, StorageError
 
 log = logging.getLogger("bohmpower")
 
@@ -143,7 +143,7 @@ def cmd_exact(args) -> int:
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".exact.h5")
+        output = args.output or _default_output(run_file, ".exact.h5")
     config = _load(run_file, "exact", args)
     for note in config.command_notes("exact"):
         log.info("note: %s", note)
@@ -173,6 +173,16 @@ def cmd_exact(args) -> int:
                  tm["setup"], wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
     return 0
+
+
+def _default_output(run_file: Path, suffix: str) -> Path:
+    """RUN.toml -> RUN<suffix> beside it; a run-file argument that names no file (an empty
+    string, a folder) is refused here, before a name is derived from it."""
+    if not run_file.name or run_file.is_dir():
+        raise ConfigError(str(run_file) if str(run_file) not in ("", ".") else "RUN",
+                          "not a run file (an empty name or a folder); give the path of a "
+                          ".toml run file")
+    return run_file.with_suffix(suffix)
 
 
 def _inputs(run_file: Path, config) -> list[Path]:
@@ -206,7 +216,7 @@ def cmd_run(args) -> int:
         log.info("no run file given: running the built-in demo (%s)", run_file)
     else:
         run_file = args.run_file
-        output = args.output or run_file.with_suffix(".cw.h5")
+        output = args.output or _default_output(run_file, ".cw.h5")
     for name in ("checkpoint_every", "checkpoint_interval", "max_wall_time"):
         val = getattr(args, name)
         if val is not None and not val > 0:
@@ -253,7 +263,11 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     if not root:
         return 0
     result.ranks = comm.size
-    path = io.write_cw_result(output, result, config, overwrite=args.overwrite or args.resume)
+    try:
+        path = io.write_cw_result(output, result, config, overwrite=args.overwrite or args.resume)
+    except StorageError as exc:
+        raise StorageError(f"{exc} with --resume: the checkpoint {checkpoint.dir} holds every "
+                           "finished block, so nothing is computed again") from None
     rate = result.samples / max(result.wall_time, 1e-9)
     log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
              "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,
@@ -284,6 +298,13 @@ def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, st
     except OSError as exc:
         return ("--output", f"cannot use the checkpoint folder {checkpoint.dir} "
                 f"({exc.strerror or exc}); choose another file with -o")
+    # With the lock held no other run writes here: temporary files are leftovers of a killed
+    # process (an MPI rank aborted mid-write, a full disk under SIGKILL).
+    from bohmpower.checkpoint import remove_stale_temporaries
+
+    for stale in (remove_stale_temporaries(checkpoint.dir, "*.tmp*")
+                  + remove_stale_temporaries(output.parent, f"{output.name}.tmp*")):
+        log.info("removed %s, left by a process that was killed while writing it", stale)
     orphans = checkpoint.orphan_problem()
     if orphans is not None and not (args.overwrite and not args.resume):
         return ("--resume" if args.resume else "--output", orphans)
@@ -424,6 +445,10 @@ COMMANDS = {"run": cmd_run, "exact": cmd_exact, "check": cmd_check, "info": cmd_
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     previous = None
+    # A file-size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
+    # instead of killing the process half-way through a file.
+    previous_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") \
+        else None
     if "run" in argv:
         # First thing, before the imports and the numba compile: a SIGTERM during start-up must
         # still end in a checkpoint and exit 75 (the run loop stops before its first block).
@@ -436,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_xfsz is not None:
+            signal.signal(signal.SIGXFSZ, previous_xfsz)
 
 
 def _dispatch(args) -> int:

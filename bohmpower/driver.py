@@ -558,10 +558,14 @@ class CWSolver:
         Notes
         -----
         Blocks are dealt round-robin; after each round the ranks agree (one allreduce) whether to
-        stop, so no rank waits for another that has left.
+        stop, so no rank waits for another that has left. After each round rank 0 receives the
+        round's blocks one at a time in id order and merges each at once (``_merge_round``), with
+        the checkpoint's blocks read from disk when their turn comes: rank 0 holds a few blocks,
+        not all of them, and the merge is the same sequence of operations as merging every block
+        sorted by id (the same result to the bit, whatever the number of ranks).
         """
-        from bohmpower.parallel import SerialComm, any_rank, gather_to_root, my_blocks
-        from bohmpower.power.recorder import blocks_of, merge_blocks
+        from bohmpower.parallel import SerialComm, any_rank, my_blocks
+        from bohmpower.power.recorder import OrderedMerge, blocks_of
 
         comm = comm or SerialComm()
         start = _time.perf_counter()
@@ -573,10 +577,11 @@ class CWSolver:
                 if resume and checkpoint.exists():
                     checkpoint.check()
                     keys = {(int(b[0]), int(b[-1])) for b in blocks}
-                    done = {k: r for k, r in checkpoint.load_blocks().items()
-                            if (r.sums.first_id, r.sums.last_id) in keys}
+                    # checked now, loaded again when merged: {first id: (file, samples)}
+                    done = {first: found for (first, last), found
+                            in checkpoint.finished_blocks().items() if (first, last) in keys}
                     log.info("resuming: %d of %d samples already done",
-                             sum(r.sums.n_samples for r in done.values()), self.n_samples)
+                             sum(n for _, n in done.values()), self.n_samples)
                 checkpoint.write_manifest(self.n_samples)
             except BohmpowerError as exc:
                 refused = exc
@@ -588,7 +593,7 @@ class CWSolver:
             raise (ConfigError("", why[1]) if why[0] == 2 else BohmpowerError(why[1]))
         done_ids = comm.bcast(sorted(done), root=0)
         if progress is not None and done:
-            progress(sum(r.sums.n_samples for r in done.values()))
+            progress(sum(n for _, n in done.values()))
         todo = [b for b in blocks if int(b[0]) not in done_ids]
         mine = my_blocks(todo, comm)
         # units of work: one block each (zeroth order), or all of a rank's blocks at once (the
@@ -602,7 +607,14 @@ class CWSolver:
         else:
             units = [mine] if mine else []
         n_rounds = comm.allreduce(len(units), op=_max_op())
-        local, pending = [], []
+        # round of todo[k] (its owner is k % size, as my_blocks deals them)
+        rounds = [k // comm.size if self.scheme != "interacting" else 0 for k in range(len(todo))]
+        m = self.model
+        merge = (OrderedMerge(self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
+                              m.n_particles) if comm.rank == 0 else None)
+        waiting = sorted(done)  # checkpoint blocks not merged yet (rank 0)
+        n_local = 0
+        pending: list = []
         last_flush = _time.perf_counter()
         busy = 0.0
         round_time = 0.0
@@ -612,8 +624,9 @@ class CWSolver:
                 max_wall_time is not None and elapsed + 1.2 * round_time > max_wall_time)
             if any_rank(stop, comm):
                 self._flush(checkpoint, pending)
-                raise StoppedEarly(self._stop_message(comm, local, done, checkpoint))
+                raise StoppedEarly(self._stop_message(comm, n_local, done, checkpoint))
             t0 = _time.perf_counter()
+            rs = []
             if i < len(units):
                 def stop_now() -> bool:
                     late = max_wall_time is not None and _time.perf_counter() - start > max_wall_time
@@ -624,14 +637,14 @@ class CWSolver:
                 except _UnitStopped as exc:
                     self._flush(checkpoint, pending)
                     raise StoppedEarly(
-                        self._stop_message(comm, local, done, checkpoint)
+                        self._stop_message(comm, n_local, done, checkpoint)
                         + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
                         f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
                     ) from None
                 except NumericalError as exc:  # an engine's time stamp, in the run file's units
                     exc.in_units(self.model.units)
                     raise
-                local.extend(rs)
+                n_local += sum(r.sums.n_samples for r in rs)
                 pending.extend(rs)
             round_time = max(round_time, _time.perf_counter() - t0)
             busy += _time.perf_counter() - t0
@@ -648,19 +661,16 @@ class CWSolver:
                     sum(len(b) for b in units[i]) if i < len(units) else 0, op=_sum_op())
                 if comm.rank == 0:
                     progress(finished)
+            self._merge_round([k for k, r in enumerate(rounds) if r == i], todo, rs, comm, merge,
+                              waiting, done, checkpoint)
+            del rs
         self._flush(checkpoint, pending)
-        gathered = gather_to_root(local, comm)
         busy_all = comm.gather(busy, root=0)
         if comm.rank != 0:
             return None
-        from bohmpower.checkpoint import check_finite_block
-
-        for r in gathered:
-            check_finite_block(r, f"block of samples {r.sums.first_id}-{r.sums.last_id}")
-        m = self.model
-        estimates, stored, crossings = merge_blocks(
-            list(done.values()) + gathered, self.volumes, self.time, self.window_steps,
-            m.grid.x, self.n_store, m.n_particles)
+        while waiting:
+            merge.add(checkpoint.load_block(done[waiting.pop(0)][0]))
+        estimates, stored, crossings = merge.finish()
         discarded = sorted(self.discarded)
         result = CWResult(model=m, time=np.asarray(self.time.frame_steps) * self.dt,
                           estimates=estimates, stored_trajectories=stored, crossings=crossings,
@@ -674,6 +684,24 @@ class CWSolver:
         return result
 
     @staticmethod
+    def _merge_round(ks, todo, rs, comm, merge, waiting, done, checkpoint) -> None:
+        """Merge on rank 0 the blocks todo[k] (k in ``ks``, increasing) finished this round, in id
+        order, each received from its rank when its turn comes, with the checkpoint blocks that
+        precede it (``waiting``: first ids, loaded from disk one at a time)."""
+        from bohmpower.checkpoint import check_finite_block
+        from bohmpower.parallel import to_root_in_order
+
+        arriving = to_root_in_order([k % comm.size for k in ks], rs, comm)
+        if merge is None:
+            return
+        for k, r in zip(ks, arriving):
+            first = int(todo[k][0])
+            while waiting and waiting[0] < first:
+                merge.add(checkpoint.load_block(done[waiting.pop(0)][0]))
+            check_finite_block(r, f"block of samples {r.sums.first_id}-{r.sums.last_id}")
+            merge.add(r)
+
+    @staticmethod
     def _flush(checkpoint, pending: list) -> None:
         if checkpoint is None:
             pending.clear()
@@ -682,11 +710,10 @@ class CWSolver:
             checkpoint.save_block(r)
         pending.clear()
 
-    def _stop_message(self, comm, local, done, checkpoint) -> str:
+    def _stop_message(self, comm, n_local, done, checkpoint) -> str:
         from bohmpower.parallel import sum_over_ranks
 
-        n_local = sum(r.sums.n_samples for r in local)
-        n_done = sum_over_ranks(n_local, comm) + sum(r.sums.n_samples for r in done.values())
+        n_done = sum_over_ranks(n_local, comm) + sum(n for _, n in done.values())
         where = f"checkpoint in {checkpoint.dir}" if checkpoint is not None else "no checkpoint"
         return (f"stopped cleanly after {n_done} of {self.n_samples} samples ({where}); finish "
                 "with the same command plus --resume")

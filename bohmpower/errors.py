@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class BohmpowerError(Exception):
     """Base class of every error bohmpower raises on purpose."""
@@ -65,6 +67,25 @@ class BadBlockError(BohmpowerError):
     """A finished block of samples whose values cannot be merged (not finite): names the block."""
 
     exit_code = 1
+
+
+class StorageError(BohmpowerError):
+    """A file that could not be written because the disk, the quota or the file-size limit is full.
+
+    Nothing partial stays behind (the temporary file is removed); the message names the file and
+    says what was kept (finished checkpoint blocks stay usable by ``--resume``).
+    """
+
+    exit_code = 1
+
+
+#: errno values that mean "no room for this file": a full disk, a full quota, a file-size limit.
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True for an OSError whose errno says the disk, the quota or the file-size limit is full."""
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE_ERRNOS
 
 
 class StoppedEarly(BohmpowerError):

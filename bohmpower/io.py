@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 import bohmpower
-from bohmpower.errors import ConfigError, ResultFileError
+from bohmpower.errors import ConfigError, ResultFileError, StorageError, is_out_of_space
 from bohmpower.units import UnitSystem
 
 SCHEMA = "bohmpower/1"
@@ -223,6 +223,37 @@ def _replacing(path: Path):
     os.replace(tmp, path)
 
 
+@contextmanager
+def _new_result_file(path: Path):
+    """Yield a new HDF5 file held in memory; on success write its image to ``path`` (temporary
+    name, then rename).
+
+    HDF5 never touches the disk itself: a full disk (or quota, or file-size limit) then fails in
+    one plain ``write`` we can report, instead of inside the HDF5 library (whose failed close
+    crashed the interpreter). Any failure removes the temporary file; an existing ``path`` is
+    untouched. Out of space is a :class:`StorageError` naming the file.
+    """
+    f = h5py.File(f"{path}.inmemory{os.getpid()}", "w", driver="core", backing_store=False)
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    try:
+        with _replacing(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(image)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise StorageError(
+                f"cannot write the result file {path}: {exc.strerror or exc} ({len(image)} bytes "
+                "needed); nothing partial was left. Free space (or raise the quota) and rerun"
+            ) from None
+        raise
+
+
 def _dataset(group, name, data, units: str, dims=(), long_name_: str | None = None,
              axis: bool = False, **kw):
     """A dataset with its ``units``, ``long_name`` and one dimension scale per axis (``dims``);
@@ -268,7 +299,7 @@ def write_exact_result(path: Path, result, config, *, overwrite: bool = False,
     check_output_path(path, overwrite, key=path_key, overwrite_flag=overwrite_flag)
     us = UnitSystem(config.units.system)
     model = result.model
-    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
+    with _new_result_file(path) as f:
         _common_attrs(f, config, model, us, "exact", result.wall_time, result.samples)
         t, x = _write_axes_and_model(f, model, result.time, us)
 
@@ -380,7 +411,7 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
     us = UnitSystem(config.units.system)
     model = result.model
     est = result.estimates
-    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
+    with _new_result_file(path) as f:
         _common_attrs(f, config, model, us, "cw", result.wall_time, result.samples,
                       getattr(result, "ranks", 1))
         f.attrs["load_imbalance"] = float(getattr(result, "load_imbalance", 1.0))

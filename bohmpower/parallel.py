@@ -1,8 +1,9 @@
 """MPI: the only module that imports mpi4py. Without mpi4py, or with one rank, everything is serial.
 
 The unit of work is a fixed block of sample ids (``power.recorder.BLOCK_SIZE``). Ranks take blocks
-round-robin, rank 0 gathers the finished blocks and merges them in id order, so the result does not
-depend on the number of ranks (SPEC.md "Reproducibility").
+round-robin; after each round rank 0 receives the round's blocks one at a time in id order
+(:func:`to_root_in_order`) and merges each as it arrives, so the result does not depend on the
+number of ranks (SPEC.md "Reproducibility") and rank 0 holds one block in transit, not all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ class SerialComm:
 
     rank: int = 0
     size: int = 1
+
+    def send(self, obj, dest: int = 0, tag: int = 0) -> None:
+        raise RuntimeError("a serial run has no other rank to send to")
+
+    def recv(self, source: int = 0, tag: int = 0):
+        raise RuntimeError("a serial run has no other rank to receive from")
 
     def gather(self, obj, root: int = 0):
         return [obj]
@@ -103,6 +110,36 @@ def gather_to_root(items: list, comm) -> list | None:
     if comm.rank != 0:
         return None
     return [item for part in parts for item in part]
+
+
+#: Message tag of finished blocks sent to rank 0 (MPI keeps messages of one tag between two ranks
+#: in the order they were sent).
+BLOCK_TAG = 11
+
+
+def to_root_in_order(owners: list[int], mine: list, comm):
+    """The items of one round on rank 0, one at a time, in the order of ``owners``.
+
+    ``owners[k]`` is the rank holding the round's k-th item; ``mine`` is this rank's items in that
+    order. Other ranks send theirs to rank 0 (blocking, one message per item) and get an empty
+    iterator; rank 0 gets an iterator that takes its own items and receives the others when their
+    turn comes, so it holds one item in transit, whatever the number of ranks. Every rank must call
+    this for the round (the sends and receives pair up in order: no deadlock, as rank 0 receives in
+    the order each rank sends).
+    """
+    if comm.rank != 0:
+        for item in mine:
+            comm.send(item, dest=0, tag=BLOCK_TAG)
+        return iter(())
+    if sum(1 for o in owners if o == 0) != len(mine):
+        raise ValueError(f"rank 0 holds {len(mine)} items but owns "
+                         f"{sum(1 for o in owners if o == 0)} of the round")
+    return _receive_in_order(owners, iter(mine), comm)
+
+
+def _receive_in_order(owners, own, comm):
+    for owner in owners:
+        yield next(own) if owner == 0 else comm.recv(source=owner, tag=BLOCK_TAG)
 
 
 def reduce_op(name: str):

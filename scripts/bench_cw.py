@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -183,16 +184,59 @@ def bench_stencil() -> list[tuple]:
 
 
 # ====================================================================================================
-# ENGINE TIMING (engine developer): add the full engine timing (guidance + estimators) here, reusing
-# make_case / time_min / fft_floor / bench_propagator above, and call it from main() below.
+# ENGINE TIMING: the cost of the CWs' spectral-edge (resolution) check in a full engine step
 # ====================================================================================================
+
+
+def bench_spectral_check(n_worlds: int = 64, n_steps: int = 50, reps: int = 7,
+                         points: int | None = None) -> dict:
+    """Seconds per ``CWEnsemble.step`` of the built-in run demo (N = 2, absorbing layers, drive,
+    soft Coulomb) with the spectral-edge check off, every ``DEFAULT_SPECTRAL_EVERY`` steps (the
+    default) and at every step; minimum over ``reps`` runs of ``n_steps`` steps each, in CPU seconds
+    (one thread: wall time on a shared machine also counts the other users)."""
+    from dataclasses import replace
+
+    from bohmpower.config import load_config
+    from bohmpower.cw.engine import DEFAULT_SPECTRAL_EVERY, CWEnsemble
+    from bohmpower.model import build_model
+    from bohmpower.model.sampling import sample_configurations
+
+    config = load_config(Path(__file__).resolve().parent.parent / "bohmpower/demo/run_demo.toml")
+    if points is not None:
+        config = replace(config, grid=replace(config.grid, points=points))
+    model, _ = build_model(config, command="run")
+    X0 = sample_configurations("slater", model.orbitals, model.grid.x, 1, np.arange(n_worlds))
+    out = {"B": n_worlds, "n_x": model.grid.n_x, "every": DEFAULT_SPECTRAL_EVERY}
+    modes = (("off", 0), ("default", DEFAULT_SPECTRAL_EVERY), ("every step", 1))
+    best = dict.fromkeys(dict(modes), np.inf)
+    for _ in range(reps):  # the modes interleaved, so a busy spell of the machine hits them alike
+        for label, every in modes:
+            ens = CWEnsemble(model, X0, exchange=False, spectral_every=every)
+            ens.step()  # compile / warm caches
+            t0 = time.process_time()  # CPU time: one thread, and the machine is shared
+            for _ in range(n_steps):
+                ens.step()
+            best[label] = min(best[label], (time.process_time() - t0) / n_steps)
+    out.update(best)
+    # the check on its own (one call over the block's CWs), for a noise-free estimate of its share
+    from bohmpower.cw.engine import spectral_edge_weights, top_wavenumbers
+
+    top = top_wavenumbers(model.grid.n_x)
+    psi = ens.psi.copy()
+    out["check"] = time_min(lambda: spectral_edge_weights(psi, top), 20)
+    return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip N = 100")
     ap.add_argument("--cold", action="store_true", help="compile into an empty numba cache")
+    ap.add_argument("--health-only", action="store_true",
+                    help="only the cost of the CWs' spectral-edge check in a full engine step")
     args = ap.parse_args(argv)
+    if args.health_only:
+        print_spectral_check()
+        return
     ns = (1, 10) if args.quick else (1, 10, 100)
     print(f"M = {M}, one thread; times per step of a batch of B worlds with C CWs each")
     hdr = (
@@ -220,6 +264,18 @@ def main(argv=None) -> None:
         print(
             f"  k0 dx = {kdx:4.1f}  n_stencil = {n_p:2d}: v {e1:.1e}  psi''/psi {e2:.1e}  {tp:6.0f} ns"
         )
+    print_spectral_check()
+
+
+def print_spectral_check() -> None:
+    print("\nspectral-edge check of the CWs in a full CWEnsemble.step (run demo, N = 2, B = 64)")
+    for points in (None, 1024):
+        r = bench_spectral_check(points=points)
+        print(f"  n_x = {r['n_x']:5d}: {r['off'] * 1e3:7.3f} ms/step without the check; "
+              f"every {r['every']} steps x{r['default'] / r['off']:.3f}; "
+              f"every step x{r['every step'] / r['off']:.3f}; the check alone "
+              f"{r['check'] * 1e3:.3f} ms, i.e. x{1 + r['check'] / (r['every'] * r['off']):.3f} "
+              f"every {r['every']} steps", flush=True)
 
 
 if __name__ == "__main__":

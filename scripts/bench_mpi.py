@@ -26,7 +26,7 @@ used during it (/proc/stat busy time minus this script's children's CPU time).
 Each rank is instrumented from outside the package: the script re-runs itself as a worker
 (``--worker``) that wraps ``parallel.world_comm`` (a communicator proxy that times every collective
 and measures its pickled payload), ``CWSolver.run_block`` / ``run`` / ``__init__``, the
-``Checkpoint`` methods, ``recorder.merge_blocks`` and ``io.write_cw_result``, then calls
+``Checkpoint`` methods, ``recorder.OrderedMerge.add`` and ``io.write_cw_result``, then calls
 ``bohmpower.cli.main(["run", ...])``: the code path of ``python -m bohmpower run``.
 """
 
@@ -251,7 +251,7 @@ def worker(args) -> int:
     _wrap(drv.CWSolver, "__init__", "solver_init", stats)
     for name in ("save_block", "write_manifest", "check", "load_blocks", "exists", "remove"):
         _wrap(ck.Checkpoint, name, "checkpoint/" + name, stats, keep=name == "save_block")
-    _wrap(rec, "merge_blocks", "merge", stats)
+    _wrap(rec.OrderedMerge, "add", "merge", stats)  # rank 0 merges block by block as they arrive
     _wrap(bio, "write_cw_result", "hdf5_write", stats)
 
     t0 = time.perf_counter()
@@ -279,14 +279,16 @@ def micro(args) -> int:
     import numpy as np
     from mpi4py import MPI
 
-    from bohmpower.checkpoint import Checkpoint
+    from bohmpower.checkpoint import Checkpoint, run_identity
     from bohmpower.config import load_config
     from bohmpower.driver import CWSolver
     from bohmpower.power.recorder import BlockResult, merge_blocks
 
     comm = MPI.COMM_WORLD
     rank = comm.rank
-    blocks = list(Checkpoint(Path(args.output), {}).load_blocks().values())
+    # the run's own identity: block files carry its digest and others are refused
+    identity = run_identity(load_config(args.run_file))
+    blocks = list(Checkpoint(Path(args.output), identity).load_blocks().values())
     blocks.sort(key=lambda r: r.sums.first_id)
     out: dict = {"size": comm.size}
 

@@ -533,3 +533,356 @@ def test_a_failed_result_write_leaves_no_partial_file(tmp_path, monkeypatch, cap
     code, err = cli(["exact", run, "-o", out, "-q"], caplog)
     assert code != 0 and not out.exists()
     assert not list(tmp_path.glob("out.h5.tmp*")), list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 7: a full disk is a clean exit 1 with a message; nothing partial; finished blocks usable
+# ------------------------------------------------------------------------------------------------
+
+#: The command line in a child process without mpi4py (the serial path, as when it is not
+#: installed): MPI's start-up writes megabytes of shared-memory files, which a small file-size
+#: limit would refuse before bohmpower starts.
+_SERIAL_CLI = ("import sys; sys.modules['mpi4py'] = None; from bohmpower.cli import main; "
+               "sys.exit(main(sys.argv[1:]))")
+
+
+def _run_with_file_size_limit(args, limit: int, cwd: Path):
+    """The CLI in a child whose files cannot grow beyond ``limit`` bytes (RLIMIT_FSIZE): every
+    write past it fails in the kernel (EFBIG, like ENOSPC on a full disk). SIGXFSZ keeps its
+    default action (kill) in the child: bohmpower itself must ignore it."""
+    import resource
+
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", _SERIAL_CLI, *map(str, args)], cwd=cwd, env=ENV,
+                          preexec_fn=limit_files, capture_output=True, text=True, timeout=600)
+
+
+def _datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     else None)
+    return out
+
+
+def _assert_bitwise_equal_results(a, b):
+    da, db = _datasets(a), _datasets(b)
+    assert sorted(da) == sorted(db)
+    for name, x in da.items():
+        assert np.array_equal(np.asarray(x), np.asarray(db[name]), equal_nan=True), name
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name or ".inmemory" in p.name]
+
+
+@pytest.fixture(scope="module")
+def straight_cw(tmp_path_factory):
+    """A straight run of cw_run(): the reference result, its block and result file sizes."""
+    folder = tmp_path_factory.mktemp("straight")
+    run = write_run_file(folder / "run.toml", cw_run())
+    out = folder / "out.h5"
+    assert main(["run", str(run), "-o", str(out), "-q"]) == 0
+    blocks = sorted(p.stat().st_size for p in ckpt_dir(out).glob("block-*.npz"))
+    return out, blocks, out.stat().st_size
+
+
+def test_a_full_disk_writing_the_result_is_a_clean_exit_and_resume_finishes(
+        tmp_path, caplog, straight_cw):
+    """Real kernel write failures (RLIMIT_FSIZE): the result file cannot be written, the blocks
+    can. Before the fix: exit -11 (segfault in h5py's close) after dozens of tracebacks."""
+    ref, blocks, result_size = straight_cw
+    assert blocks[-1] < result_size  # the limit below lets the blocks through, not the result
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    proc = _run_with_file_size_limit(["run", run, "-o", out, "-q"],
+                                     (blocks[-1] + result_size) // 2, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected failure" not in proc.stderr
+    assert f"cannot write the result file {out}" in proc.stderr and "--resume" in proc.stderr
+    assert not out.exists() and not _leftovers(tmp_path), list(tmp_path.rglob("*"))
+    assert len(list(ckpt_dir(out).glob("block-*.npz"))) == 2
+    code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)  # space freed
+    assert code == 0, err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_a_full_disk_writing_a_checkpoint_is_a_clean_exit(tmp_path, caplog, straight_cw):
+    """The first block file cannot be written (real EFBIG inside numpy's zip writer): exit 1 with
+    the file named, no partial block file, and the run resumes once there is room."""
+    ref, blocks, _ = straight_cw
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    proc = _run_with_file_size_limit(["run", run, "-o", out, "-q"], blocks[0] // 2, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected failure" not in proc.stderr
+    assert "cannot write the checkpoint file" in proc.stderr and "block-0-63.npz" in proc.stderr
+    assert not out.exists() and not _leftovers(tmp_path), list(tmp_path.rglob("*"))
+    assert (ckpt_dir(out) / "manifest.json").exists()
+    code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)
+    assert code == 0, err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_enospc_after_a_finished_block_keeps_it_and_resume_skips_it(tmp_path, caplog,
+                                                                  monkeypatch, straight_cw):
+    """ENOSPC (injected half-way through the second block file) after the first block was
+    written: the first block stays and is reused, not recomputed."""
+    import errno
+
+    ref, _, _ = straight_cw
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    real_savez = np.savez
+    calls = []
+
+    def savez_then_full(fh, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            fh.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_savez(fh, **arrays)
+
+    monkeypatch.setattr(ckpt_mod.np, "savez", savez_then_full)
+    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    assert code == 1 and "No space left on device" in err and "block-64-69.npz" in err
+    assert "unexpected failure" not in err
+    assert sorted(p.name for p in ckpt_dir(out).iterdir()) == ["block-0-63.npz", "manifest.json"]
+    assert not _leftovers(tmp_path) and not out.exists()
+    monkeypatch.setattr(ckpt_mod.np, "savez", real_savez)
+    caplog.set_level("INFO")
+    code, err = cli(["run", run, "-o", out, "--resume"], caplog)
+    assert code == 0, err
+    assert "64 of 70 samples already done" in err
+    _assert_bitwise_equal_results(ref, out)
+
+
+def test_enospc_writing_an_exact_result_is_a_clean_exit(tmp_path, caplog, monkeypatch):
+    import errno
+
+    import bohmpower.io as bio
+
+    run = write_run_file(tmp_path / "run.toml", exact_run())
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"an earlier result")
+
+    def fsync_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bio.os, "fsync", fsync_full)
+    code, err = cli(["exact", run, "-o", out, "-q", "--overwrite"], caplog)
+    assert code == 1 and f"cannot write the result file {out}" in err, err
+    assert "unexpected failure" not in err
+    assert out.read_bytes() == b"an earlier result" and not _leftovers(tmp_path)
+
+
+def test_temporaries_left_by_a_killed_process_are_removed_when_the_lock_is_taken(tmp_path,
+                                                                                caplog):
+    """An MPI rank aborted while writing leaves ``*.tmp<pid>``; the next run (holding the lock,
+    so no live run writes there) removes those of dead processes."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out = tmp_path / "out.h5"
+    ckpt_dir(out).mkdir()
+    stale = [ckpt_dir(out) / f"block-0-63.npz.tmp{dead}", tmp_path / f"out.h5.tmp{dead}"]
+    for p in stale:
+        p.write_bytes(b"half")
+    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    assert code == 0, err
+    assert not any(p.exists() for p in stale)
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 9: the CW engine stops where the exact engine stops as unresolved
+# ------------------------------------------------------------------------------------------------
+
+#: A packet falling into an 8 hartree deep dip: the run-file rules pass (they bound the drives'
+#: and the interaction's energy, not the depth of U0), but at the bottom k = 4 > pi/dx = 3.35.
+_DIP = dict(potential=[{"kind": "gaussian", "center": 0.0, "width": 3.0, "height": -8.0}],
+            initial={"packet": [{"center": -6.0, "width": 2.0, "wavenumber": 0.6}]},
+            time={"dt": 0.05, "t_end": 4.0, "save_every": 5})
+
+
+def test_a_cw_run_that_exact_stops_as_unresolved_stops_too(tmp_path, caplog):
+    """Before: exact stopped at step 10, `run` ran to the end with exit 0."""
+    ex = write_run_file(tmp_path / "ex.toml", exact_run(**_DIP))
+    cw = write_run_file(tmp_path / "cw.toml", cw_run(**_DIP))
+    code, err = cli(["exact", ex, "-o", tmp_path / "ex.h5", "-q"], caplog)
+    assert code == 1 and "top 10% of the grid's wavenumbers" in err, err
+    out = tmp_path / "cw.h5"
+    code, err = cli(["run", cw, "-o", out, "-q"], caplog)
+    assert code == 1, err
+    assert "top 10% of the grid's wavenumbers" in err and "increase grid.points" in err
+    assert "numerical failure at step 10 (t = 0.5 " in err  # step and time, as exact's
+    assert "sample 0, electron 0:" in err
+    assert not out.exists()
+
+
+def test_the_cw_resolution_check_is_the_exact_engines():
+    """Same tolerance, same definition of the top 10 % (odd and even n_x), and a resolved state
+    passes: the per-CW fractions equal the exact engine's on one-electron wavefunctions."""
+    from bohmpower import driver
+    from bohmpower.cw import engine
+
+    assert engine.SPECTRAL_EDGE_TOLERANCE == driver.SPECTRAL_EDGE_TOLERANCE
+    rng = np.random.default_rng(3)
+    for n in (64, 65, 320):
+        psi = rng.normal(size=(3, 2, n)) + 1j * rng.normal(size=(3, 2, n))
+        got = engine.spectral_edge_weights(psi)
+        want = [[driver.spectral_edge_weight(psi[b, c]) for c in range(2)] for b in range(3)]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    x = np.linspace(-30, 30, 64, endpoint=False)
+    smooth = np.exp(-x ** 2 / 8 + 0.6j * x)
+    assert engine.spectral_edge_weights(smooth) < engine.SPECTRAL_EDGE_TOLERANCE
+    bad = np.array([np.nan, 1.0, 0.0, 0.0] + [0.0] * 60, dtype=complex)
+    assert np.isnan(engine.spectral_edge_weights(bad)) and engine.spectral_edge_weights(0 * x) == 0
+
+
+def test_the_cw_resolution_check_runs_every_k_steps(tmp_path):
+    """Every ``spectral_every`` steps: with 10 the dip is caught at step 10; switched off it is
+    not caught at all within the run (the norm and NaN checks pass: the state is finite)."""
+    from bohmpower.cw.engine import CWEnsemble, SampleFailure
+    from bohmpower.model import build_model
+    from bohmpower.model.sampling import sample_configurations
+    from tests.conftest import make_config
+
+    model, _ = build_model(make_config(tmp_path, **cw_run(**_DIP)), command="run")
+    X0 = sample_configurations("slater", model.orbitals, model.grid.x, 1, np.arange(4))
+    ens = CWEnsemble(model, X0, exchange=False, spectral_every=10)
+    with pytest.raises(SampleFailure, match="top 10%") as info:
+        for _ in range(80):
+            ens.step()
+    assert info.value.step == 10
+    ens = CWEnsemble(model, X0, exchange=False, spectral_every=0)
+    for _ in range(20):
+        ens.step()
+    assert ens.max_spectral_edge == 0.0 and not ens.failed
+
+
+# ------------------------------------------------------------------------------------------------
+# Item 10: rank 0 holds a few blocks, whatever the number of samples
+# ------------------------------------------------------------------------------------------------
+
+
+def _count_live_blocks(monkeypatch):
+    """Track every BlockResult the run makes or loads; returns (record, peak) where peak[0] is
+    the largest number alive at once, sampled whenever a new one appears."""
+    import gc
+    import weakref
+
+    from bohmpower import driver
+
+    refs, peak = [], [0]
+
+    def note(result):
+        refs.append(weakref.ref(result))
+        gc.collect()
+        peak[0] = max(peak[0], sum(r() is not None for r in refs))
+        return result
+
+    real_block, real_load = driver.CWSolver.run_block, ckpt_mod.Checkpoint.load_block
+    monkeypatch.setattr(driver.CWSolver, "run_block", lambda self, ids: note(real_block(self, ids)))
+    monkeypatch.setattr(ckpt_mod.Checkpoint, "load_block",
+                        lambda self, path: note(real_load(self, path)))
+    return peak
+
+
+def test_rank_0_holds_a_few_blocks_not_all_of_them(tmp_path, monkeypatch):
+    """640 samples = 10 blocks, computed, then resumed from disk with 2 blocks missing. Before:
+    every block stayed in memory until the end (10 alive at once); now each is merged and dropped
+    (one being computed or loaded, one just merged), and the result is the same to the bit."""
+    from bohmpower.checkpoint import Checkpoint, run_identity
+    from bohmpower.driver import CWSolver
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, **cw_run(samples=640, time={"dt": 0.05, "t_end": 0.2,
+                                                                "save_every": 2}))
+    peak = _count_live_blocks(monkeypatch)
+    ckpt = Checkpoint(tmp_path / "out.h5", run_identity(config))
+    straight = CWSolver(config).run(checkpoint=ckpt)
+    assert peak[0] <= 2, peak
+    for name in ("block-128-191.npz", "block-448-511.npz"):
+        (ckpt.dir / name).unlink()
+    peak[0] = 0
+    resumed = CWSolver(config).run(checkpoint=ckpt, resume=True)
+    assert peak[0] <= 2, peak
+    a, b = dict(_leaves(straight.estimates)), dict(_leaves(resumed.estimates))
+    assert sorted(a) == sorted(b) and any(k.startswith("blocks/") for k in a)
+    for k in a:
+        assert np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True), k
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}/")
+        else:
+            yield f"{prefix}{k}", v
+
+
+# ------------------------------------------------------------------------------------------------
+# Fuzz: generated run files and argument lists through the command line, zero tracebacks
+# (scripts/fuzz_reliability.py runs 10,000 and 1,000; the suite keeps small counts)
+# ------------------------------------------------------------------------------------------------
+
+
+def _fuzz_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_reliability",
+                                                  REPO / "scripts" / "fuzz_reliability.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fuzz_reliability", mod)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["fuzz_reliability"])
+    return sys.modules["fuzz_reliability"]
+
+
+def test_generated_run_files_never_end_in_a_traceback(tmp_path, caplog):
+    """Mutated files written as TOML, byte-mutated text (non-UTF-8 included) and floats near the
+    limits, each through `bohmpower check`: exit 0 or 2, never the unexpected-failure branch."""
+    fuzz = _fuzz_module()
+    caplog.set_level("WARNING")
+    report = fuzz.fuzz_run_files(80, tmp_path)
+    assert report.n >= 80 and not report.failures, report.failures[:3]
+    assert report.codes[0] and report.codes[2]  # both outcomes are reached
+
+
+def test_generated_argument_lists_never_end_in_a_traceback(tmp_path, caplog, monkeypatch):
+    fuzz = _fuzz_module()
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("WARNING")
+    report = fuzz.fuzz_cli(25, tmp_path)
+    assert report.n >= 25 and not report.failures, report.failures[:3]
+
+
+def test_the_fuzz_harness_reports_a_traceback(tmp_path, monkeypatch):
+    """The harness can fail: an exception escaping main, or the unexpected-failure branch, is
+    recorded as a traceback."""
+    fuzz = _fuzz_module()
+    report = fuzz.Report()
+    monkeypatch.setattr(fuzz, "main", lambda args: (_ for _ in ()).throw(KeyError("x")))
+    fuzz._call(["check", "x"], report)
+    assert report.failures and "KeyError" in report.failures[0][1]
+    import bohmpower.cli as bcli
+
+    monkeypatch.setattr(fuzz, "main", bcli.main)
+    monkeypatch.setitem(bcli.COMMANDS, "check", lambda args: {}["boom"])
+    run = write_run_file(tmp_path / "run.toml", exact_run())
+    fuzz._call(["check", str(run)], report)
+    assert len(report.failures) == 2 and "unexpected failure" in report.failures[1][1]
+
+
+@pytest.mark.parametrize("command", ["run", "exact"])
+@pytest.mark.parametrize("arg", ["", "folder"])
+def test_a_run_file_argument_naming_no_file_is_a_clear_error(tmp_path, caplog, monkeypatch,
+                                                             command, arg):
+    """Found by scripts/fuzz_reliability.py: `bohmpower run ""` raised ValueError while deriving
+    the default output name (exit 1 with a report)."""
+    monkeypatch.chdir(tmp_path)
+    if arg:
+        (tmp_path / arg).mkdir()
+    code, err = cli([command, arg], caplog)
+    assert code == 2 and "not a run file" in err and "unexpected failure" not in err, err

@@ -29,7 +29,11 @@ sum |psi_c|^2 dx moved by more than ``norm_tolerance`` relative to its initial v
 Hamiltonian is Hermitian and the split step unitary, so the norm is conserved to round-off); when an
 electron sits where its CW has no amplitude, |psi_a(X_a)|^2 < density_floor max_x |psi_a(x)|^2 (with
 exchange this is also how a singular Slater matrix A^a shows, or the LU solve reports it exactly
-singular); or when a velocity or energy is not finite. Failing worlds are taken out of the ensemble
+singular); when more than ``SPECTRAL_EDGE_TOLERANCE`` of a CW's spectral weight sum |psi_c(k)|^2 lies in
+the top 10 % of the grid's wavenumbers (the exact engine's resolution check, applied to each CW: the
+grid no longer resolves its largest momentum; checked every ``spectral_every`` steps, one forward FFT
+per CW, against two FFTs per CW per step in the propagator); or when a velocity or energy is not
+finite. Failing worlds are taken out of the ensemble
 (like removed worlds, but counted in ``failed``, not in ``n_removed``) and reported as
 :class:`SampleFailure` (sample id, electron, step, time, cause). Whether to stop the run or drop the
 sample is the run loop's decision: by default the exception is raised after the state is committed
@@ -80,6 +84,11 @@ WEIGHT_FLOOR = 1e-12
 DEFAULT_DENSITY_FLOOR = 1e-13
 #: Largest relative norm change of a CW allowed without absorbing layers (unitary steps: round-off only).
 DEFAULT_NORM_TOLERANCE = 1e-6
+#: Largest fraction of a CW's spectral weight allowed in the top 10 % of the grid's wavenumbers: the
+#: exact engine's value (``driver.SPECTRAL_EDGE_TOLERANCE``), so both engines stop on the same grids.
+SPECTRAL_EDGE_TOLERANCE = 1e-6
+#: Steps between two spectral-edge checks (module Notes; its cost is measured by scripts/bench_cw.py).
+DEFAULT_SPECTRAL_EVERY = 10
 
 _STATE_KEYS = ("v", "e", "Q", "field_force", "field_power", "pair_force", "pair_power", "du0")
 
@@ -176,6 +185,46 @@ def mark_crossings(crossed: np.ndarray, state, order0: np.ndarray) -> None:
         crossed[now] |= np.any(np.diff(ordered, axis=1) < 0, axis=1)
 
 
+def top_wavenumbers(n_x: int) -> slice:
+    """The FFT bins in the top 10 % of |k| (as the exact engine's check): one contiguous run
+    around the Nyquist bin in numpy's FFT order."""
+    kidx = np.abs(np.fft.fftfreq(n_x) * n_x)
+    top = np.flatnonzero(kidx >= 0.9 * (n_x // 2))
+    return slice(int(top[0]), int(top[-1]) + 1)
+
+
+def spectral_edge_weights(psi: np.ndarray, top: slice | None = None) -> np.ndarray:
+    """Fraction of sum_k |psi_c(k)|^2 in the top 10 % of |k| for every CW.
+
+    Parameters
+    ----------
+    psi : ndarray, complex, shape (..., n_x)
+    top : bins from :func:`top_wavenumbers` (computed when None).
+
+    Returns
+    -------
+    ndarray, shape psi.shape[:-1]: the fractions (0 for an all-zero CW, NaN where psi is not finite).
+
+    Notes
+    -----
+    The total is sum_k |psi(k)|^2 = n_x sum_x |psi(x)|^2 (Parseval), so only the top bins of the
+    transform are squared: the forward FFT is the whole cost.
+    """
+    import scipy.fft as sfft
+
+    n_x = psi.shape[-1]
+    if top is None:
+        top = top_wavenumbers(n_x)
+    pk = sfft.fft(psi, axis=-1, workers=1)[..., top]
+    edge = np.einsum("...m,...m->...", pk.real, pk.real) + np.einsum("...m,...m->...", pk.imag,
+                                                                     pk.imag)
+    total = n_x * (np.einsum("...m,...m->...", psi.real, psi.real)
+                   + np.einsum("...m,...m->...", psi.imag, psi.imag))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = edge / np.where(total > 0, total, 1.0)
+    return np.where(np.isfinite(total), np.where(total > 0, frac, 0.0), np.nan)
+
+
 def _norms(psi: np.ndarray, dx: float) -> np.ndarray:
     re, im = psi.real, psi.imag
     return (np.einsum("bcm,bcm->bc", re, re) + np.einsum("bcm,bcm->bc", im, im)) * dx
@@ -216,6 +265,10 @@ class CWEnsemble:
         Steps between full health checks (norms and relative densities: one memory-bound pass over all
         CWs, fused in a numba kernel); non-finite velocities, quantum potentials and energies are
         checked at every step.
+    spectral_every : int
+        Steps between spectral-edge (resolution) checks of the CWs (module Notes); 0 switches them off.
+    spectral_tolerance : float
+        Largest spectral weight fraction allowed in the top 10 % of the wavenumbers.
 
     Attributes
     ----------
@@ -259,6 +312,8 @@ class CWEnsemble:
         density_floor: float | None = None,
         norm_tolerance: float = DEFAULT_NORM_TOLERANCE,
         health_every: int = 1,
+        spectral_every: int = DEFAULT_SPECTRAL_EVERY,
+        spectral_tolerance: float = SPECTRAL_EDGE_TOLERANCE,
     ) -> None:
         if getattr(model, "orbitals", None) is None:
             raise ConfigError(
@@ -298,6 +353,13 @@ class CWEnsemble:
         if int(health_every) < 1:
             raise ValueError(f"health_every must be >= 1, got {health_every}")
         self.health_every = int(health_every)
+        if int(spectral_every) < 0:
+            raise ValueError(f"spectral_every must be >= 0, got {spectral_every}")
+        self.spectral_every = int(spectral_every)
+        self.spectral_tolerance = float(spectral_tolerance)
+        self._top = top_wavenumbers(model.grid.n_x)
+        #: Largest spectral-edge weight of any live CW seen at a check.
+        self.max_spectral_edge = 0.0
 
         self.psi, self.owner = initial_conditional_wavefunctions(
             model.orbitals, model.grid.x, X0, model.statistics, self.exchange
@@ -405,12 +467,23 @@ class CWEnsemble:
             norm_bad = np.zeros(norms.shape, dtype=bool)
             rel = np.ones((idx.size, self.n_particles))
             no_amp = np.zeros(rel.shape, dtype=bool)
+        if self.spectral_every and self.step_index % self.spectral_every == 0:
+            edge = spectral_edge_weights(psi, self._top)
+            finite_cw &= np.isfinite(edge)
+            with np.errstate(invalid="ignore"):
+                edge_bad = (edge > self.spectral_tolerance) & finite_cw
+            if np.any(finite_cw):
+                self.max_spectral_edge = max(self.max_spectral_edge, float(np.max(edge[finite_cw])))
+        else:
+            edge = None
+            edge_bad = np.zeros(finite_cw.shape, dtype=bool)
         bad_guidance = ~(
             np.isfinite(vals["v"][idx]) & np.isfinite(vals["Q"][idx]) & np.isfinite(vals["e"][idx])
         )
         failures = []
         for row in np.flatnonzero(
-            ~finite_cw.all(axis=1) | norm_bad.any(axis=1) | no_amp.any(axis=1) | bad_guidance.any(axis=1)
+            ~finite_cw.all(axis=1) | norm_bad.any(axis=1) | edge_bad.any(axis=1) | no_amp.any(axis=1)
+            | bad_guidance.any(axis=1)
         ):
             if not finite_cw[row].all():
                 c = int(np.flatnonzero(~finite_cw[row])[0])
@@ -422,6 +495,14 @@ class CWEnsemble:
                 cause = (
                     f"conditional wavefunction norm changed by a factor {ratio:.6g} without absorbing "
                     f"layers (tolerance {self.norm_tolerance:g})"
+                )
+            elif edge_bad[row].any():
+                c = int(np.flatnonzero(edge_bad[row])[0])
+                particle = owner[c]
+                cause = (
+                    f"{edge[row, c]:.1e} of its conditional wavefunction's probability sits in the top "
+                    "10% of the grid's wavenumbers: the grid no longer resolves the largest momentum "
+                    "(increase grid.points)"
                 )
             elif no_amp[row].any():
                 particle = int(np.flatnonzero(no_amp[row])[0])

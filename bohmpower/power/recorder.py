@@ -181,25 +181,46 @@ def merge_blocks(results, volumes, time, window_steps: int, grid_x, n_store: int
     stored : dict name -> (n_store, n_t, N) arrays (weights (n_store, n_t)).
     crossings : int, worlds in which identical electrons crossed.
     """
-    results = sorted(results, key=lambda r: r.sums.first_id)
-    total = EnsembleEstimator(volumes, time.dt, time.n_steps, time.save_every, window_steps,
-                              grid_x=grid_x)
-    block_means = []
-    crossings = 0
-    stored = {name: np.full((n_store, len(time.frame_steps), n_particles), np.nan)
-              for name in STORED}
-    stored["weights"] = np.zeros((n_store, len(time.frame_steps)))
-    for r in results:
-        total.merge(r.sums)
-        block_means.append({k: v for k, v in r.sums.mean.items() if k.startswith("volumes/")})
-        crossings += r.crossed
+    merge = OrderedMerge(volumes, time, window_steps, grid_x, n_store, n_particles)
+    for r in sorted(results, key=lambda r: r.sums.first_id):
+        merge.add(r)
+    return merge.finish()
+
+
+class OrderedMerge:
+    """:func:`merge_blocks` one block at a time: ``add`` the blocks in sample-id order as they
+    arrive (each can be dropped at once), then ``finish``. The arithmetic is the same sequence of
+    operations as merging the sorted list, so the result is the same to the bit; the memory is one
+    estimator, the stored trajectories and each block's volume means (what the result file holds),
+    never the blocks themselves.
+    """
+
+    def __init__(self, volumes, time, window_steps: int, grid_x, n_store: int, n_particles: int):
+        self.total = EnsembleEstimator(volumes, time.dt, time.n_steps, time.save_every,
+                                       window_steps, grid_x=grid_x)
+        self.block_means: list[dict] = []
+        self.crossings = 0
+        self.stored = {name: np.full((n_store, len(time.frame_steps), n_particles), np.nan)
+                       for name in STORED}
+        self.stored["weights"] = np.zeros((n_store, len(time.frame_steps)))
+
+    def add(self, r: BlockResult) -> None:
+        """Merge one block (ids above every block added so far; the estimator refuses others)."""
+        self.total.merge(r.sums)
+        self.block_means.append({k: v for k, v in r.sums.mean.items()
+                                 if k.startswith("volumes/")})
+        self.crossings += r.crossed
         for sid, d in r.stored.items():
             for name, arr in d.items():
-                stored[name][sid] = arr
-    out = total.results()
-    if len(block_means) >= 3:
-        out["blocks"] = {k: np.array([bm[k] for bm in block_means]) for k in block_means[0]}
-    return out, stored, crossings
+                self.stored[name][sid] = arr
+
+    def finish(self):
+        """(estimates, stored, crossings), as :func:`merge_blocks`."""
+        out = self.total.results()
+        bm = self.block_means
+        if len(bm) >= 3:
+            out["blocks"] = {k: np.array([b[k] for b in bm]) for k in bm[0]}
+        return out, self.stored, self.crossings
 
 
 def slice_state(state, sl):
