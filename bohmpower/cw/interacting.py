@@ -480,11 +480,14 @@ class InteractingEnsemble:
         return self.state.t
 
     def _energy(self, mats: BasisMatrices) -> float:
-        """<Psi|H|Psi> / <Psi|Psi> (the Hermitian part of H: T + U0 (+ q phi) + pair interaction)."""
+        """<Psi|H|Psi> / <Psi|Psi> with the exact solver's convention: T + U0 + pair interaction, plus
+        q phi when ``[energy] include_drive_potential`` (the Hermitian part; no absorber)."""
         psi = self.basis.psi[self.live]
         prop = self.basis.propagator
         kin = np.fft.ifft((prop.k**2 / (2 * self.potentials.mass)) * np.fft.fft(psi, axis=-1), axis=-1)
-        v = prop.u0 + prop.drive_potential(self.t_now)
+        v = prop.u0
+        if getattr(self.model, "include_drive_potential", False):
+            v = v + prop.drive_potential(self.t_now)
         h = one_body_matrix(psi, kin + v * psi, mats.overlaps, self.dx, self.antisymmetric)
         if mats.pair is not None:
             h = h + mats.pair
