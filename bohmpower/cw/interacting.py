@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import time as _time
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ import scipy.linalg
 from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.state import TrajectoryState
 
-from .engine import _STATE_KEYS
+from .engine import _STATE_KEYS, SPECTRAL_EDGE_TOLERANCE
 from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
 
 __all__ = [
@@ -97,6 +98,8 @@ __all__ = [
     "pseudo_inverse",
     "reconstructed_ratios",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
 BASIS_ID_OFFSET = 2**40
@@ -440,8 +443,12 @@ class InteractingEnsemble:
         basis_ids = BASIS_ID_OFFSET + np.arange(int(n_basis))
         Xb = sample_configurations(kind, model.orbitals, model.grid.x, int(seed), basis_ids)
         # Basis worlds: the zeroth-order engine, failures recorded (the basis function is dropped)
+        # The zeroth-order resolution check (spectral edge weight of each CW) is measured on the
+        # basis but does not remove basis worlds: one function's edge weight says little about Psi's,
+        # and dropping basis functions changes Psi; a warning names the grid instead (step()).
         self.basis = CWEnsemble(model, Xb, exchange=False, workers=workers, sample_ids=basis_ids,
-                                discard_failures=True)
+                                discard_failures=True, spectral_tolerance=np.inf)
+        self._edge_warned = False
         inter = self.potentials.w
         self.pair = None if inter is None else PairInteraction(model.grid.x, inter, workers)
         self.timings = {"basis": 0.0, "matrices": 0.0, "guidance": 0.0}
@@ -660,6 +667,15 @@ class InteractingEnsemble:
                 f"the norm of the reconstructed Psi drifted by {drift:+.3g} (tolerance "
                 f"{self.norm_tolerance:g}); raise method.basis_size, lower time.dt or change "
                 f"method.overlap_cutoff (now {self.overlap_cutoff:g}, S rank {self.rank})")
+        edge = self.basis.max_spectral_edge
+        if edge > SPECTRAL_EDGE_TOLERANCE and not self._edge_warned:
+            self._edge_warned = True
+            units = getattr(self.model, "units", None)
+            when = units.quantity(self.t_now, "time") if units is not None else f"{self.t_now:.6g}"
+            log.warning("interacting scheme, t = %s: the basis CWs carry on average %.1e of their "
+                        "probability in the top 10%% of the grid's wavenumbers (zeroth-order runs "
+                        "stop above %.0e): the grid may not resolve the collision; increase "
+                        "grid.points", when, edge, SPECTRAL_EDGE_TOLERANCE)
         if self.conserves_energy:
             e0 = self.energy_history[0]
             e_drift = (self.energy - e0) / max(abs(e0), 1e-12)
