@@ -192,19 +192,14 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
     if pair is None or n < 2:
         return BasisMatrices(s, k, ov)
     w_fn = pair.w
-    # U[a, b, i, j] = <phi^a_i | sum_{k != j} W(x - X^b_k) | phi^b_j>, with V[b, j, x] the
-    # conditional interaction that b's CW j evolves under
+    # the one-body part: U_ij = <phi^a_i | V^b_j | phi^b_j>, with V^b_j(x) = sum_{k != j} W(x - X^b_k)
+    # the conditional interaction that b's CW j evolves under
     vb = np.zeros((m, n, n_x))
     for j in range(n):
         for kk in range(n):
             if kk != j:
                 vb[:, j, :] += w_fn(x[None, :] - X[:, kk, None])
-    u = np.einsum("aix,bjx->abij", cpsi, vb * psi, optimize=True) * dx
-    for p, sg in zip(perms, signs):
-        cols = ov[:, :, p, np.arange(n)]
-        for j in range(n):
-            rest = np.prod(np.delete(cols, j, axis=-1), axis=-1)
-            k -= sg * u[:, :, p[j], j] * rest
+    k -= one_body_matrix(psi, vb * psi, ov, dx, antisymmetric)
     w_pair = pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
     k += w_pair
     return BasisMatrices(s, k, ov, w_pair)
@@ -214,8 +209,10 @@ def one_body_matrix(psi: np.ndarray, h_psi: np.ndarray, ov: np.ndarray, dx: floa
                     antisymmetric: bool) -> np.ndarray:
     """<Phi_a| sum_j h(x_j) |Phi_b> for a one-body operator h, given h applied to every CW.
 
-    psi, h_psi (M, N, n_x); ov the one-body overlaps (M, M, N, N). The same permutation sum as the
-    one-body part of K (module Choices), with <phi^a_i|h|phi^b_j> in place of U_ij."""
+    psi, h_psi (M, N, n_x); ov the one-body overlaps (M, M, N, N). The permutation sum of the
+    one-body part of K (module Choices): sum_sigma sgn sigma sum_j h_{sigma j, j} prod_{l != j}
+    O_{sigma l, l}, with h_ij = <phi^a_i|h_j|phi^b_j> (h may depend on the orbital j, as the
+    conditional interaction does)."""
     m, n, _ = psi.shape
     hij = np.einsum("aix,bjx->abij", psi.conj(), h_psi, optimize=True) * dx
     perms, signs = permutations_with_signs(n, antisymmetric)
