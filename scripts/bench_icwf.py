@@ -73,13 +73,53 @@ def exact_step(n, n_x, steps):
     return (time.perf_counter() - t0) / steps
 
 
+def mpi_runs(m: int, samples: int, repeats: int) -> dict:
+    """Median wall time of the whole `bohmpower run` (the N = 2, 256-point case of ``config`` with
+    M basis worlds, t_end = 5: 100 steps) on 1 and 2 MPI ranks, interleaved, start-up included (the same in both); the
+    results of both rank counts must agree to round-off (1e-12 relative)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from bohmpower.io import read_result
+
+    tmp = Path(tempfile.mkdtemp())
+    run = tmp / "run.toml"
+    cfg = config(2, 256, True).replace_section("method", basis_size=m)
+    run.write_text(cfg.replace_section("time", t_end=5.0).to_toml())
+    mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    times: dict = {1: [], 2: []}
+    first = None
+    for _ in range(repeats):
+        for p in (1, 2):
+            out = tmp / f"out{p}.h5"
+            t0 = time.perf_counter()
+            subprocess.run([mpiexec, "-n", str(p), sys.executable, "-m", "bohmpower", "run", str(run),
+                            "-o", str(out), "--overwrite", "-q", "--samples", str(samples)],
+                           env=env, check=True, capture_output=True)
+            times[p].append(time.perf_counter() - t0)
+            e = read_result(out)["volumes"]["c"]["data"]["energy"]
+            first = e if first is None else first
+            assert np.allclose(e, first, rtol=1e-12, atol=0), "1 and 2 ranks differ"
+    return {p: float(np.median(v)) for p, v in times.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=["2:128:8,16,32,64", "2:256:16,64", "3:128:8,16,32"])
+    ap.add_argument("--mpi", type=int, nargs=2, metavar=("M", "SAMPLES"),
+                    help="instead: the whole `bohmpower run` on 1 and 2 MPI ranks")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    if args.mpi:
+        t = mpi_runs(args.mpi[0], args.mpi[1], args.repeats)
+        print(f"M = {args.mpi[0]}, {args.mpi[1]} samples, N = 2, 256 points, 100 steps: 1 rank "
+              f"{t[1]:.1f} s, 2 ranks {t[2]:.1f} s, speed-up {t[1] / t[2]:.2f} (results equal to "
+              f"round-off); load average {os.getloadavg()[0]:.2f} at end")
+        return
     print(f"{'N':>2} {'n_x':>5} {'M':>4} {'basis ms/step':>14} {'guidance us/world':>18} "
           f"{'exact ms/step':>14} {'basis/exact':>12} {'MPI MB/step':>12}")
     for case in args.cases:
