@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
+import logging
 import os
+import pickle
 import re
+import types
 import zipfile
 from pathlib import Path
 
@@ -37,6 +41,8 @@ from bohmpower.errors import BadBlockError, ConfigError, StorageError, is_out_of
 from bohmpower.power.estimators import BlockSums
 from bohmpower.power.recorder import BLOCK_SIZE, BlockResult
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 VERSION = 2
 #: Bumped whenever a change of the numerics changes the results of a run file: a checkpoint written
@@ -44,6 +50,9 @@ VERSION = 2
 NUMERICS_VERSION = 1
 _IDENTITY_KEY = "identity/digest"
 _BLOCK_RE = re.compile(r"^block-(\d+)-(\d+)\.npz$")
+#: Default seconds between saves of an unfinished interacting-scheme unit (``UnitState``) when
+#: ``--checkpoint-interval`` is not given; it is also saved whenever the run is stopped.
+UNIT_STATE_INTERVAL = 600.0
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -284,6 +293,10 @@ class Checkpoint:
         check_finite_block(result, f"checkpoint block {path}")
         return result
 
+    def unit_state(self, rank: int, size: int, id_ranges) -> UnitState:
+        """Where the interacting scheme keeps the state of an unfinished unit of rank ``rank``."""
+        return UnitState(self, rank, size, id_ranges)
+
     def remove(self) -> None:
         """Delete the checkpoint once the final result file is written."""
         if not self.dir.exists():
@@ -295,3 +308,125 @@ class Checkpoint:
 
 def _scalar(v: np.ndarray):
     return v.item() if v.ndim == 0 else v
+
+
+#: Values pickled as they are; every other object reachable from the model is a reference.
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), np.ndarray, np.generic)
+
+
+def _shared_parts(root, depth: int = 8) -> dict[int, tuple[str, object]]:
+    """id -> (path, object) of every non-plain object reachable from ``root`` (the model: its drives, their
+    time profiles (closures), its tables). They are not unit state -- the resumed run rebuilds
+    them from the same run file -- so a pickle refers to them by path (``persistent_id``)."""
+    out: dict[int, tuple[str, object]] = {}
+    opaque = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type,
+              types.ModuleType)
+
+    def walk(obj, path: str, level: int) -> None:
+        if isinstance(obj, _PLAIN) or id(obj) in out or level > depth:
+            return
+        out[id(obj)] = (path, obj)
+        if isinstance(obj, dict):
+            items = list(obj.items())
+        elif isinstance(obj, (list, tuple)):
+            items = list(enumerate(obj))
+        elif isinstance(obj, opaque):
+            return
+        elif hasattr(obj, "__dict__"):
+            items = list(vars(obj).items())
+        else:
+            items = [(k, getattr(obj, k)) for k in getattr(obj, "__slots__", ()) if hasattr(obj, k)]
+        for key, val in items:
+            walk(val, f"{path}/{key}", level + 1)
+
+    walk(root, "", 0)
+    return out
+
+
+class UnitState:
+    """The state of an unfinished unit of work of the interacting scheme on one rank.
+
+    That scheme runs all of a rank's blocks as one unit (one basis guides every world), so a unit
+    can take hours. Its state in the middle -- the ensemble (basis CWs, coefficients, worlds) and
+    the blocks' recorders, pickled, with the model and its parts (drives, tables) referred to, not
+    copied -- is kept in ``unit-<rank>-of-<size>.npz`` beside the block files, with the run
+    identity's digest, the step to continue from and the first and last sample ids of each of its
+    blocks. A
+    resumed run with the same blocks on the same number of ranks continues from that step and
+    gives the same numbers as a straight run (the stepping is deterministic); otherwise (another
+    sample count, another rank count, a file of an older package) the unit starts again from its
+    first step, with a warning. The pickle is read only when the digest matches this run's: the
+    folder is the user's own, never a file from elsewhere.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, rank: int, size: int, id_ranges) -> None:
+        self.checkpoint = checkpoint
+        self.path = checkpoint.dir / f"unit-{int(rank)}-of-{int(size)}.npz"
+        self.id_ranges = np.asarray(id_ranges, dtype=np.int64).reshape(-1, 2)  # (first, last)
+        self._unsaveable = False
+
+    def save(self, step: int, objects: dict, model) -> bool:
+        """Write (atomically) the unit's state before step ``step`` (``objects`` pickled, the
+        parts of ``model`` by reference); False, with one warning, when it cannot be pickled."""
+        if self._unsaveable:
+            return False
+        parts = _shared_parts(model)
+        buf = io.BytesIO()
+        pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.persistent_id = lambda obj: (None if isinstance(obj, _PLAIN)
+                                             else parts.get(id(obj), (None,))[0])
+        try:
+            pickler.dump(objects)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            self._unsaveable = True
+            log.warning("the interacting scheme's unit cannot be saved mid-run (%s); a stopped run "
+                        "repeats it from its first step on --resume", exc)
+            return False
+        self.checkpoint.dir.mkdir(parents=True, exist_ok=True)
+        arrays = {_IDENTITY_KEY: np.asarray(self.checkpoint.digest), "step": np.asarray(int(step)),
+                  "id_ranges": self.id_ranges,
+                  "state": np.frombuffer(buf.getbuffer(), dtype=np.uint8)}
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        _atomic_write(self.path, write)
+        return True
+
+    def load(self, model) -> tuple[int, dict] | None:
+        """(step, objects) of a matching saved state, its references resolved in ``model`` (this
+        run's, built from the same run file), or None (none, or not usable: warned)."""
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path) as z:
+                digest = str(z[_IDENTITY_KEY])
+                step = int(z["step"])
+                id_ranges = np.asarray(z["id_ranges"])
+                payload = z["state"].tobytes() if digest == self.checkpoint.digest else None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("%s cannot be read (%s): the unit starts again from its first step",
+                        self.path, exc)
+            return None
+        if payload is None:
+            raise ConfigError("--resume", f"{self.path} was written by another run (its run "
+                              "identity differs from this run's); remove that file and resume "
+                              "again (its unit is then recomputed)")
+        if not np.array_equal(id_ranges, self.id_ranges):
+            log.warning("%s holds another set of blocks (another --samples or rank count): the "
+                        "unit starts again from its first step", self.path)
+            return None
+        by_path = dict(_shared_parts(model).values())
+        unpickler = pickle.Unpickler(io.BytesIO(payload))
+        unpickler.persistent_load = lambda path: by_path[path]
+        try:
+            objects = unpickler.load()
+        except Exception as exc:  # an older package's classes: recompute, never crash
+            log.warning("%s cannot be restored (%s: %s): the unit starts again from its first "
+                        "step", self.path, type(exc).__name__, exc)
+            return None
+        return step, objects
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -633,13 +633,17 @@ class CWSolver:
                     return late or (stop_requested is not None and stop_requested())
 
                 try:
-                    rs = self.run_blocks(units[i], comm=comm, stop_now=stop_now)
+                    rs = self.run_blocks(units[i], comm=comm, stop_now=stop_now,
+                                         checkpoint=checkpoint, resume=resume,
+                                         save_interval=checkpoint_interval)
                 except _UnitStopped as exc:
                     self._flush(checkpoint, pending)
+                    again = ("--resume continues it from there" if exc.saved
+                             else "it starts again on resume")
                     raise StoppedEarly(
                         self._stop_message(comm, n_local, done, checkpoint)
                         + f" (the interacting scheme's unit of {exc.samples} samples stopped at "
-                        f"step {exc.step} of {self.time.n_steps}; it starts again on resume)"
+                        f"step {exc.step} of {self.time.n_steps}; {again})"
                     ) from None
                 except NumericalError as exc:  # an engine's time stamp, in the run file's units
                     exc.in_units(self.model.units)
@@ -735,13 +739,17 @@ class CWSolver:
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)
 
-    def run_blocks(self, blocks: list, comm=None, stop_now: Callable[[], bool] | None = None) -> list:
+    def run_blocks(self, blocks: list, comm=None, stop_now: Callable[[], bool] | None = None,
+                   checkpoint=None, resume: bool = False, save_interval: float | None = None) -> list:
         """BlockResults of a unit of work (module ``run``): blocks run one by one at zeroth order,
         together (one basis, their worlds side by side) in the interacting scheme, where with
         several ranks ``comm`` shares the basis's pair matrix (every rank calls, even with no
         block). ``stop_now()`` (SIGTERM seen, wall time reached) is asked every
-        ``STOP_CHECK_STEPS`` steps of a joint unit, all ranks alike; when true the unit is dropped
-        (``_UnitStopped``): its blocks are not finished, and a resumed run repeats them."""
+        ``STOP_CHECK_STEPS`` steps of a joint unit, all ranks alike; when true the unit stops
+        (``_UnitStopped``). With a ``checkpoint``, the unit's state is saved then, and every
+        ``save_interval`` seconds (``checkpoint.UNIT_STATE_INTERVAL`` by default), and a run with
+        ``resume`` continues from the saved step when every rank has one for the same step."""
+        from bohmpower.checkpoint import UNIT_STATE_INTERVAL
         from bohmpower.parallel import SerialComm, any_rank
 
         if self.scheme != "interacting":
@@ -750,28 +758,69 @@ class CWSolver:
         from bohmpower.power.recorder import BlockRecorder
 
         m = self.model
+        comm_all = comm or SerialComm()
         blocks = [np.asarray(b) for b in blocks]
         ids = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
-        X0 = (sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids) if ids.size
-              else np.zeros((0, m.n_particles)))
-        recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x, self.n_store,
-                              self.identical, quantum_split=True) for b in blocks]
         edges = np.cumsum([0] + [b.size for b in blocks])
-        ens = self._ensemble(X0, ids, comm)
+        unit = (checkpoint.unit_state(comm_all.rank, comm_all.size,
+                                      [(int(b[0]), int(b[-1])) for b in blocks])
+                if checkpoint is not None else None)
+        saved = unit.load(m) if unit is not None and resume else None
+        # every rank continues from the same step, or none does (the basis steps in lockstep)
+        steps = set(comm_all.allgather(saved[0] if saved is not None else None))
+        if len(steps) != 1:
+            log.warning("the ranks' saved states of the interacting scheme's units are at steps %s: "
+                        "every unit starts again from its first step",
+                        sorted(steps, key=lambda v: -1 if v is None else v))
+            saved = None
+        if saved is not None:
+            first_step, objects = saved
+            ens, recs = objects["ensemble"], objects["recorders"]
+            ens.comm = comm if comm is not None and comm.size > 1 else None
+            log.info("resuming the interacting scheme's unit of %d samples at step %d of %d",
+                     ids.size, first_step, self.time.n_steps)
+        else:
+            first_step = 1
+            X0 = (sample_configurations(self.kind, m.orbitals, m.grid.x, self.seed, ids)
+                  if ids.size else np.zeros((0, m.n_particles)))
+            recs = [BlockRecorder(b, self.volumes, self.time, self.window_steps, m.grid.x,
+                                  self.n_store, self.identical, quantum_split=True) for b in blocks]
+            ens = self._ensemble(X0, ids, comm)
 
         def record(step, state):
             for r, a, b in zip(recs, edges[:-1], edges[1:]):
                 r.record(step, slice_state(state, slice(a, b)))
 
-        record(0, ens.state)
-        for step in range(1, self.time.n_steps + 1):
-            if stop_now is not None and step % STOP_CHECK_STEPS == 0 and any_rank(
-                    stop_now(), comm or SerialComm()):
-                raise _UnitStopped(int(ids.size), step)
+        def save(step) -> bool:
+            shared, ens.comm = ens.comm, None  # a communicator is not state
+            try:
+                return unit.save(step, {"ensemble": ens, "recorders": recs}, m)
+            finally:
+                ens.comm = shared
+
+        interval = UNIT_STATE_INTERVAL if save_interval is None else float(save_interval)
+        last_save = _time.perf_counter()
+        if first_step == 1:
+            record(0, ens.state)
+        for step in range(first_step, self.time.n_steps + 1):
+            if step % STOP_CHECK_STEPS == 0 and step > first_step:
+                if stop_now is not None and any_rank(stop_now(), comm_all):
+                    ok = save(step) if unit is not None else False
+                    raise _UnitStopped(int(ids.size), step,
+                                       saved=not any_rank(not ok, comm_all))
+                if unit is not None and any_rank(_time.perf_counter() - last_save >= interval,
+                                                 comm_all):
+                    save(step)
+                    last_save = _time.perf_counter()
             ens.step()
             record(step, ens.state)
         self._keep_basis_diagnostics(ens)
-        return [r.finish() for r in recs]
+        results = [r.finish() for r in recs]
+        if unit is not None:
+            # the blocks reach the checkpoint next (run's flush); a state left behind would be
+            # refused as another set of blocks, never merged twice
+            unit.drop()
+        return results
 
     def _keep_basis_diagnostics(self, ens) -> None:
         if self.scheme == "interacting" and self.basis_diagnostics is None:
@@ -834,9 +883,9 @@ STOP_CHECK_STEPS = 10
 class _UnitStopped(Exception):
     """An interacting-scheme unit was asked to stop (driver-internal, becomes StoppedEarly)."""
 
-    def __init__(self, samples: int, step: int) -> None:
+    def __init__(self, samples: int, step: int, saved: bool = False) -> None:
         super().__init__(f"stopped at step {step}")
-        self.samples, self.step = samples, step
+        self.samples, self.step, self.saved = samples, step, saved
 
 
 def slice_state(state, rows: slice):

@@ -369,36 +369,105 @@ def test_interacting_rank_without_blocks_shares_the_pair_matrix(tmp_path):
     assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")
 
 
-def test_sigterm_inside_the_interacting_unit_stops_cleanly_and_resume_equals_straight(tmp_path):
-    """The interacting scheme runs all of a rank's blocks as one unit: a SIGTERM in the middle of it
-    stops the run within STOP_CHECK_STEPS steps with exit 75 (not at the end of the unit), and the
-    resumed run equals a straight one."""
+def _run_counting_steps(path, out, *args, sigterm_at=None, ranks=1, tmp=None):
+    """``bohmpower run`` in a subprocess (under ``mpiexec -n ranks`` when ranks > 1) that counts
+    InteractingEnsemble.step calls (printed last on rank 0's stdout) and, with ``sigterm_at``, has
+    rank 0 send itself SIGTERM at that step index."""
     import subprocess
     import sys
     import textwrap
 
-    from tests.test_mpi import ENV, REPO, assert_same_results, bohmpower
+    from tests.test_mpi import ENV, MPIEXEC, REPO
 
-    path = write_run_file(tmp_path / "run.toml", _interacting_run(80))
-    out = tmp_path / "stopped.h5"
     script = textwrap.dedent(f"""
-        import os, signal, sys
+        import atexit, os, signal, sys
         import bohmpower.cw.interacting as ic
+        rank = int(os.environ.get("PMI_RANK", "0"))
         orig = ic.InteractingEnsemble.step
+        calls = [0]
         def step(self):
-            if self.step_index == 12:
+            calls[0] += 1
+            if self.step_index == {sigterm_at!r} and rank == 0:
                 os.kill(os.getpid(), signal.SIGTERM)
             return orig(self)
         ic.InteractingEnsemble.step = step
+        if rank == 0:
+            atexit.register(lambda: print("steps", calls[0]))
         from bohmpower.cli import main
-        sys.exit(main(["run", {str(path)!r}, "-o", {str(out)!r}, "-q"]))""")
-    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV, capture_output=True,
-                       text=True, timeout=600)
+        sys.exit(main(["run", {str(path)!r}, "-o", {str(out)!r}, "-q", *{list(args)!r}]))""")
+    cmd = [sys.executable, "-c", script]
+    if ranks > 1:
+        (tmp / "count_steps.py").write_text(script)
+        cmd = [MPIEXEC, "-n", str(ranks), sys.executable, str(tmp / "count_steps.py")]
+    r = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    return r, int(r.stdout.split()[-1])
+
+
+def test_sigterm_inside_the_interacting_unit_saves_it_and_resume_continues_it(tmp_path):
+    """The interacting scheme runs all of a rank's blocks as one unit: a SIGTERM in the middle of it
+    stops the run within STOP_CHECK_STEPS steps with exit 75 (not at the end of the unit), with the
+    unit's state in the checkpoint; the resumed run continues from that step (it does the remaining
+    steps only) and equals a straight run."""
+    from bohmpower.checkpoint import checkpoint_path
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    d = _interacting_run(80)
+    n_steps = round(d["time"]["t_end"] / d["time"]["dt"])
+    path = write_run_file(tmp_path / "run.toml", d)
+    out = tmp_path / "stopped.h5"
+    r, done = _run_counting_steps(path, out, sigterm_at=12)
     assert r.returncode == 75, (r.returncode, r.stderr)
-    assert "stopped at step 20 of" in r.stderr and "--resume" in r.stderr
-    assert not out.exists()
-    r2 = bohmpower(["run", path, "-o", out, "-q", "--resume"])
+    assert "stopped at step 20 of" in r.stderr and "--resume continues it" in r.stderr
+    assert done == 19 and not out.exists()
+    assert (checkpoint_path(out) / "unit-0-of-1.npz").is_file()
+    r2, rest = _run_counting_steps(path, out, "--resume")
     assert r2.returncode == 0, r2.stderr
+    assert rest == n_steps - 19
+    assert not (checkpoint_path(out) / "unit-0-of-1.npz").exists()
     r3 = bohmpower(["run", path, "-o", tmp_path / "straight.h5", "-q"])
     assert r3.returncode == 0, r3.stderr
     assert_same_results(tmp_path / "straight.h5", out)
+
+
+def test_unit_state_of_another_sample_count_restarts_the_unit(tmp_path):
+    """A saved unit whose blocks differ (resumed with another --samples) is not restored: the unit
+    starts again from step 1, with a warning, and the result equals a straight run."""
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    path = write_run_file(tmp_path / "run.toml", _interacting_run(80))
+    out = tmp_path / "stopped.h5"
+    r, _ = _run_counting_steps(path, out, sigterm_at=12)
+    assert r.returncode == 75, r.stderr
+    r2, steps = _run_counting_steps(path, out, "--resume", "--samples", "70")
+    assert r2.returncode == 0, r2.stderr
+    assert "another set of blocks" in r2.stderr
+    n_steps = round(_interacting_run(80)["time"]["t_end"] / _interacting_run(80)["time"]["dt"])
+    assert steps == n_steps
+    r3 = bohmpower(["run", path, "-o", tmp_path / "straight.h5", "-q", "--samples", "70"])
+    assert r3.returncode == 0, r3.stderr
+    assert_same_results(tmp_path / "straight.h5", out)
+
+
+@pytest.mark.mpi
+def test_interacting_unit_resumes_on_two_ranks(tmp_path):
+    """Two ranks stopped inside their units (a SIGTERM to rank 0, seen by both at the same stop
+    check) save a state each; resumed on two ranks they continue from it, and the result equals
+    the serial straight run to 1e-10."""
+    from bohmpower.checkpoint import checkpoint_path
+    from tests.test_mpi import assert_same_results, bohmpower
+
+    d = _interacting_run(150)
+    n_steps = round(d["time"]["t_end"] / d["time"]["dt"])
+    path = write_run_file(tmp_path / "run.toml", d)
+    out = tmp_path / "two.h5"
+    r, done = _run_counting_steps(path, out, sigterm_at=12, ranks=2, tmp=tmp_path)
+    assert r.returncode == 75, r.stderr
+    assert done == 19
+    ck = checkpoint_path(out)
+    assert (ck / "unit-0-of-2.npz").is_file() and (ck / "unit-1-of-2.npz").is_file()
+    r2, rest = _run_counting_steps(path, out, "--resume", ranks=2, tmp=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    assert rest == n_steps - 19
+    r3 = bohmpower(["run", path, "-o", tmp_path / "one.h5", "-q"])
+    assert r3.returncode == 0, r3.stderr
+    assert_same_results(tmp_path / "one.h5", out)

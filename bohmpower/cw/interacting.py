@@ -66,7 +66,9 @@ Cost per step: n_basis N CW propagations; the matrices cost O(n_basis^2 N^2 n_x^
 interaction, one matrix product with the n_x x n_x table of W) plus O(n_basis^3) (eigen-decomposition
 and exponential); the guidance of B measured worlds O(B n_basis N) stencil evaluations and B n_basis N
 small determinants. Every block of measured worlds propagates the same basis (deterministic), so blocks
-stay independent: results do not depend on the rank count and checkpoints work as for zeroth order.
+stay independent: results do not depend on the rank count. A rank's blocks are one unit of work
+(``driver.CWSolver.run_blocks``), whose state the checkpoint keeps mid-run
+(``checkpoint.UnitState``).
 """
 
 from __future__ import annotations
