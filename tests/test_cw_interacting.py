@@ -28,6 +28,7 @@ from bohmpower.cw.interacting import (
     InteractingEnsemble,
     PairInteraction,
     basis_matrices,
+    overlap_derivatives,
     permutations_with_signs,
 )
 from bohmpower.errors import ConfigError, NumericalError
@@ -38,7 +39,9 @@ def _collision(statistics="fermion", lam=1.0, n=2, points=128, t_end=4.0, dt=0.0
                exchange=None):
     packets = [{"center": -5.0, "width": 1.5, "wavenumber": 1.0},
                {"center": 5.0, "width": 1.5, "wavenumber": -1.0},
-               {"center": 0.0, "width": 1.5, "wavenumber": 0.0}][:n]
+               {"center": 0.0, "width": 1.5, "wavenumber": 0.0},
+               {"center": -10.0, "width": 1.5, "wavenumber": 0.5},
+               {"center": 10.0, "width": 1.5, "wavenumber": -0.5}][:n]
     inter = ({"kind": "soft_coulomb", "softening": 1.0, "relative_permittivity": 1.0 / lam}
              if lam else None)
     if exchange is None:
@@ -77,10 +80,10 @@ def _full_basis(psi, antisymmetric):
 
 
 @pytest.mark.parametrize("n, statistics", [(2, "distinguishable"), (2, "fermion"), (3, "fermion"),
-                                           (3, "distinguishable")])
+                                           (3, "distinguishable"), (4, "fermion")])
 def test_basis_matrices_equal_full_grid_integrals(n, statistics):
     rng = np.random.default_rng(4)
-    n_x, m = (48, 3) if n == 2 else (20, 2)
+    n_x, m = {2: (48, 3), 3: (20, 2), 4: (10, 2)}[n]
     x = np.linspace(-6.0, 6.0, n_x, endpoint=False)
     dx = x[1] - x[0]
     psi = rng.normal(size=(m, n, n_x)) + 1j * rng.normal(size=(m, n, n_x))
@@ -114,7 +117,43 @@ def test_basis_matrices_equal_full_grid_integrals(n, statistics):
     np.testing.assert_allclose(mats.k, k_ref, rtol=0, atol=1e-11 * scale)
 
 
-@pytest.mark.parametrize("n,anti", [(2, True), (3, True), (3, False)])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("anti", [True, False])
+def test_loewdin_derivatives_equal_the_permutation_sums(n, anti):
+    """The overlap det O (or prod O_ll) and its first and second derivatives in the one-body
+    overlaps, by minors, equal the sums over all N! permutations (up to N = 6: 720 terms), also
+    for a singular O (two equal rows: det 0, cofactors not all zero)."""
+    import itertools
+
+    rng = np.random.default_rng(n)
+    ov = rng.normal(size=(5, n, n)) + 1j * rng.normal(size=(5, n, n))
+    if n >= 2:
+        ov[-1, 1] = ov[-1, 0]  # singular
+    s, d1, d2 = overlap_derivatives(ov, anti)
+    perms, signs = permutations_with_signs(n, anti)
+    s_ref = np.zeros(5, dtype=complex)
+    d1_ref = np.zeros_like(ov)
+    d2_ref = {jk: np.zeros_like(ov) for jk in itertools.combinations(range(n), 2)}
+    for p, sg in zip(perms, signs):
+        cols = ov[:, p, np.arange(n)]  # O_{sigma l, l}
+        s_ref += sg * np.prod(cols, axis=-1)
+        for j in range(n):
+            d1_ref[:, p[j], j] += sg * np.prod(np.delete(cols, j, axis=-1), axis=-1)
+            for k in range(j + 1, n):
+                d2_ref[j, k][:, p[j], p[k]] += sg * np.prod(np.delete(cols, [j, k], axis=-1),
+                                                            axis=-1)
+    scale = np.abs(s_ref).max()
+    np.testing.assert_allclose(s, s_ref, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(d1, d1_ref, rtol=0, atol=1e-13 * np.abs(d1_ref).max())
+    assert sorted(d2) == sorted(d2_ref)
+    for jk in d2_ref:
+        np.testing.assert_allclose(d2[jk], d2_ref[jk], rtol=0,
+                                   atol=1e-13 * max(np.abs(d2_ref[jk]).max(), 1.0))
+    if anti and n >= 2:
+        assert abs(s[-1]) < 1e-12 * scale and np.abs(d1[-1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("n,anti", [(2, True), (3, True), (3, False), (4, True)])
 def test_pair_matrix_kernels_twin_and_table_agree(n, anti):
     """Parseval FFT sums (numba and numpy, in chunks smaller than the pair count) equal the direct
     double sum with the n_x x n_x table of W, and the matrix is Hermitian."""
@@ -137,17 +176,19 @@ def test_pair_matrix_kernels_twin_and_table_agree(n, anti):
                 rest = np.prod(cols[:, :, others], axis=-1)
                 ref += sg * np.einsum("abx,xy,aby->ab", f, table, g) * rest
     for kernels in (True, False):
-        got = pc.pair_matrix(psi, ov, perms, signs, chunk=4, kernels=kernels)
+        got = pc.pair_matrix(psi, ov, anti, chunk=4, kernels=kernels)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
     np.testing.assert_allclose(ref, ref.conj().T, atol=1e-11 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("statistics", ["distinguishable", "fermion"])
-def test_overlap_derivative_identity_with_interaction(statistics):
-    """dS/dt = i (K - K^+) along the basis dynamics (central differences, O(dt^2))."""
-    cfg = _collision(statistics, lam=1.0, points=128, dt=0.01, t_end=1.0)
+@pytest.mark.parametrize("statistics, n", [("distinguishable", 2), ("fermion", 2), ("fermion", 5)])
+def test_overlap_derivative_identity_with_interaction(statistics, n):
+    """dS/dt = i (K - K^+) along the basis dynamics (central differences, O(dt^2)); N = 5 fermions
+    exercise the Loewdin rules beyond the sizes a full-grid check reaches."""
+    cfg = _collision(statistics, lam=1.0, n=n, points=128, dt=0.01, t_end=1.0)
     model = _model(cfg)
-    ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), 6, seed=2)
+    X0 = np.array([[-5.0, 5.0, 0.0, -10.0, 10.0][:n]])
+    ens = InteractingEnsemble(model, X0, 6, seed=2)
     for _ in range(20):  # let the basis functions separate
         ens.step()
     s_prev = ens.s
@@ -156,8 +197,9 @@ def test_overlap_derivative_identity_with_interaction(statistics):
     ens.step()
     ds = (ens.s - s_prev) / (2 * ens.dt)
     rhs = 1j * (k_mid - k_mid.conj().T)
-    assert np.abs(rhs).max() > 1e-3  # the identity is not trivially 0 = 0
+    assert np.abs(rhs).max() > 1e-3 * np.abs(ens.s).max()  # not trivially 0 = 0
     np.testing.assert_allclose(ds, rhs, rtol=0, atol=2e-3 * np.abs(rhs).max())
+    assert abs(ens.norm / ens.norm_history[0] - 1) < 1e-3
 
 
 def _psi_error(statistics, lam, n_basis, t_end=4.0):

@@ -28,16 +28,15 @@ Choices (and why)
         = \\langle \\Phi_\\alpha | \\sum_{j<k} W(x_j - x_k)
           - \\sum_j \\sum_{k \\ne j} W(x_j - X^\\beta_k) | \\Phi_\\beta \\rangle .
 
-  With O^{ab}_{il} = <phi^a_i|phi^b_l> and a sum over permutations sigma (identity only for
-  distinguishable electrons; all of them with their signs for fermions: <Phi_a| applied to the
-  antisymmetriser of Phi_b):
+  With O^{ab}_{il} = <phi^a_i|phi^b_l>, S_ab = s(O) with s = det O (fermions: <Phi_a| applied
+  to the antisymmetriser of Phi_b) or prod_l O_ll (distinguishable electrons), and by the Loewdin
+  rules (``overlap_derivatives``: s is linear in each column of O)
 
   .. math::
 
-      S_{ab} = \\sum_\\sigma \\mathrm{sgn}\\,\\sigma \\prod_l O_{\\sigma l, l}, \\qquad
-      K_{ab} = \\sum_\\sigma \\mathrm{sgn}\\,\\sigma \\Big[ \\sum_{j<k} W2_{\\sigma j j, \\sigma k k}
-          \\prod_{l \\ne j,k} O_{\\sigma l, l}
-          - \\sum_j U_{\\sigma j, j} \\prod_{l \\ne j} O_{\\sigma l, l} \\Big],
+      K_{ab} = \\sum_{j<k} \\sum_{i,i'} W2_{ij, i'k}
+          \\frac{\\partial^2 s}{\\partial O_{ij} \\partial O_{i'k}}
+          - \\sum_{i,j} U_{ij} \\frac{\\partial s}{\\partial O_{ij}},
 
   W2_{ij,i'j'} = int int conj(phi^a_i(x)) phi^b_j(x) W(x - y) conj(phi^a_i'(y)) phi^b_j'(y) and
   U_{ij} = <phi^a_i| sum_{k != j} W(. - X^b_k) |phi^b_j>. (Both S and K of the fermion case are N! times
@@ -96,6 +95,7 @@ __all__ = [
     "InteractingEnsemble",
     "basis_matrices",
     "one_body_matrix",
+    "overlap_derivatives",
     "permutations_with_signs",
     "pseudo_inverse",
     "reconstructed_ratios",
@@ -122,6 +122,87 @@ def permutations_with_signs(n: int, antisymmetric: bool) -> tuple[np.ndarray, np
     return perms, signs
 
 
+def _stacked_det(a: np.ndarray) -> np.ndarray:
+    """det of a stack of n x n matrices (..., n, n): closed forms up to n = 3 (a 0 x 0 matrix has
+    det 1), LU (``numpy.linalg.det``) beyond."""
+    n = a.shape[-1]
+    if n == 0:
+        return np.ones(a.shape[:-2], dtype=a.dtype)
+    if n == 1:
+        return a[..., 0, 0].copy()
+    if n == 2:
+        return a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+    if n == 3:
+        return (a[..., 0, 0] * (a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1])
+                - a[..., 0, 1] * (a[..., 1, 0] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 0])
+                + a[..., 0, 2] * (a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0]))
+    return np.linalg.det(a)
+
+
+def overlap_derivatives(ov: np.ndarray, antisymmetric: bool, order: int = 2
+                        ) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
+    """The overlap of two basis functions and its first and second derivatives in the one-body
+    overlaps (the Loewdin rules), for a stack of N x N one-body overlap matrices.
+
+    With O_il = <phi^a_i|phi^b_l>, the overlap s(O) = <Phi_a|Phi_b> is det O (fermions, the
+    antisymmetriser's N! dropped) or prod_l O_ll (distinguishable electrons), and it is linear in
+    each column of O. So a one-body operator's matrix element is sum_il h_il ds/dO_il and a pair
+    operator's is sum_{l<l'} sum_{i,i'} w_{il,i'l'} d^2 s / dO_il dO_i'l'. For a determinant the
+    derivatives are signed minors (cofactors and second-order cofactors), determinants of the
+    (N-1)- and (N-2)-rank submatrices (``_stacked_det``): no inverse of O, so a
+    singular O (orthogonal orbitals) needs no care, and the cost is polynomial in N (N^2 + N^2
+    (N-1)^2 / 4 minors) instead of the N! terms of the permutation sum.
+
+    Parameters
+    ----------
+    ov : ndarray, complex, shape (P, N, N)
+    antisymmetric : bool
+    order : int
+        Highest derivative wanted (0, 1 or 2); the others are returned as None.
+
+    Returns
+    -------
+    s : ndarray (P,)
+    d1 : ndarray (P, N, N)
+        d1[p, i, l] = ds/dO_il.
+    d2 : dict
+        (l, l') with l < l' -> ndarray (P, N, N), [p, i, i'] = d^2 s / dO_il dO_i'l' (zero for
+        i = i' with a determinant).
+    """
+    ov = np.asarray(ov)
+    n = ov.shape[-1]
+    d1 = np.zeros_like(ov) if order >= 1 else None
+    d2: dict | None = {} if order >= 2 else None
+    if not antisymmetric:
+        diag = np.diagonal(ov, axis1=1, axis2=2)
+        s = np.prod(diag, axis=-1)
+        for j in range(n if order >= 1 else 0):
+            d1[:, j, j] = np.prod(np.delete(diag, j, axis=-1), axis=-1)
+            for k in range(j + 1, n if order >= 2 else 0):
+                d2[j, k] = np.zeros_like(ov)
+                d2[j, k][:, j, k] = np.prod(np.delete(diag, [j, k], axis=-1), axis=-1)
+        return s, d1, d2
+    s = _stacked_det(ov)
+    for i in range(n if order >= 1 else 0):
+        without_i = np.delete(ov, i, axis=1)
+        for j in range(n):
+            d1[:, i, j] = (-1) ** (i + j) * _stacked_det(np.delete(without_i, j, axis=2))
+    for j in range(n if order >= 2 else 0):
+        for k in range(j + 1, n):
+            block = np.zeros_like(ov)
+            cols = np.delete(ov, [j, k], axis=2)
+            for i in range(n):
+                for i2 in range(i + 1, n):
+                    # Laplace expansion of det O along columns j and k: rows (i, i2) in that
+                    # order carry (-1)^(i + i2 + j + k) times the minor, (i2, i) the opposite
+                    minor = _stacked_det(np.delete(cols, [i, i2], axis=1))
+                    sign = (-1) ** (i + i2 + j + k)
+                    block[:, i, i2] = sign * minor
+                    block[:, i2, i] = -sign * minor
+            d2[j, k] = block
+    return s, d1, d2
+
+
 def pseudo_inverse(s: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, float]:
     """Pseudo-inverse of a Hermitian PSD matrix, eigenvalues below ``cutoff * max`` dropped.
 
@@ -146,12 +227,14 @@ def pseudo_inverse(s: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, float
 
 @dataclass
 class BasisMatrices:
-    """S, K and the one-body overlaps of a basis (module Choices), shapes (M, M) and (M, M, N, N);
-    ``pair`` is the pair part of K, <Phi_a| sum_{j<k} W |Phi_b> (None without interaction)."""
+    """S, K, the one-body overlaps and the first derivatives of S in them (``overlap_derivatives``)
+    of a basis (module Choices), shapes (M, M) and (M, M, N, N); ``pair`` is the pair part of K,
+    <Phi_a| sum_{j<k} W |Phi_b> (None without interaction)."""
 
     s: np.ndarray
     k: np.ndarray
     overlaps: np.ndarray
+    cofactors: np.ndarray
     pair: np.ndarray | None = None
 
 
@@ -182,17 +265,14 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
     m, n, n_x = psi.shape
     x = np.asarray(x, dtype=float)
     dx = float(x[1] - x[0])
-    perms, signs = permutations_with_signs(n, antisymmetric)
     cpsi = psi.conj()
     # O[a, b, i, l] = <phi^a_i | phi^b_l>
     ov = np.einsum("aix,blx->abil", cpsi, psi, optimize=True) * dx
-    s = np.zeros((m, m), dtype=complex)
+    s, d1, _ = overlap_derivatives(ov.reshape(m * m, n, n), antisymmetric, order=1)
+    s, d1 = s.reshape(m, m), d1.reshape(m, m, n, n)
     k = np.zeros((m, m), dtype=complex)
-    for p, sg in zip(perms, signs):
-        cols = ov[:, :, p, np.arange(n)]  # (M, M, N): O_{sigma l, l}
-        s += sg * np.prod(cols, axis=-1)
     if pair is None or n < 2:
-        return BasisMatrices(s, k, ov)
+        return BasisMatrices(s, k, ov, d1)
     w_fn = pair.w
     # the one-body part: U_ij = <phi^a_i | V^b_j | phi^b_j>, with V^b_j(x) = sum_{k != j} W(x - X^b_k)
     # the conditional interaction that b's CW j evolves under
@@ -201,29 +281,22 @@ def basis_matrices(psi: np.ndarray, X: np.ndarray, x: np.ndarray, pair: PairInte
         for kk in range(n):
             if kk != j:
                 vb[:, j, :] += w_fn(x[None, :] - X[:, kk, None])
-    k -= one_body_matrix(psi, vb * psi, ov, dx, antisymmetric)
-    w_pair = pair.pair_matrix(psi, ov, perms, signs, comm=comm) * dx * dx
+    k -= one_body_matrix(psi, vb * psi, d1, dx)
+    w_pair = pair.pair_matrix(psi, ov, antisymmetric, comm=comm) * dx * dx
     k += w_pair
-    return BasisMatrices(s, k, ov, w_pair)
+    return BasisMatrices(s, k, ov, d1, w_pair)
 
 
-def one_body_matrix(psi: np.ndarray, h_psi: np.ndarray, ov: np.ndarray, dx: float,
-                    antisymmetric: bool) -> np.ndarray:
+def one_body_matrix(psi: np.ndarray, h_psi: np.ndarray, cofactors: np.ndarray,
+                    dx: float) -> np.ndarray:
     """<Phi_a| sum_j h(x_j) |Phi_b> for a one-body operator h, given h applied to every CW.
 
-    psi, h_psi (M, N, n_x); ov the one-body overlaps (M, M, N, N). The permutation sum of the
-    one-body part of K (module Choices): sum_sigma sgn sigma sum_j h_{sigma j, j} prod_{l != j}
-    O_{sigma l, l}, with h_ij = <phi^a_i|h_j|phi^b_j> (h may depend on the orbital j, as the
+    psi, h_psi (M, N, n_x); ``cofactors`` (M, M, N, N) the first derivatives of S in the one-body
+    overlaps (``overlap_derivatives``, ``BasisMatrices.cofactors``): the matrix element is
+    sum_ij h_ij dS/dO_ij with h_ij = <phi^a_i|h_j|phi^b_j> (h may depend on the orbital j, as the
     conditional interaction does)."""
-    m, n, _ = psi.shape
     hij = np.einsum("aix,bjx->abij", psi.conj(), h_psi, optimize=True) * dx
-    perms, signs = permutations_with_signs(n, antisymmetric)
-    out = np.zeros((m, m), dtype=complex)
-    for p, sg in zip(perms, signs):
-        cols = ov[:, :, p, np.arange(n)]
-        for j in range(n):
-            out += sg * hij[:, :, p[j], j] * np.prod(np.delete(cols, j, axis=-1), axis=-1)
-    return out
+    return np.einsum("abij,abij->ab", hij, cofactors)
 
 
 class PairInteraction:
@@ -250,13 +323,16 @@ class PairInteraction:
         """W(x_i - x_j), shape (n_x, n_x) [hartree]."""
         return np.asarray(self.w(self.x[:, None] - self.x[None, :]), dtype=float)
 
-    def pair_matrix(self, psi: np.ndarray, ov: np.ndarray, perms: np.ndarray, signs: np.ndarray,
+    def pair_matrix(self, psi: np.ndarray, ov: np.ndarray, antisymmetric: bool,
                     chunk: int = PAIR_CHUNK, kernels: bool = True, comm=None) -> np.ndarray:
         """<Phi_a| sum_{j<k} W(x_j - x_k) |Phi_b> without the dx^2 (module Choices), shape (M, M).
 
-        The matrix is Hermitian, so only a <= b is computed, in chunks of ``chunk`` pairs. Each term
-        sum_xy f(x) W(x - y) g(y) of two pair densities f = conj(phi^a_i) phi^b_j, g = conj(phi^a_i')
-        phi^b_j' is evaluated by Parseval on the zero-padded length L = 2 n_x,
+        sum_{j<k} sum_{i,i'} W2_{ij,i'k} d^2 S / dO_ij dO_i'k, the second derivatives of the overlap
+        in the one-body overlaps ``ov`` (``overlap_derivatives``: second-order cofactors for
+        fermions; for products only i = j, i' = k). The matrix is Hermitian, so only a <= b is
+        computed, in chunks of ``chunk`` pairs. Each term W2 = sum_xy f(x) W(x - y) g(y) of two pair
+        densities f = conj(phi^a_i) phi^b_j, g = conj(phi^a_i') phi^b_k is evaluated by Parseval
+        on the zero-padded length L = 2 n_x,
         (1/L) sum_q F(-q) W^(q) G(q): one forward FFT per pair density, no inverse. ``kernels``:
         the numba kernels (default) or their numpy twins.
 
@@ -295,18 +371,17 @@ class PairInteraction:
 
             acc = upper[lo : lo + chunk]
             w2 = np.empty(a.size, dtype=complex)
-            for p, sg in zip(perms, signs):
-                cols = ov[a, b][:, p, np.arange(n)]  # (chunk, N): O_{sigma l, l}
-                for j in range(n):
-                    for kk in range(j + 1, n):
-                        f_hat, g_hat = spectrum(p[j], j), spectrum(p[kk], kk)
-                        if kernels:
-                            parseval_sums_nb(f_hat, g_hat, w_hat, w2)
-                        else:
-                            w2 = np.einsum("cq,q,cq->c", f_hat[:, rev], w_hat, g_hat)
-                        others = [l for l in range(n) if l not in (j, kk)]
-                        rest = np.prod(cols[:, others], axis=-1) if others else 1.0
-                        acc += sg * w2 * rest
+            _, _, d2 = overlap_derivatives(ov[a, b], antisymmetric)
+            for (j, kk), weights in d2.items():
+                rows = ([(i, i2) for i in range(n) for i2 in range(n) if i != i2]
+                        if antisymmetric else [(j, kk)])
+                for i, i2 in rows:
+                    f_hat, g_hat = spectrum(i, j), spectrum(i2, kk)
+                    if kernels:
+                        parseval_sums_nb(f_hat, g_hat, w_hat, w2)
+                    else:
+                        w2 = np.einsum("cq,q,cq->c", f_hat[:, rev], w_hat, g_hat)
+                    acc += w2 * weights[:, i, i2]
         if size > 1:
             mine = {lo: upper[lo : lo + chunk].copy() for lo in starts[rank::size]}
             for part in comm.allgather(mine):
@@ -458,8 +533,7 @@ class InteractingEnsemble:
         orb = np.asarray(model.orbitals, dtype=complex)
         psi_b = self.basis.psi[self.live]
         o0 = np.einsum("aix,jx->aij", psi_b.conj(), orb) * self.dx  # <phi^a_i|orbital_j>
-        perms, signs = permutations_with_signs(n, self.antisymmetric)
-        beta = sum(sg * np.prod(o0[:, p, np.arange(n)], axis=-1) for p, sg in zip(perms, signs))
+        beta = overlap_derivatives(o0, self.antisymmetric, order=0)[0]
         s_plus, self.rank, self.condition = pseudo_inverse(mats.s, self.overlap_cutoff)
         c = s_plus @ beta
         self.c = c / np.sqrt(self._norm(c, mats.s))
@@ -494,7 +568,7 @@ class InteractingEnsemble:
         v = prop.u0
         if getattr(self.model, "include_drive_potential", False):
             v = v + prop.drive_potential(self.t_now)
-        h = one_body_matrix(psi, kin + v * psi, mats.overlaps, self.dx, self.antisymmetric)
+        h = one_body_matrix(psi, kin + v * psi, mats.cofactors, self.dx)
         if mats.pair is not None:
             h = h + mats.pair
         c = self.c
