@@ -401,7 +401,7 @@ KEYS: tuple[KeySpec, ...] = (
     # -- [method]
     _s("method", "scheme", "zeroth_order", ("zeroth_order", "interacting")),
     _b("method", "exchange", False),
-    _i("method", "basis_size", 64, "1 <= value <= 4096 (interacting scheme)",
+    _i("method", "basis_size", 128, "1 <= value <= 4096 (interacting scheme)",
        lambda v: 1 <= v <= 4096),
     _f("method", "overlap_cutoff", "dimensionless", 1e-12,
        "1e-16 <= value < 1 (relative eigenvalue of S kept; interacting scheme)",

@@ -292,7 +292,7 @@ def test_run_file_rules():
     with pytest.raises(ConfigError, match="exchange = true"):
         _collision("fermion", exchange=False)
     c = _collision("distinguishable")
-    assert c.method.scheme == "interacting" and c.method.basis_size == 64
+    assert c.method.scheme == "interacting" and c.method.basis_size == 128
     with pytest.raises(ConfigError, match="scheme"):
         parse_config(run_dict(method={"scheme": "icwf"}, trajectories={"count": 4}), REPO)
 
