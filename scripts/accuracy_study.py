@@ -88,7 +88,7 @@ _N3 = {
     "schema": "bohmpower-run/1",
     "units": {"system": "atomic"},
     "particles": {"count": 3, "mass": 1.0, "statistics": "fermion"},
-    "grid": {"x_min": -40.0, "x_max": 40.0, "points": 88, "boundary": "periodic"},
+    "grid": {"x_min": -40.0, "x_max": 40.0, "points": 128, "boundary": "periodic"},
     "time": {"dt": 0.05, "t_end": 16.0, "save_every": 10, "window": 1.0},
     "field": [
         {"kind": "linear_drop", "bias": 0.2, "x_left": -10.0, "x_right": 10.0, "smoothing": 1.0}
