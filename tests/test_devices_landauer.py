@@ -118,3 +118,18 @@ def test_landauer_current_of_a_step_transmission_at_zero_temperature():
 
     j, _, _ = landauer_current(step, 0.05, 0.02, 0.0, band_bottom=0.0, n_energies=300001)
     assert j == pytest.approx(0.01 / (2 * np.pi), rel=1e-4)
+
+
+def test_numba_kernel_matches_numpy_twin():
+    from bohmpower.devices.landauer import transmission_np
+
+    rng = np.random.default_rng(11)
+    edges = np.concatenate(([-30.0], np.sort(rng.uniform(-20, 20, 60)), [30.0]))
+    values = rng.uniform(-0.05, 0.4, edges.size - 1)
+    values[[0, -1]] = [0.0, -0.05]
+    e = np.concatenate((np.linspace(-0.1, 1.0, 400), [0.0, 1e-12]))
+    t_nb, r_nb = transmission(e, edges, values, 0.3)
+    t_np, r_np = transmission_np(e, edges, values, 0.3)
+    np.testing.assert_allclose(t_nb, t_np, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(r_nb, r_np, rtol=1e-9, atol=1e-15)
+    assert np.all(t_nb[e <= 0] == 0)
