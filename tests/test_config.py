@@ -22,6 +22,8 @@ from bohmpower.config import (
     InteractionConfig,
     MethodConfig,
     NumericsConfig,
+    ReservoirsConfig,
+    SteadyStateConfig,
     Packet,
     Particles,
     PotentialPiece,
@@ -850,6 +852,8 @@ TREE = {
     "method": MethodConfig,
     "energy": EnergyConfig,
     "numerics": NumericsConfig,
+    "reservoirs": ReservoirsConfig,
+    "steady_state": SteadyStateConfig,
 }
 KINDED = {"potential": PotentialPiece, "field": FieldPiece, "interaction": InteractionConfig}
 

@@ -146,3 +146,61 @@ def test_injected_current_equals_landauer_at_three_biases_and_two_temperatures()
     # (the two surfaces of one run are correlated, which makes this conservative)
     assert float(np.sum(np.square(z_all))) < 32.9
     assert math.isfinite(sum(z_all))
+
+
+def _device_units(d: dict) -> dict:
+    """The run file in device units (nm, eV, fs), the same physics."""
+    from bohmpower.units import AU_TIME_FS, BOHR_NM, HARTREE_EV
+
+    d = copy.deepcopy(d)
+    d["units"] = {"system": "device"}
+    for k in ("x_min", "x_max", "absorber_width"):
+        d["grid"][k] *= BOHR_NM
+    for k in ("dt", "t_end"):
+        d["time"][k] *= AU_TIME_FS
+    p = d["potential"][0]
+    p["center"] *= BOHR_NM
+    p["width"] *= BOHR_NM
+    p["smoothing"] *= BOHR_NM
+    p["height"] *= HARTREE_EV
+    f = d["field"][0]
+    f["bias"] *= HARTREE_EV
+    f["x_left"] *= BOHR_NM
+    f["x_right"] *= BOHR_NM
+    for v in d["volume"]:
+        v["x_min"] *= BOHR_NM
+        v["x_max"] *= BOHR_NM
+    d["reservoirs"]["fermi_energy"] *= HARTREE_EV
+    d["reservoirs"]["packet_width"] *= BOHR_NM
+    d["steady_state"]["warm_up"] *= AU_TIME_FS
+    return d
+
+
+def test_bohmpower_run_writes_the_steady_state_group_in_device_units(tmp_path):
+    import h5py
+
+    from bohmpower.cli import main
+    from bohmpower.units import AU_TIME_FS
+    from tests.conftest import write_run_file
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 3
+    atomic = OpenSolver(parse_config(d, REPO)).run()
+    run_file = write_run_file(tmp_path / "open.toml", _device_units(d))
+    out = tmp_path / "open.h5"
+    assert main(["check", str(run_file)]) == 0
+    assert main(["run", str(run_file), "-o", str(out), "--quiet"]) == 0
+    assert main(["info", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["method"] == "open"
+        sg = f["steady_state"]
+        assert sg["current"].attrs["units"] == "1/fs"
+        assert sg["surface"].attrs["units"] == "nm"
+        # the same worlds in nm/eV/fs: the same crossings, the current converted
+        np.testing.assert_allclose(sg["current"][()] * AU_TIME_FS, atomic.current()["mean"],
+                                   rtol=1e-9)
+        np.testing.assert_allclose(float(sg["landauer_current"][()]) * AU_TIME_FS,
+                                   atomic.landauer["current"], rtol=1e-6)
+        assert sg["exits"][()].sum() == atomic.exits.sum()
+        assert sg["electrons"].shape == f["time"].shape
+        assert np.all(sg["transmission"][()] <= 1 + 1e-12)

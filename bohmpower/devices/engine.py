@@ -40,7 +40,8 @@ from bohmpower.units import BOLTZMANN_HARTREE_PER_K
 from .injection import LEFT, RIGHT, Injection, Reservoir, packet_transmission
 from .landauer import device_potential, fermi, landauer_current, transmission
 
-__all__ = ["OpenEnsemble", "OpenResult", "OpenSolver", "build_open_model", "surfaces_of"]
+__all__ = ["OpenEnsemble", "OpenResult", "OpenSolver", "build_open_model", "describe_open",
+           "surfaces_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +397,8 @@ class OpenResult:
     timings: dict = field(default_factory=dict)
     ranks: int = 1
     degeneracy: int = 1
+    steady_state_time: float = float("nan")
+    warnings: list = field(default_factory=list)
 
     @property
     def averaging_time(self) -> float:
@@ -542,5 +545,31 @@ class OpenSolver:
             warm_up=float(a.steady_state.warm_up), t_end=float(a.time.t_end),
             n_batches=int(a.steady_state.batches), max_present=max(p[7] for p in parts), lost=lost,
             wall_time=_time.perf_counter() - start, landauer=ref, timings=timings,
-            degeneracy=int(a.reservoirs.degeneracy),
+            degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
+            warnings=list(self.warnings),
         )
+
+
+def describe_open(config) -> str:
+    """What ``bohmpower check`` says about an open-system run: injection, time scales, Landauer."""
+    solver = OpenSolver(config)
+    us = config.unit_system
+    inj = solver.injection
+    left, right = inj.reservoirs
+    ref = landauer_reference(solver.model, inj, float(solver.atomic.time.t_end),
+                             solver.atomic.reservoirs.degeneracy)
+    q = us.quantity
+    lines = [
+        f"  open system: mu_L - mu_R = {q(left.mu - right.mu, 'energy')}, kT = {q(left.kt, 'energy')}; "
+        f"{inj.n_cells} cells of {q(inj.d_energy, 'energy')} per reservoir, one attempt each per "
+        f"h/dE = {q(inj.period, 'time')}",
+        f"  mean injection rate {q(inj.expected_rate(LEFT), 'frequency')} (left), "
+        f"{q(inj.expected_rate(RIGHT), 'frequency')} (right); current counted at "
+        + ", ".join(q(s, "length") for s in solver.surfaces),
+        f"  estimated time to steady state {q(solver.steady_state_time, 'time')}; warm-up "
+        f"{q(solver.atomic.steady_state.warm_up, 'time')}",
+        f"  Landauer current {q(ref['current'], 'frequency')} (injection model "
+        f"{q(ref['model_current'], 'frequency')})",
+    ]
+    lines += [f"  warning: {w}" for w in solver.warnings]
+    return "\n".join(lines)
