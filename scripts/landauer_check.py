@@ -49,7 +49,13 @@ def main() -> None:
     ap.add_argument("--temperatures", default="0,1000")
     ap.add_argument("--warm-up", type=float, default=2000.0)
     ap.add_argument("--t-end", type=float, default=3400.0)
+    ap.add_argument("--scaling", action="store_true",
+                    help="only the cost per electron and step against the pool size "
+                         "(worlds 4, 16, 64, 256 at bias 0.02, 0 K)")
     args = ap.parse_args()
+    if args.scaling:
+        scaling(args)
+        return
     print("bias  T[K]   J(-30)          J(+30)          J(exits)        Landauer  model     "
           "z(-30) z(+30) z(exit)  cpu[s]  electrons  us/electron/step")
     z_all = []
@@ -93,6 +99,40 @@ def main() -> None:
     z_all = np.array(z_all)
     print(f"all points: {z_all.size} z-scores, max |z| {np.max(np.abs(z_all)):.2f}, "
           f"sum z^2 {np.sum(z_all**2):.1f} (the three estimators of one run are correlated)")
+
+
+def scaling(args) -> None:
+    """Process time per electron and step, and per world and unit of simulated time, against the
+    number of electrons stepped together (a pool holds every electron of a block of worlds)."""
+    from bohmpower.devices import engine
+
+    print("worlds  mean electrons in the pool  cpu[s]  us/electron/step  ms/world/fs  "
+          "ms/injected electron")
+    for n_w in (4, 16, 64, 256):
+        d = copy.deepcopy(CASE)
+        d["trajectories"]["count"] = n_w
+        d["grid"]["points"] = args.points
+        config = parse_config(d, ".")
+        solver = OpenSolver(config, block_size=n_w)
+        a = time.process_time()
+        r = solver.run()
+        cpu = time.process_time() - a - _reference_cpu(solver)
+        steps = config.time.n_steps
+        pool = float(r.electrons.mean()) * n_w
+        fs = config.time.t_end * 0.024188843265857
+        print(f"{n_w:6d}  {pool:26.1f}  {cpu:6.1f}  {cpu / (pool * steps) * 1e6:16.2f}  "
+              f"{cpu / n_w / fs * 1e3:11.2f}  {cpu / r.injected_total.sum() * 1e3:20.2f}",
+              flush=True)
+    del engine
+
+
+def _reference_cpu(solver) -> float:
+    """Process time of the Landauer reference alone (part of every run), to report the dynamics."""
+    from bohmpower.devices.engine import landauer_reference
+
+    a = time.process_time()
+    landauer_reference(solver.model, solver.injection, float(solver.atomic.time.t_end))
+    return time.process_time() - a
 
 
 if __name__ == "__main__":

@@ -185,7 +185,13 @@ def test_bohmpower_run_writes_the_steady_state_group_in_device_units(tmp_path):
 
     d = copy.deepcopy(OPEN)
     d["trajectories"]["count"] = 3
-    atomic = OpenSolver(parse_config(d, REPO)).run()
+    import bohmpower
+
+    atomic = bohmpower.run(parse_config(d, REPO))  # the Python API takes the same path
+    saved = bohmpower.save(atomic, tmp_path / "atomic.h5")
+    tree = bohmpower.load_result(saved)
+    assert tree["steady_state/current"].attrs["units"] == "1/atomic_unit_of_time"
+    np.testing.assert_allclose(tree["steady_state/current"].values, atomic.current()["mean"])
     run_file = write_run_file(tmp_path / "open.toml", _device_units(d))
     out = tmp_path / "open.h5"
     assert main(["check", str(run_file)]) == 0
