@@ -48,10 +48,10 @@ __all__ = [
     "NumericsConfig",
     "Packet",
     "Particles",
-    "ReservoirsConfig",
-    "SteadyStateConfig",
     "PotentialPiece",
+    "ReservoirsConfig",
     "RunConfig",
+    "SteadyStateConfig",
     "TimeConfig",
     "Train",
     "TrajectoriesConfig",
@@ -1961,7 +1961,9 @@ def describe(config: RunConfig) -> str:
         f"  interaction: {inter.kind}" + (f" ({piece_text(inter)})" if inter.kind != "none" else "")
     )
     init = config.initial
-    if init.many_body_state is not None:
+    if config.reservoirs is not None:
+        lines.append("  initial state: an empty device (electrons enter from the reservoirs)")
+    elif init.many_body_state is not None:
         lines.append(
             f"  initial state: many-body eigenstate {init.many_body_state} of the full Hamiltonian"
         )

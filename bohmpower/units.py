@@ -41,9 +41,9 @@ from bohmpower.errors import ConfigError
 __all__ = [
     "ATOMIC",
     "AU_TIME_FS",
+    "BOHR_NM",
     "BOLTZMANN_EV_PER_K",
     "BOLTZMANN_HARTREE_PER_K",
-    "BOHR_NM",
     "COULOMB_EV_NM",
     "DIMENSIONS",
     "HARTREE_EV",

@@ -95,7 +95,7 @@ def main() -> None:
                   f"{cpu:6.1f}  {n_el:6d}  {per:.1f}", flush=True)
             print(f"      batch-means s.e. {c['batch_standard_error']}, N in device at the end "
                   f"{r.electrons[-1].mean():.1f}, largest N {r.max_present}, lost {r.lost}, "
-                  f"timings {dict((k, round(v, 1)) for k, v in r.timings.items())}", flush=True)
+                  f"timings { {k: round(v, 1) for k, v in r.timings.items()} }", flush=True)
     z_all = np.array(z_all)
     print(f"all points: {z_all.size} z-scores, max |z| {np.max(np.abs(z_all)):.2f}, "
           f"sum z^2 {np.sum(z_all**2):.1f} (the three estimators of one run are correlated)")

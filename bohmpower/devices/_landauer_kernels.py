@@ -26,7 +26,7 @@ def transmission_nb(e, h, values, mass, v_left, v_right, t_out, r_out):  # pragm
         log_scale = 0.0
         for c in range(n_c - 1, -1, -1):
             k = cmath.sqrt(complex(2.0 * mass * (ei - values[c]), 0.0))
-            n_sub = max(1, int(math.ceil(abs(k.imag) * h[c] / 30.0)))
+            n_sub = max(1, math.ceil(abs(k.imag) * h[c] / 30.0))
             hs = h[c] / n_sub
             kh = k * hs
             co = cmath.cos(kh)

@@ -448,7 +448,7 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
         return transmission(e, edges, values, model.mass, left.band_bottom, right.band_bottom)[0]
 
     bottom = max(left.band_bottom, right.band_bottom)
-    j, e, _ = landauer_current(t_of, left.mu, right.mu, left.kt, bottom, degeneracy, n_energies)
+    j, _, _ = landauer_current(t_of, left.mu, right.mu, left.kt, bottom, degeneracy, n_energies)
     # the same integral over the injected energies only (each side's cells)
     e_w = np.linspace(bottom, max(left.band_bottom, right.band_bottom) + injection.energy_max,
                       n_energies)
@@ -559,17 +559,17 @@ def describe_open(config) -> str:
     ref = landauer_reference(solver.model, inj, float(solver.atomic.time.t_end),
                              solver.atomic.reservoirs.degeneracy)
     q = us.quantity
+    surfaces = ", ".join(q(s, "length") for s in solver.surfaces)
     lines = [
-        f"  open system: mu_L - mu_R = {q(left.mu - right.mu, 'energy')}, kT = {q(left.kt, 'energy')}; "
-        f"{inj.n_cells} cells of {q(inj.d_energy, 'energy')} per reservoir, one attempt each per "
-        f"h/dE = {q(inj.period, 'time')}",
-        f"  mean injection rate {q(inj.expected_rate(LEFT), 'frequency')} (left), "
-        f"{q(inj.expected_rate(RIGHT), 'frequency')} (right); current counted at "
-        + ", ".join(q(s, "length") for s in solver.surfaces),
-        f"  estimated time to steady state {q(solver.steady_state_time, 'time')}; warm-up "
-        f"{q(solver.atomic.steady_state.warm_up, 'time')}",
-        f"  Landauer current {q(ref['current'], 'frequency')} (injection model "
-        f"{q(ref['model_current'], 'frequency')})",
+        (f"  open system: mu_L - mu_R = {q(left.mu - right.mu, 'energy')}, kT = "
+         f"{q(left.kt, 'energy')}; {inj.n_cells} cells of {q(inj.d_energy, 'energy')} per "
+         f"reservoir, one attempt each per h/dE = {q(inj.period, 'time')}"),
+        (f"  mean injection rate {q(inj.expected_rate(LEFT), 'frequency')} (left), "
+         f"{q(inj.expected_rate(RIGHT), 'frequency')} (right); current counted at {surfaces}"),
+        (f"  estimated time to steady state {q(solver.steady_state_time, 'time')}; warm-up "
+         f"{q(solver.atomic.steady_state.warm_up, 'time')}"),
+        (f"  Landauer current {q(ref['current'], 'frequency')} (injection model "
+         f"{q(ref['model_current'], 'frequency')})"),
     ]
     lines += [f"  warning: {w}" for w in solver.warnings]
     return "\n".join(lines)
