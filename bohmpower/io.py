@@ -512,6 +512,8 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
              "Landauer current (g/h) int T (f_L - f_R) dE on the same potential"),
             ("model_current", result.landauer["model_current"], (),
              "expectation of the injection model (packet-averaged transmission per cell)"),
+            ("grid_landauer_current", result.landauer["grid_current"], (),
+             "Landauer current of the potential's grid samples"),
         ):
             _dataset(sg, name, us.from_atomic(np.asarray(data, dtype=float), "frequency"), rate,
                      dims=dims, long_name_=label)

@@ -210,3 +210,17 @@ def test_bohmpower_run_writes_the_steady_state_group_in_device_units(tmp_path):
         assert sg["exits"][()].sum() == atomic.exits.sum()
         assert sg["electrons"].shape == f["time"].shape
         assert np.all(sg["transmission"][()] <= 1 + 1e-12)
+
+
+def test_a_potential_the_grid_does_not_resolve_is_named():
+    resolved = OpenSolver(open_run())
+    assert not any("not resolved by the grid" in w for w in resolved.warnings)
+    ref = resolved.reference
+    assert abs(ref["grid_current"] / ref["current"] - 1) < 0.02
+    # a 2-bohr barrier (smoothing 0.5) on a 3.1-bohr grid: the sampled barrier is another barrier
+    d = copy.deepcopy(OPEN)
+    d["grid"].update(x_min=-200.0, x_max=200.0)
+    d["potential"][0].update(width=2.0, smoothing=0.5, height=0.06)
+    coarse = OpenSolver(parse_config(d, REPO))
+    assert any("not resolved by the grid" in w for w in coarse.warnings)
+    assert coarse.reference["grid_current"] < 0.9 * coarse.reference["current"]

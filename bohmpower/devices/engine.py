@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 #: The lead potential over an injection region may vary by at most this fraction of E_F.
 LEAD_FLATNESS = 1e-3
+#: Largest relative difference between the Landauer currents of the grid-sampled and of the
+#: continuum potential before the run warns that the potential is not resolved.
+GRID_TOLERANCE = 0.02
 #: Worlds stepped together (one pool of electrons).
 DEFAULT_BLOCK = 64
 
@@ -434,6 +437,7 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     """The Landauer current of the run's own potential, and the injection model's expectation.
 
     ``current``: J = (g/h) int T (f_L - f_R) dE on U0 + q phi between the injection points.
+    ``grid_current``: the same integral on the potential's grid samples (one cell per grid point).
     ``window_current``: the same integral with each f_s restricted to the injected kinetic energies
     (energy_min, energy_max] above its band bottom.
     ``model_current``: sum over cells of the attempt rate times f times the packet-averaged
@@ -462,8 +466,23 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     for side, sign in ((LEFT, 1.0), (RIGHT, -1.0)):
         t_j = packet_transmission(injection, t_of, side, n_k=241)
         j_model += sign * float(np.sum(injection.occupations(side) * t_j)) / injection.period
+    # the same current on the grid's samples of the potential (what the split step sees), one cell
+    # per grid point: where it differs, the potential is not resolved by the grid
+    x = np.asarray(model.grid.x)
+    dx = float(model.grid.dx)
+    inside = (x - 0.5 * dx > left.x_inject) & (x + 0.5 * dx < right.x_inject)
+    g_edges = np.concatenate(([left.x_inject], x[inside][1:] - 0.5 * dx, [right.x_inject]))
+    g_values = _potential(model, x[inside], t)
+
+    def t_grid(e):
+        return transmission(e, g_edges, g_values, model.mass, left.band_bottom,
+                            right.band_bottom)[0]
+
+    j_grid, _, _ = landauer_current(t_grid, left.mu, right.mu, left.kt, bottom, degeneracy,
+                                    n_energies)
     e_plot = np.linspace(bottom, bottom + 1.5 * injection.energy_max, 601)
-    return {"current": j, "window_current": j_window, "model_current": degeneracy * j_model, "energies": e_plot,
+    return {"current": j, "window_current": j_window, "model_current": degeneracy * j_model,
+            "grid_current": j_grid, "energies": e_plot,
             "transmission": t_of(e_plot), "mu_left": left.mu, "mu_right": right.mu,
             "kt": left.kt, "band_bottom": bottom, "bias": left.band_bottom - right.band_bottom}
 
@@ -493,6 +512,16 @@ class OpenSolver:
         self.surfaces = surfaces_of(self.model, self.injection)
         self.steady_state_time = steady_state_time(self.model, self.injection,
                                                    float(atomic.time.t_end))
+        ref = landauer_reference(self.model, self.injection, float(atomic.time.t_end),
+                                 atomic.reservoirs.degeneracy)
+        if abs(ref["grid_current"] - ref["current"]) > GRID_TOLERANCE * abs(ref["current"]):
+            self.warnings.append(
+                f"the potential is not resolved by the grid: its Landauer current on the grid "
+                f"samples differs from the continuum one by "
+                f"{abs(ref['grid_current'] / ref['current'] - 1):.1%} (more than "
+                f"{GRID_TOLERANCE:.0%}); the injected current follows the grid's potential "
+                "(docs/devices.md): use more grid.points or smoother potential pieces")
+        self.reference = ref
         if atomic.steady_state.warm_up < self.steady_state_time:
             us = config.unit_system
             self.warnings.append(
@@ -535,8 +564,7 @@ class OpenSolver:
         lost = sum(p[8] for p in parts)
         if lost:
             logger.warning("%d electron(s) removed for a non-finite velocity", lost)
-        ref = landauer_reference(self.model, self.injection, float(a.time.t_end),
-                                 a.reservoirs.degeneracy)
+        ref = self.reference
         dt = float(a.time.dt)
         return OpenResult(
             config=self.config, model=self.model, injection=self.injection, sample_ids=ids,
