@@ -1,25 +1,28 @@
 """Injection of electrons from Fermi reservoirs (the BITLLES injection model; docs/devices.md).
 
 Each reservoir s (left, right) fills the incoming states of its lead. Energies above the lead's band
-bottom U_s are cut into ``n_cells`` cells of width dE on (energy_min, energy_max]; cell j has the central
-energy E_sj = U_s + energy_min + (j + 1/2) dE and wavenumber k_sj = +-sqrt(2 m (E_sj - U_s))/hbar (towards the device).
+bottom U_s are cut into ``n_cells`` cells of width dE on (energy_min, energy_max]; cell j has the
+central energy E_sj = U_s + energy_min + (j + 1/2) dE and wavenumber k_sj = +-sqrt(2 m (E_sj -
+U_s))/hbar (towards the device).
 
-Attempt rule (the injection model of the BITLLES simulator: H. Lopez, G. Albareda, X. Cartoixa,
-J. Sune and X. Oriols, J. Comput. Electron. 7, 213 (2008); reviewed with the rest of BITLLES in A.
+Attempt rule (the injection model of the BITLLES simulator: H. Lopez, G. Albareda, X. Cartoixa, J.
+Sune and X. Oriols, J. Comput. Electron. 7, 213 (2008); reviewed with the rest of BITLLES in A.
 Benseny et al., Eur. Phys. J. D 68, 286 (2014), arXiv:1406.3151; the Bohmian many-electron scheme it
-feeds is X. Oriols, Phys. Rev. Lett. 98, 066803 (2007)): a phase-space cell of length L and width dk holds one state (L dk = 2 pi, spinless); its
-content enters the device every t0 = L/v. With v = hbar k/m and dE = hbar v dk this is
+feeds is X. Oriols, Phys. Rev. Lett. 98, 066803 (2007)): a phase-space cell of length L and width dk
+holds one state (L dk = 2 pi, spinless); its content enters the device every t0 = L/v. With v = hbar
+k/m and dE = hbar v dk this is
 
 .. math::
 
     t_0 = \\frac{L}{v} = \\frac{2\\pi}{v\\,dk} = \\frac{h}{dE},
 
 the same for every energy cell. Every t0 one injection into the cell is attempted and accepted with
-probability f_s(E_sj): the state is occupied with the Fermi-Dirac probability, and at most one electron
-enters per state (Pauli exclusion between electrons injected into the same state: two electrons of one
-cell are always a whole t0 apart, i.e. one cell length L = v t0 apart in the lead). The mean particle
-current a reservoir sends is then sum_j f_s(E_sj)/t0 = (1/h) sum_j f_s(E_sj) dE -> (1/h) int f_s dE, the
-incoming flux of a Fermi lead, and with transmission T the current of the Landauer formula.
+probability f_s(E_sj): the state is occupied with the Fermi-Dirac probability, and at most one
+electron enters per state (Pauli exclusion between electrons injected into the same state: two
+electrons of one cell are always a whole t0 apart, i.e. one cell length L = v t0 apart in the lead).
+The mean particle current a reservoir sends is then sum_j f_s(E_sj)/t0 = (1/h) sum_j f_s(E_sj) dE ->
+(1/h) int f_s dE, the incoming flux of a Fermi lead, and with transmission T the current of the
+Landauer formula.
 
 Each world draws its own phase phi_sj ~ U(0, t0) per cell (attempts at phi_sj + n t0): with it the
 expected number of attempts in any time interval is its length over t0 exactly, so the estimate is
@@ -27,10 +30,10 @@ unbiased even where the run is shorter than t0; within a world the attempts are 
 model (the partition noise of Bernoulli acceptance is the model's shot noise).
 
 Each accepted electron is a Gaussian packet of density width sigma (``packet_width``) centred at the
-injection point x_s (3 sigma inside the absorbing layer), wavenumber k_sj, placed at the first time
-step at or after its attempt time; its Bohmian position is drawn from |psi|^2 at injection (a normal
-deviate of standard deviation sigma, redrawn in the rare case it falls outside [x_s - 3 sigma,
-x_s + 3 sigma]).
+injection point x_s (by default 3 sigma in from the absorbing layer), wavenumber k_sj, placed at the
+first time step at or after its attempt time; its Bohmian position is drawn from |psi|^2 at
+injection (a normal deviate of standard deviation sigma, redrawn in the rare case it falls outside
+[x_s - 3 sigma, x_s + 3 sigma]).
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ class Injection:
         Returns
         -------
         dict of ndarray, one entry per electron, sorted by time:
-            ``time`` [a.u. time], ``side`` (0/1), ``cell``, ``x0`` (initial Bohmian position [bohr]).
+            ``time`` [a.u. time], ``side`` (0/1), ``cell``, ``x0`` (initial Bohmian position
+            [bohr]).
         """
         t0 = self.period
         times, sides, cells = [], [], []
