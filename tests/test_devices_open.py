@@ -224,3 +224,31 @@ def test_a_potential_the_grid_does_not_resolve_is_named():
     coarse = OpenSolver(parse_config(d, REPO))
     assert any("not resolved by the grid" in w for w in coarse.warnings)
     assert coarse.reference["grid_current"] < 0.9 * coarse.reference["current"]
+
+
+def test_worlds_do_not_depend_on_their_block_nor_on_the_rank_count(tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    from tests.conftest import write_run_file
+    from tests.test_mpi import ENV, MPIEXEC
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 3
+    config = parse_config(d, REPO)
+    one = OpenSolver(config, block_size=3).run()
+    split = OpenSolver(config, block_size=1).run()
+    for name in ("crossings", "exits", "exits_total", "injected_total", "electrons"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(split, name), err_msg=name)
+    run_file = write_run_file(tmp_path / "open.toml", d)
+    out = tmp_path / "mpi.h5"
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "bohmpower", "run",
+                           str(run_file), "-o", str(out), "--quiet"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["ranks"] == 2
+        np.testing.assert_array_equal(f["steady_state/current"][()], one.current()["mean"])
+        np.testing.assert_array_equal(f["steady_state/exits"][()], one.exits.sum(axis=0))

@@ -537,7 +537,10 @@ class OpenSolver:
         start = _time.perf_counter()
         a = self.atomic
         ids = np.arange(self.n_samples)
-        blocks = [ids[i:i + self.block_size] for i in range(0, ids.size, self.block_size)]
+        size = comm.Get_size() if comm is not None else 1
+        # every rank gets work even in small runs; each world's result does not depend on its block
+        bs = max(1, min(self.block_size, -(-ids.size // size)))
+        blocks = [ids[i:i + bs] for i in range(0, ids.size, bs)]
         mine = my_blocks(blocks, comm) if comm is not None else blocks
         frames = np.asarray(a.time.frame_steps)
         parts = []
