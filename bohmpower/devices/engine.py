@@ -587,8 +587,7 @@ def describe_open(config) -> str:
     us = config.unit_system
     inj = solver.injection
     left, right = inj.reservoirs
-    ref = landauer_reference(solver.model, inj, float(solver.atomic.time.t_end),
-                             solver.atomic.reservoirs.degeneracy)
+    ref = solver.reference
     q = us.quantity
     surfaces = ", ".join(q(s, "length") for s in solver.surfaces)
     lines = [
