@@ -133,6 +133,17 @@ def run(config, workers: int | None = None, *, samples: int | None = None,
 
     config = _as_config(config, samples, seed)
     config.check_command("run")
+    if config.open_system:  # [reservoirs]: an OpenResult (docs/devices.md)
+        from bohmpower.devices.engine import OpenSolver
+
+        open_solver = OpenSolver(config, workers=workers)
+        for w in open_solver.warnings:
+            warnings.warn(w, stacklevel=2)
+        sink = _Progress(progress, open_solver.n_samples, "worlds", "open")
+        try:
+            return open_solver.run(progress=sink.update)
+        finally:
+            sink.close()
     solver = CWSolver(config, workers=workers, discard_bad_samples=discard_bad_samples)
     for w in solver.warnings:
         warnings.warn(w, stacklevel=2)
@@ -161,6 +172,10 @@ def save(result, path, *, overwrite: bool = False) -> Path:
         return io.write_exact_result(Path(path), result, config, overwrite=overwrite, **names)
     if isinstance(result, CWResult):
         return io.write_cw_result(Path(path), result, config, overwrite=overwrite, **names)
+    from bohmpower.devices.engine import OpenResult
+
+    if isinstance(result, OpenResult):
+        return io.write_open_result(Path(path), result, config, overwrite=overwrite, **names)
     raise TypeError(f"result: expected an ExactResult or a CWResult, got {type(result).__name__}")
 
 

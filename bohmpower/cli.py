@@ -237,10 +237,46 @@ def cmd_run(args) -> int:
         checkpoint.unlock()
 
 
+def _run_open(args, comm, config, run_file, output) -> int:
+    """An open-system run ([reservoirs]; docs/devices.md)."""
+    from bohmpower import io
+    from bohmpower.devices.engine import OpenSolver
+
+    if args.resume:
+        raise ConfigError("--resume", "open-system runs ([reservoirs]) do not checkpoint yet; "
+                          "rerun without --resume")
+    root = comm.rank == 0
+    solver = OpenSolver(config, workers=args.workers)
+    if root:
+        for w in solver.warnings:
+            log.warning("warning: %s", w)
+        log.info("open-system run: %s; %d worlds, %d rank(s)", config.title or run_file.name,
+                 solver.n_samples, comm.size)
+    progress = _progress(solver.n_samples, args.quiet or not root, "worlds")
+    try:
+        result = solver.run(comm=comm, progress=progress.update)
+    finally:
+        progress.close()
+    if not root:
+        return 0
+    result.ranks = comm.size
+    path = io.write_open_result(output, result, config, overwrite=args.overwrite)
+    us = config.unit_system
+    cur = result.current()
+    for s, j, se in zip(result.surfaces, cur["mean"], cur["standard_error"], strict=True):
+        log.info("current at %s: %s +- %s (Landauer %s)", us.quantity(s, "length"),
+                 us.quantity(j, "frequency"), us.quantity(se, "frequency"),
+                 us.quantity(result.landauer["current"], "frequency"))
+    log.info("done in %.1f s: %d worlds; result: %s", result.wall_time, solver.n_samples, path)
+    return 0
+
+
 def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     from bohmpower import io
     from bohmpower.driver import CWSolver
 
+    if config.open_system:
+        return _run_open(args, comm, config, run_file, output)
     root = comm.rank == 0
     solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
     if root:
@@ -378,6 +414,11 @@ def cmd_check(args) -> int:
 
     config = _load(args.run_file, "run" if config_has_method(args.run_file) else "exact")
     print(describe(config))
+    if config.open_system:
+        from bohmpower.devices.engine import describe_open
+
+        print(describe_open(config))
+        return 0
     from bohmpower.estimates import describe_estimates
 
     print(describe_estimates(config))
@@ -388,7 +429,8 @@ def config_has_method(path: Path) -> bool:
     import tomllib
 
     try:
-        return "method" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return "method" in data or "reservoirs" in data  # an open system is a `run`
     except (OSError, ValueError):  # unreadable, not UTF-8, bad TOML: load_config says which
         return False
 

@@ -49,7 +49,9 @@ __all__ = [
     "Packet",
     "Particles",
     "PotentialPiece",
+    "ReservoirsConfig",
     "RunConfig",
+    "SteadyStateConfig",
     "TimeConfig",
     "Train",
     "TrajectoriesConfig",
@@ -412,6 +414,27 @@ KEYS: tuple[KeySpec, ...] = (
     _f("method", "energy_tolerance", "dimensionless", 0.05,
        "0 < value <= 1 (relative drift of the energy of Psi where it is conserved; interacting "
        "scheme)", lambda v: 0 < v <= 1),
+    # -- [reservoirs] (an open-system run: docs/devices.md)
+    _f("reservoirs", "fermi_energy", "energy", REQUIRED, "> 0", _positive),
+    _f("reservoirs", "temperature", "dimensionless", REQUIRED,
+       ">= 0 (kelvin, in both unit systems)", lambda v: 0 <= v <= 1e5),
+    _i("reservoirs", "degeneracy", 1, "1 or 2", lambda v: v in (1, 2)),
+    _f("reservoirs", "packet_width", "length", REQUIRED, "> 0; the packets resolved by the grid",
+       _positive),
+    _f("reservoirs", "energy_min", "energy", 0.0, ">= 0; < energy_max", _nonneg),
+    _f("reservoirs", "energy_max", "energy", None, "> energy_min", _positive,
+       default_text="fermi_energy + 10 k_B temperature"),
+    _i("reservoirs", "energy_cells", 64, "1 <= value <= 10**5", lambda v: 1 <= v <= 10**5),
+    _f("reservoirs", "x_left", "length", None,
+       "packet +/- 3 packet_width outside the absorbing layers; < x_right",
+       default_text="left layer's inner edge + 3 packet_width"),
+    _f("reservoirs", "x_right", "length", None,
+       "packet +/- 3 packet_width outside the absorbing layers; > x_left",
+       default_text="right layer's inner edge - 3 packet_width"),
+    # -- [steady_state]
+    _f("steady_state", "warm_up", "time", None, ">= 0; < time.t_end", _nonneg,
+       default_text="time.t_end/2"),
+    _i("steady_state", "batches", 5, "2 <= value <= 1000", lambda v: 2 <= v <= 1000),
     # -- [energy]
     _b("energy", "include_drive_potential", False),
     # -- [numerics]
@@ -473,6 +496,8 @@ _TOP_TABLES: dict[str, str] = {
     "volume": "array",
     "trajectories": "table",
     "method": "table",
+    "reservoirs": "table",
+    "steady_state": "table",
     "energy": "table",
     "numerics": "table",
 }
@@ -763,6 +788,40 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class ReservoirsConfig:
+    """``[reservoirs]``: Fermi reservoirs at both ends; the run is an open system (docs/devices.md).
+
+    Cells cover (energy_min, energy_max] above each lead's band bottom. Defaults are resolved at load
+    time: ``energy_max`` = fermi_energy + 10 k_B temperature, ``x_left``
+    and ``x_right`` 3 packet widths inside the absorbing layers. ``temperature`` is in kelvin.
+    """
+
+    fermi_energy: float
+    temperature: float
+    packet_width: float
+    degeneracy: int = _d("reservoirs", "degeneracy")
+    energy_min: float = _d("reservoirs", "energy_min")
+    energy_max: float | None = _d("reservoirs", "energy_max")
+    energy_cells: int = _d("reservoirs", "energy_cells")
+    x_left: float | None = _d("reservoirs", "x_left")
+    x_right: float | None = _d("reservoirs", "x_right")
+
+    def _sections(self) -> tuple[str, ...]:
+        return ("reservoirs",)
+
+
+@dataclass(frozen=True)
+class SteadyStateConfig:
+    """``[steady_state]``: time averages over [warm_up, t_end] in ``batches`` batch means."""
+
+    warm_up: float | None = _d("steady_state", "warm_up")
+    batches: int = _d("steady_state", "batches")
+
+    def _sections(self) -> tuple[str, ...]:
+        return ("steady_state",)
+
+
+@dataclass(frozen=True)
 class EnergyConfig:
     """``[energy]``: chi of THEORY.md (include q*phi in the local energy)."""
 
@@ -815,6 +874,8 @@ class RunConfig:
     method: MethodConfig | None
     energy: EnergyConfig
     numerics: NumericsConfig
+    reservoirs: ReservoirsConfig | None = None
+    steady_state: SteadyStateConfig | None = None
     base_dir: Path = field(default_factory=Path.cwd)
 
     # ---- conversions -------------------------------------------------------------------------------
@@ -822,6 +883,11 @@ class RunConfig:
     @property
     def unit_system(self) -> UnitSystem:
         return UnitSystem(self.units.system)
+
+    @property
+    def open_system(self) -> bool:
+        """True when ``[reservoirs]`` makes this an open-system run (bohmpower.devices)."""
+        return self.reservoirs is not None
 
     def to_atomic(self) -> RunConfig:
         """The same tree with every dimensioned value in atomic units and ``units.system = "atomic"``.
@@ -860,6 +926,8 @@ class RunConfig:
             ),
             volume=tuple(conv(v) for v in self.volume),
             numerics=conv(self.numerics),
+            reservoirs=conv(self.reservoirs),
+            steady_state=conv(self.steady_state),
         )
 
     def to_toml(self) -> str:
@@ -898,6 +966,10 @@ class RunConfig:
             _emit_table(out, "trajectories", self.trajectories, b)
         if self.method is not None:
             _emit_table(out, "method", self.method, b)
+        if self.reservoirs is not None:
+            _emit_table(out, "reservoirs", self.reservoirs, b)
+        if self.steady_state is not None:
+            _emit_table(out, "steady_state", self.steady_state, b)
         _emit_table(out, "energy", self.energy, b)
         _emit_table(out, "numerics", self.numerics, b)
         return "\n".join(out) + "\n"
@@ -924,6 +996,9 @@ class RunConfig:
         """
         if command not in ("exact", "run"):
             raise ValueError(f"unknown command {command!r}; expected 'exact' or 'run'")
+        if command == "exact" and self.reservoirs is not None:
+            raise ConfigError("reservoirs", "an open-system run ([reservoirs]) is a `bohmpower run`; "
+                              "the exact solver holds a fixed number of electrons")
         if command == "run":
             if self.initial.many_body_state is not None:
                 raise ConfigError(
@@ -1322,7 +1397,9 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
     _check_time_scales(fields, time, us)
     _check_absorber_strength(grid, particles, us)
     interaction = _parse_interaction(_table(data, "interaction", "interaction"))
-    initial = _parse_initial(_table(data, "initial", "initial"), particles, grid, us)
+    reservoirs_data = _table(data, "reservoirs", "reservoirs")
+    initial = _parse_initial(_table(data, "initial", "initial"), particles, grid, us,
+                             open_system=reservoirs_data is not None)
     volumes = _parse_volumes(_array(data, "volume", "volume"), grid, us)
     trajectories = _parse_trajectories(_table(data, "trajectories", "trajectories"))
     method_data = _table(data, "method", "method")
@@ -1350,6 +1427,14 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
     numerics = NumericsConfig(
         **_read_keys(_table(data, "numerics", "numerics") or {}, "numerics", SECTIONS["numerics"])
     )
+    steady_data = _table(data, "steady_state", "steady_state")
+    reservoirs, steady_state = None, None
+    if reservoirs_data is not None:
+        reservoirs, steady_state = _parse_open_system(
+            reservoirs_data, steady_data, particles, grid, time, fields, interaction, method,
+            numerics, us)
+    elif steady_data is not None:
+        raise ConfigError("steady_state", "only with [reservoirs] (an open-system run)")
     return RunConfig(
         schema=top["schema"],
         title=top["title"],
@@ -1366,8 +1451,87 @@ def parse_config(data: dict, base_dir: str | Path) -> RunConfig:
         method=method,
         energy=energy,
         numerics=numerics,
+        reservoirs=reservoirs,
+        steady_state=steady_state,
         base_dir=base_dir,
     )
+
+
+def _parse_open_system(res_data, steady_data, particles, grid, time, fields, interaction, method,
+                       numerics, us: UnitSystem):
+    """``[reservoirs]`` and ``[steady_state]``: defaults resolved, and the rules an open run needs
+    (docs/run-file.md, docs/devices.md)."""
+    from bohmpower.units import BOLTZMANN_HARTREE_PER_K
+
+    r = _read_keys(res_data, "reservoirs", SECTIONS["reservoirs"])
+    st = _read_keys(steady_data or {}, "steady_state", SECTIONS["steady_state"])
+    if grid.boundary != "absorbing":
+        raise ConfigError("grid.boundary", 'an open-system run ([reservoirs]) needs boundary = '
+                          '"absorbing": electrons leave through the absorbing layers')
+    if interaction.kind != "none":
+        raise ConfigError("interaction.kind", "open-system runs inject non-interacting electrons "
+                          'so far; use kind = "none" (interacting injection is not implemented yet)')
+    if method is not None and (method.scheme != "zeroth_order" or method.exchange):
+        raise ConfigError("method", "open-system runs propagate each injected electron's own "
+                          'wavefunction: use scheme = "zeroth_order" and exchange = false')
+    for i, f in enumerate(fields):
+        if f.kind != "linear_drop" or f.time_profile != "constant":
+            raise ConfigError(f"field[{i}].kind", "open-system runs take a static bias: "
+                              'linear_drop fields with time_profile = "constant" only (the leads '
+                              "must stay flat and the bias fixed)")
+    kt = us.from_atomic(BOLTZMANN_HARTREE_PER_K * r["temperature"], "energy")
+    if r["energy_max"] is None:
+        r["energy_max"] = r["fermi_energy"] + 10.0 * kt
+    if not r["energy_min"] < r["energy_max"]:
+        raise ConfigError("reservoirs.energy_min", f"must be < energy_max "
+                          f"({_q(us, r['energy_max'], 'energy')})")
+    sigma = r["packet_width"]
+    lo = grid.x_min + grid.absorber_width
+    hi = grid.x_max - grid.absorber_width
+    if r["x_left"] is None:
+        r["x_left"] = lo + PACKET_HALF_SPAN * sigma
+    if r["x_right"] is None:
+        r["x_right"] = hi - PACKET_HALF_SPAN * sigma
+    for key, c in (("x_left", r["x_left"]), ("x_right", r["x_right"])):
+        if not _inside(lo, hi, c, sigma):
+            raise ConfigError(f"reservoirs.{key}", f"the injected packet ({_q(us, c, 'length')} +/- 3 "
+                              f"packet_width) must lie inside [{_fmt(lo)}, {_fmt(hi)}] "
+                              f"{us.unit('length')}, the grid minus its absorbing layers; move it or "
+                              "reduce reservoirs.packet_width")
+    if not r["x_left"] + PACKET_HALF_SPAN * sigma < r["x_right"] - PACKET_HALF_SPAN * sigma:
+        raise ConfigError("reservoirs.x_right", "the two injection regions (centre +/- 3 "
+                          "packet_width) overlap; widen the grid or reduce packet_width")
+    # Resolution: the fastest packet, after falling through the whole bias, with 3 sigma_k of spread.
+    m = particles.mass
+    bias = sum(abs(us.to_atomic(f.bias, "energy")) for f in fields)
+    k_top = math.sqrt(2.0 * m * (us.to_atomic(r["energy_max"], "energy") + bias)) + \
+        PACKET_HALF_SPAN / (2.0 * us.to_atomic(sigma, "length"))
+    dx = us.to_atomic(grid.dx, "length")
+    k_limit = numerics.resolution_fraction * math.pi / dx
+    if k_top > k_limit:
+        need = 2 * math.ceil(grid.points * k_top / k_limit / 2)
+        raise ConfigError("grid.points", f"the injected packets are not resolved: their wavenumbers "
+                          f"reach {us.quantity(k_top, 'wavenumber', digits=4)} (sqrt(2m(energy_max + "
+                          f"|bias|)) + 3/(2 packet_width)), above resolution_fraction*pi/dx = "
+                          f"{us.quantity(k_limit, 'wavenumber', digits=4)}; use grid.points >= {need}, "
+                          "a wider reservoirs.packet_width or a lower reservoirs.energy_max")
+    # Injection window: every energy cell is attempted once per h/dE; the averaging time must hold
+    # at least one attempt of each cell (docs/devices.md, "Injection").
+    if st["warm_up"] is None:
+        st["warm_up"] = 0.5 * time.t_end
+    if not st["warm_up"] < time.t_end:
+        raise ConfigError("steady_state.warm_up", f"must be < time.t_end ({_q(us, time.t_end, 'time')})")
+    d_e = us.to_atomic(r["energy_max"] - r["energy_min"], "energy") / r["energy_cells"]
+    period = us.from_atomic(2.0 * math.pi / d_e, "time")
+    averaging = time.t_end - st["warm_up"]
+    if averaging < period:
+        raise ConfigError("steady_state.warm_up", f"the averaging time t_end - warm_up = "
+                          f"{_q(us, averaging, 'time')} is shorter than the injection period h/dE = "
+                          f"{_q(us, period, 'time')} of the energy spacing dE = (energy_max - "
+                          f"energy_min)/energy_cells = {us.quantity(d_e, 'energy', digits=4)}: each energy cell "
+                          "would be tried less than once; lengthen time.t_end, shorten the warm-up or "
+                          "use fewer reservoirs.energy_cells")
+    return ReservoirsConfig(**r), SteadyStateConfig(**st)
 
 
 def _parse_grid(data: dict, us: UnitSystem) -> GridConfig:
@@ -1621,7 +1785,8 @@ def _inside(lo: float, hi: float, center: float, width: float) -> bool:
 
 
 def _parse_initial(
-    data: dict | None, particles: Particles, grid: GridConfig, us: UnitSystem
+    data: dict | None, particles: Particles, grid: GridConfig, us: UnitSystem,
+    open_system: bool = False,
 ) -> InitialConfig:
     data = {} if data is None else data
     v = _read_keys(data, "initial", SECTIONS["initial"], extra=tuple(_INITIAL_TABLES))
@@ -1672,6 +1837,13 @@ def _parse_initial(
                 "initial.many_body_state",
                 "no orbitals ([[initial.packet]], [initial.train], [[initial.eigenstate]]) are "
                 "allowed with many_body_state",
+            )
+    elif open_system:
+        if n_orb:
+            raise ConfigError(
+                "initial",
+                "an open-system run ([reservoirs]) starts with an empty device: electrons enter from "
+                "the reservoirs; remove [[initial.packet]], [initial.train] and [[initial.eigenstate]]",
             )
     elif n_orb != particles.count:
         raise ConfigError(
@@ -1789,7 +1961,9 @@ def describe(config: RunConfig) -> str:
         f"  interaction: {inter.kind}" + (f" ({piece_text(inter)})" if inter.kind != "none" else "")
     )
     init = config.initial
-    if init.many_body_state is not None:
+    if config.reservoirs is not None:
+        lines.append("  initial state: an empty device (electrons enter from the reservoirs)")
+    elif init.many_body_state is not None:
         lines.append(
             f"  initial state: many-body eigenstate {init.many_body_state} of the full Hamiltonian"
         )
@@ -1822,6 +1996,16 @@ def describe(config: RunConfig) -> str:
                      f"norm_tolerance {mth.norm_tolerance:.3g}, "
                      f"energy_tolerance {mth.energy_tolerance:.3g}")
         lines.append(text)
+    if config.reservoirs is not None:
+        res, ss = config.reservoirs, config.steady_state
+        lines.append(
+            f"  reservoirs (open system): fermi_energy {q(res.fermi_energy, 'energy')}, temperature "
+            f"{res.temperature:.6g} K, degeneracy {res.degeneracy}, packet_width "
+            f"{q(res.packet_width, 'length')}, {res.energy_cells} energy cells from "
+            f"{q(res.energy_min, 'energy')} to {q(res.energy_max, 'energy')}, injected at {q(res.x_left, 'length')} and "
+            f"{q(res.x_right, 'length')}; steady state after {q(ss.warm_up, 'time')} in "
+            f"{ss.batches} batches"
+        )
     lines.append(
         f"  energy: include_drive_potential = {str(config.energy.include_drive_potential).lower()}"
     )

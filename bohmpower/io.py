@@ -466,6 +466,74 @@ def write_cw_result(path: Path, result, config, *, overwrite: bool = False,
     return path
 
 
+def write_open_result(path: Path, result, config, *, overwrite: bool = False,
+                      path_key: str = "--output", overwrite_flag: str = "--overwrite") -> Path:
+    """Write an open-system run (``devices.engine.OpenResult``, atomic units): method "open",
+    ``/steady_state`` (docs/result-file.md) and ``/model``; currents in electrons per unit time."""
+    path = Path(path)
+    check_output_path(path, overwrite, key=path_key, overwrite_flag=overwrite_flag)
+    us = UnitSystem(config.units.system)
+    model = result.model
+    n_w = int(result.crossings.shape[0])
+    with _new_result_file(path) as f:
+        _common_attrs(f, config, model, us, "open", result.wall_time, n_w,
+                      getattr(result, "ranks", 1))
+        f.attrs["n_particles"] = int(result.max_present)  # the largest N a world held
+        t, _ = _write_axes_and_model(f, model, result.frame_times, us)
+        sg = f.create_group("steady_state")
+        for name, value, dim in (("warm_up", result.warm_up, "time"),
+                                 ("averaging_time", result.averaging_time, "time"),
+                                 ("steady_state_time", result.steady_state_time, "time"),
+                                 ("bias", result.landauer["bias"], "energy"),
+                                 ("mu_left", result.landauer["mu_left"], "energy"),
+                                 ("mu_right", result.landauer["mu_right"], "energy"),
+                                 ("kT", result.landauer["kt"], "energy")):
+            sg.attrs[name] = float(us.from_atomic(value, dim))
+            sg.attrs[name + "_units"] = us.unit(dim)
+        sg.attrs["degeneracy"] = int(result.degeneracy)
+        sg.attrs["electrons_lost"] = int(result.lost)
+        cur = result.current()
+        surf = _coordinate(sg, "surface", us.from_atomic(result.surfaces, "length"),
+                           us.unit("length"), long_name_="where the current is counted")
+        batch = _dimension(sg, "batch", result.n_batches)
+        rate = us.unit("frequency")
+        for name, data, dims, label in (
+            ("current", cur["mean"], (surf,), "steady-state particle current, left to right"),
+            ("current_stderr", cur["standard_error"], (surf,),
+             "standard error of current over the independent worlds"),
+            ("current_batch_stderr", cur["batch_standard_error"], (surf,),
+             "standard error of current from the batch means in time"),
+            ("current_batches", cur["batches"], (surf, batch), "current in each time batch"),
+            ("exit_current", cur["exit_mean"], (),
+             "transmitted electrons per unit time, left-to-right minus right-to-left"),
+            ("exit_current_stderr", cur["exit_standard_error"], (),
+             "standard error of exit_current over the worlds"),
+            ("landauer_current", result.landauer["current"], (),
+             "Landauer current (g/h) int T (f_L - f_R) dE on the same potential"),
+            ("model_current", result.landauer["model_current"], (),
+             "expectation of the injection model (packet-averaged transmission per cell)"),
+            ("grid_landauer_current", result.landauer["grid_current"], (),
+             "Landauer current of the potential's grid samples"),
+        ):
+            _dataset(sg, name, us.from_atomic(np.asarray(data, dtype=float), "frequency"), rate,
+                     dims=dims, long_name_=label)
+        side = _dimension(sg, "side", 2)
+        sg.attrs["side_names"] = "left, right"
+        _dataset(sg, "exits", result.exits.sum(axis=0), "dimensionless", dims=(side, side),
+                 long_name_="electrons that left in the averaging window, [origin side, exit side]")
+        _dataset(sg, "injected", result.injected.sum(axis=0), "dimensionless", dims=(side,),
+                 long_name_="electrons injected in the averaging window, per reservoir")
+        _dataset(sg, "electrons", result.electrons.mean(axis=1), "dimensionless", dims=(t,),
+                 long_name_="mean number of electrons in a world, N(t)")
+        e = _coordinate(sg, "energy", us.from_atomic(result.landauer["energies"], "energy"),
+                        us.unit("energy"), long_name_="energies of the transmission curve")
+        _dataset(sg, "transmission", result.landauer["transmission"], "dimensionless", dims=(e,),
+                 long_name_="transfer-matrix transmission T(E) of the potential")
+        dg = f.create_group("diagnostics")
+        dg.attrs["warnings"] = "\n".join(result.warnings)
+    return path
+
+
 def _window_starts(est: dict) -> np.ndarray | None:
     """The window start times of an estimator result (the same for every volume), or None."""
     for d in est["volumes"].values():
@@ -646,6 +714,20 @@ def describe_result(path: Path) -> str:
         lines.append(f"  time: {n_t} frames from {f['time'][0]:.6g} to {f['time'][-1]:.6g} {tu}")
         lines.append(f"  wall time: {a['wall_time']:.3g} s on {a['ranks']} rank(s); "
                      f"samples {a['samples']}")
+        if a["method"] == "open":
+            sg = f["steady_state"]
+            ru = sg["current"].attrs["units"]
+            lines.append(f"  open system: bias {sg.attrs['bias']:.6g} {sg.attrs['bias_units']}, "
+                         f"kT {sg.attrs['kT']:.6g} {sg.attrs['kT_units']}, averages over "
+                         f"{sg.attrs['averaging_time']:.6g} {sg.attrs['averaging_time_units']} "
+                         f"after {sg.attrs['warm_up']:.6g}")
+            for x, j, se in zip(sg["surface"][()], sg["current"][()], sg["current_stderr"][()],
+                                strict=True):
+                lines.append(f"    current at {x:.6g} {sg['surface'].attrs['units']}: {j:.6g} +- "
+                             f"{se:.3g} {ru}")
+            lines.append(f"    Landauer current {float(sg['landauer_current'][()]):.6g} {ru} "
+                         f"(injection model {float(sg['model_current'][()]):.6g})")
+            return "\n".join(lines)
         lines.append("  volumes:")
         for name, grp in f["volumes"].items():
             e = grp["energy"]

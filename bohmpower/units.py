@@ -42,6 +42,8 @@ __all__ = [
     "ATOMIC",
     "AU_TIME_FS",
     "BOHR_NM",
+    "BOLTZMANN_EV_PER_K",
+    "BOLTZMANN_HARTREE_PER_K",
     "COULOMB_EV_NM",
     "DIMENSIONS",
     "HARTREE_EV",
@@ -58,6 +60,9 @@ HARTREE_EV = 27.211386245988
 AU_TIME_FS = 0.024188843265857
 #: e^2 / (4 pi eps0) = 1 hartree bohr, in eV nm (1.43996454...).
 COULOMB_EV_NM = HARTREE_EV * BOHR_NM
+#: Boltzmann constant k_B in eV per kelvin (CODATA 2018, exact) and in hartree per kelvin.
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+BOLTZMANN_HARTREE_PER_K = BOLTZMANN_EV_PER_K / HARTREE_EV
 
 SYSTEMS = ("atomic", "device")
 

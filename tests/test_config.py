@@ -25,7 +25,9 @@ from bohmpower.config import (
     Packet,
     Particles,
     PotentialPiece,
+    ReservoirsConfig,
     RunConfig,
+    SteadyStateConfig,
     TimeConfig,
     Train,
     TrajectoriesConfig,
@@ -850,6 +852,8 @@ TREE = {
     "method": MethodConfig,
     "energy": EnergyConfig,
     "numerics": NumericsConfig,
+    "reservoirs": ReservoirsConfig,
+    "steady_state": SteadyStateConfig,
 }
 KINDED = {"potential": PotentialPiece, "field": FieldPiece, "interaction": InteractionConfig}
 

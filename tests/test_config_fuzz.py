@@ -270,6 +270,10 @@ def section_doc(section: str) -> tuple[dict, Callable[[dict], dict]]:
         return run_dict(), lambda d: d["volume"][0]
     if section == "grid":
         return run_dict(grid=absorbing), lambda d: d["grid"]
+    if section in ("reservoirs", "steady_state"):
+        from tests.test_devices_open import OPEN
+
+        return copy.deepcopy(OPEN), lambda d: d[section]
     doc = run_dict()  # has units, particles, time
     doc.setdefault(section, {"trajectories": {"count": 5}}.get(section, {}))
     return doc, lambda d: d[section]

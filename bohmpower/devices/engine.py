@@ -1,0 +1,605 @@
+"""The open-system run: electrons injected from the reservoirs, each guided by its own wavefunction.
+
+For non-interacting electrons the conditional wavefunction of an electron is exactly its own
+single-particle wavefunction (the conditional potential has no partner terms), so every electron
+present in any world is one row of a pool ``psi`` (P, 1, n_x) stepped by the conditional-wavefunction
+propagator (:class:`bohmpower.cw.propagator.ConditionalPropagator`, Strang split step with the
+absorbing rate), and its velocity comes from the same point derivatives and guidance ratios as in the
+CW engine (:mod:`bohmpower.cw.guidance`). The trajectory integrator is the CW engine's second-order
+predictor-corrector (midpoint positions for the potential, Heun for X).
+
+Lifecycle of an electron (docs/devices.md): created at its injection time (``devices.injection``) as a
+Gaussian packet at the injection point with a Bohmian position drawn from |psi|^2; stepped; removed the
+step its trajectory enters an absorbing layer, counted by the side it came from and the side it left
+by (transmitted, reflected). The number of electrons N(t) of a world fluctuates; ``particles.count``
+caps it (a memory guard).
+
+Observables: at every surface (the volumes' edges; the middle of the device without volumes) the net
+number of trajectory crossings (left to right +1, right to left -1) in each of ``batches`` equal time
+bins of [warm_up, t_end]; exits by origin and side in the same window; injections; N(t) at the frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time as _time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bohmpower.config import Packet
+from bohmpower.cw.engine import propagator_arguments
+from bohmpower.cw.guidance import plain_ratios, velocity_and_quantum_potential
+from bohmpower.cw.propagator import ConditionalPropagator
+from bohmpower.errors import ConfigError, NumericalError
+from bohmpower.model.initial import packet
+from bohmpower.model.sampling import sample_rng
+from bohmpower.units import BOLTZMANN_HARTREE_PER_K
+
+from .injection import LEFT, RIGHT, Injection, Reservoir, packet_transmission
+from .landauer import device_potential, fermi, landauer_current, transmission
+
+__all__ = ["OpenEnsemble", "OpenResult", "OpenSolver", "build_open_model", "describe_open",
+           "surfaces_of"]
+
+logger = logging.getLogger(__name__)
+
+#: The lead potential over an injection region may vary by at most this fraction of E_F.
+LEAD_FLATNESS = 1e-3
+#: Largest relative difference between the Landauer currents of the grid-sampled and of the
+#: continuum potential before the run warns that the potential is not resolved.
+GRID_TOLERANCE = 0.02
+#: Worlds stepped together (one pool of electrons).
+DEFAULT_BLOCK = 64
+
+
+def _stand_in(config):
+    """The run with four distinguishable stand-in packets (the slowest and fastest injected packet of
+    each side), so that ``build_model`` applies its resolution, time-step and absorber rules to the
+    packets the reservoirs will inject."""
+    r = config.reservoirs
+    m = config.particles.mass
+    us = config.unit_system
+    d_e = (r.energy_max - r.energy_min) / r.energy_cells
+    ks = []
+    for e in (r.energy_min + 0.5 * d_e, r.energy_max - 0.5 * d_e):
+        k_at = (2.0 * m * us.to_atomic(e, "energy")) ** 0.5
+        ks.append(us.from_atomic(k_at, "wavenumber"))
+    packets = tuple(Packet(x, r.packet_width, s * k) for x, s in ((r.x_left, 1), (r.x_right, -1))
+                    for k in ks)
+    return dataclasses.replace(
+        config,
+        particles=dataclasses.replace(config.particles, count=len(packets),
+                                      statistics="distinguishable"),
+        initial=dataclasses.replace(config.initial, packet=packets, train=None, eigenstate=()),
+    )
+
+
+def build_open_model(config):
+    """Model (grid, U0, drives, absorber; resolution rules applied) and injection of an open run.
+
+    Returns
+    -------
+    model : bohmpower.model.Model
+    injection : Injection
+    warnings : list of str
+    """
+    from bohmpower.model import build_model
+
+    if config.reservoirs is None:
+        raise ConfigError("reservoirs", "not an open-system run (no [reservoirs] section)")
+    us = config.unit_system
+    model, warnings = build_model(_stand_in(config), "run", units=us)
+    # what build_model says about the stand-in packets themselves is not about this run
+    warnings = [w for w in warnings if not w.startswith("initial.packet")]
+    atomic = config.to_atomic()
+    r = atomic.reservoirs
+    kt = BOLTZMANN_HARTREE_PER_K * r.temperature
+    t_last = float(atomic.time.t_end)
+    res = []
+    for side, x in ((LEFT, r.x_left), (RIGHT, r.x_right)):
+        span = np.linspace(x - 3 * r.packet_width, x + 3 * r.packet_width, 61)
+        u = _potential(model, span, t_last)
+        if np.ptp(u) > LEAD_FLATNESS * r.fermi_energy:
+            key = "reservoirs.x_left" if side == LEFT else "reservoirs.x_right"
+            raise ConfigError(key, f"the potential varies by {us.quantity(float(np.ptp(u)), 'energy')} "
+                              "over the injection region (centre +/- 3 packet_width): the lead must be "
+                              "flat there (move the injection point or the linear_drop's x_left/x_right)")
+        u_s = float(_potential(model, np.array([x]), t_last)[0])
+        res.append(Reservoir(side, u_s, u_s + r.fermi_energy, kt, float(x)))
+    inj = Injection(tuple(res), float(r.energy_max), int(r.energy_cells), float(r.packet_width),
+                    float(model.mass), float(r.energy_min))
+    return model, inj, warnings
+
+
+def _potential(model, x, t):
+    u = np.asarray(model.u0_at(x), dtype=float).copy()
+    for d in model.drives:
+        u += float(d.profile(t)) * np.asarray(d.potential(x), dtype=float)
+    return u
+
+
+def surfaces_of(model, injection: Injection) -> np.ndarray:
+    """Surfaces where the current is counted: every volume edge, or the middle of the device."""
+    lo = injection.reservoirs[LEFT].x_inject + 3 * injection.width
+    hi = injection.reservoirs[RIGHT].x_inject - 3 * injection.width
+    edges = sorted({e for v in model.volumes for e in (v.x_min, v.x_max)})
+    if not edges:
+        return np.array([0.5 * (lo + hi)])
+    for i, v in enumerate(model.volumes):
+        for name in ("x_min", "x_max"):
+            e = getattr(v, name)
+            if not lo < e < hi:
+                us = model.units
+                raise ConfigError(f"volume[{i}].{name}", f"{us.quantity(e, 'length')}: in an open "
+                                  "run every volume edge must lie between the injection regions "
+                                  f"({us.interval(lo, hi, 'length')}), where the current is counted")
+    return np.array(edges, dtype=float)
+
+
+def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) -> float:
+    """Estimate of when the device is in steady state [a.u. time]: the longest classical passage of a
+    cell-centre electron (docs/devices.md, "Steady state").
+
+    An electron of cell j from side s moves at v(x) = sqrt(2 (E_sj - U(x))/m); its passage is the time
+    to the other injection point, or, where it meets a classical turning point, there and back to its
+    own injection point. Once every cell's passage has ended, the in- and outgoing crossings of every
+    cell balance at every surface. (Tunnelling packets turn before the classical point and spread, so
+    this is an estimate, not a bound.)
+    """
+    left, right = injection.reservoirs
+    x = np.linspace(left.x_inject, right.x_inject, n_x)
+    u = _potential(model, x, t)
+    h = x[1] - x[0]
+    worst = 0.0
+    for side, res in ((LEFT, left), (RIGHT, right)):
+        path_u = u if side == LEFT else u[::-1]
+        for e_kin in injection.kinetic():
+            ke = res.band_bottom + e_kin - path_u
+            stop = np.flatnonzero(ke <= 0)
+            end = stop[0] if stop.size else ke.size
+            v = np.sqrt(2.0 * np.maximum(ke[:end], 1e-300) / model.mass)
+            tof = float(np.sum(h / v))
+            worst = max(worst, 2.0 * tof if stop.size else tof)
+    return worst
+
+
+class OpenEnsemble:
+    """A block of worlds of an open system, all their electrons in one pool (module Notes).
+
+    Parameters
+    ----------
+    model : Model
+        From :func:`build_open_model` (atomic units).
+    injection : Injection
+    sample_ids : ndarray of int
+        World ids; world b draws its injections from ``sample_rng(seed, sample_ids[b])``.
+    seed : int
+    n_steps : int
+    warm_up, n_batches :
+        The averaging window [warm_up, t_end] and its number of batches.
+    surfaces : ndarray
+        Positions where crossings are counted [bohr].
+    max_electrons : int
+        Largest N a world may hold at once.
+    frame_steps : sequence of int
+        Steps at which N(t) is recorded.
+    """
+
+    def __init__(self, model, injection: Injection, sample_ids, seed: int, n_steps: int,
+                 warm_up: float, n_batches: int, surfaces, max_electrons: int, frame_steps,
+                 workers: int = 1, dt: float | None = None) -> None:
+        self.model = model
+        self.inj = injection
+        self.ids = np.asarray(sample_ids, dtype=int)
+        self.n_worlds = self.ids.size
+        self.dt = float(model.config.time.dt if dt is None else dt)
+        self.n_steps = int(n_steps)
+        self.t_end = self.n_steps * self.dt
+        self.warm_up = float(warm_up)
+        self.n_batches = int(n_batches)
+        self.surfaces = np.asarray(surfaces, dtype=float)
+        self.max_electrons = int(max_electrons)
+        self.frame_steps = np.asarray(frame_steps, dtype=int)
+        self.x = np.asarray(model.grid.x, dtype=float)
+        width = float(model.absorber.width)
+        self.lo, self.hi = float(model.grid.x_min) + width, float(model.grid.x_max) - width
+        self.prop = ConditionalPropagator(**propagator_arguments(model, self.dt, workers))
+        self._owner = np.zeros(1, dtype=np.int64)
+        # the injections of every world, merged in time order
+        sched = [injection.schedule(sample_rng(seed, int(i)), self.t_end) for i in self.ids]
+        world = np.concatenate([np.full(s["time"].size, b) for b, s in enumerate(sched)])
+        cat = {k: np.concatenate([s[k] for s in sched]) for k in ("time", "side", "cell", "x0")}
+        order = np.argsort(cat["time"], kind="stable")
+        self.queue = {k: v[order] for k, v in cat.items()}
+        self.queue["world"] = world[order]
+        self._next = 0
+        self._k = {s: injection.wavenumbers(s) for s in (LEFT, RIGHT)}
+        # the pool: rows 0 .. n-1 live
+        cap = 64
+        self.psi = np.zeros((cap, 1, self.x.size), dtype=complex)
+        self.X = np.zeros(cap)
+        self.v = np.zeros(cap)
+        self.world = np.zeros(cap, dtype=int)
+        self.side = np.zeros(cap, dtype=int)
+        self.n = 0
+        nb, ns = self.n_worlds, self.surfaces.size
+        self.crossings = np.zeros((nb, ns, self.n_batches), dtype=np.int64)
+        self.exits = np.zeros((nb, 2, 2), dtype=np.int64)       # window: [origin, exit side]
+        self.exits_total = np.zeros((nb, 2, 2), dtype=np.int64)
+        self.injected = np.zeros((nb, 2), dtype=np.int64)       # window
+        self.injected_total = np.zeros((nb, 2), dtype=np.int64)
+        self.electrons = np.zeros((self.frame_steps.size, nb))
+        self.max_present = 0
+        self.lost = 0  # electrons removed for a non-finite velocity
+        self.step_index = 0
+        self.timings = {"propagate": 0.0, "guidance": 0.0, "bookkeeping": 0.0}
+
+    # ------------------------------------------------------------------ pool
+    def _grow(self, need: int) -> None:
+        cap = self.psi.shape[0]
+        if need <= cap:
+            return
+        new = max(need, 2 * cap)
+        for name in ("psi", "X", "v", "world", "side"):
+            old = getattr(self, name)
+            arr = np.zeros((new,) + old.shape[1:], dtype=old.dtype)
+            arr[:cap] = old
+            setattr(self, name, arr)
+
+    def _velocity(self, psi, X) -> np.ndarray:
+        values, d1, d2 = self.prop.derivatives(psi, X[:, None], owner_rows=self._owner)
+        r1, r2 = plain_ratios(values, d1, d2)
+        v, _ = velocity_and_quantum_potential(r1, r2, self.prop.mass)
+        return v[:, 0]
+
+    def _inject(self, t: float) -> None:
+        q = self.queue
+        j = int(np.searchsorted(q["time"], t, side="right"))
+        i0 = self._next
+        if j <= i0:
+            return
+        self._next = j
+        m = j - i0
+        self._grow(self.n + m)
+        rows = slice(self.n, self.n + m)
+        side = q["side"][i0:j]
+        cell = q["cell"][i0:j]
+        k = np.where(side == LEFT, self._k[LEFT][cell], self._k[RIGHT][cell])
+        centre = np.array([r.x_inject for r in self.inj.reservoirs])[side]
+        dx = float(self.model.grid.dx)
+        for r, (c, kk) in enumerate(zip(centre, k, strict=True)):
+            p = packet(self.x, c, self.inj.width, kk)
+            p /= np.sqrt(np.sum(np.abs(p) ** 2) * dx)
+            self.psi[self.n + r, 0] = p
+        self.X[rows] = q["x0"][i0:j]
+        self.world[rows] = q["world"][i0:j]
+        self.side[rows] = side
+        np.add.at(self.injected_total, (q["world"][i0:j], side), 1)
+        if t > self.warm_up:
+            np.add.at(self.injected, (q["world"][i0:j], side), 1)
+        self.v[rows] = self._velocity(self.psi[rows], self.X[rows])
+        self.n += m
+
+    def _remove(self, gone: np.ndarray) -> None:
+        """Drop the rows ``gone`` (bool over the live rows), keeping the live rows contiguous."""
+        keep = np.flatnonzero(~gone)
+        n = keep.size
+        if n == self.n:
+            return
+        for name in ("psi", "X", "v", "world", "side"):
+            arr = getattr(self, name)
+            arr[:n] = arr[keep]
+        self.n = n
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> None:
+        """Inject what is due at t, then advance every electron from t to t + dt."""
+        t = self.step_index * self.dt
+        self._inject(t)
+        t_new = t + self.dt
+        self.step_index += 1
+        n = self.n
+        if n:
+            psi, X, v = self.psi[:n], self.X[:n], self.v[:n]
+            dt = self.dt
+            a = _time.perf_counter()
+            self.prop.step(psi, t, self._owner, (X + 0.5 * dt * v)[:, None])
+            b = _time.perf_counter()
+            v_star = self._velocity(psi, X + dt * v)
+            X_new = X + 0.5 * dt * (v + v_star)
+            bad = ~np.isfinite(X_new)
+            X_eval = np.where(bad, self.x[0], X_new)
+            v_new = self._velocity(psi, X_eval)
+            c = _time.perf_counter()
+            self.timings["propagate"] += b - a
+            self.timings["guidance"] += c - b
+            bad |= ~np.isfinite(v_new)
+            in_window = t_new > self.warm_up + 1e-9 * self.dt
+            if in_window:
+                span = (self.t_end - self.warm_up) / self.n_batches
+                batch = min(self.n_batches - 1,
+                            max(0, int(np.ceil((t_new - self.warm_up) / span - 1e-9)) - 1))
+                ok = ~bad
+                for si, s in enumerate(self.surfaces):
+                    right = ok & (X < s) & (X_new >= s)
+                    left = ok & (X >= s) & (X_new < s)
+                    if right.any() or left.any():
+                        net = np.bincount(self.world[:n][right], minlength=self.n_worlds) - \
+                            np.bincount(self.world[:n][left], minlength=self.n_worlds)
+                        self.crossings[:, si, batch] += net
+            out_l = ~bad & (X_new <= self.lo)
+            out_r = ~bad & (X_new >= self.hi)
+            for exit_side, out in ((LEFT, out_l), (RIGHT, out_r)):
+                if out.any():
+                    idx = (self.world[:n][out], self.side[:n][out], exit_side)
+                    np.add.at(self.exits_total, idx, 1)
+                    if in_window:
+                        np.add.at(self.exits, idx, 1)
+            self.lost += int(bad.sum())
+            X[:] = X_new
+            v[:] = v_new
+            self._remove(bad | out_l | out_r)
+            self.timings["bookkeeping"] += _time.perf_counter() - c
+        counts = np.bincount(self.world[: self.n], minlength=self.n_worlds)
+        peak = int(counts.max()) if counts.size else 0
+        self.max_present = max(self.max_present, peak)
+        if peak > self.max_electrons:
+            raise ConfigError("particles.count", f"a world holds {peak} electrons at once, more than "
+                              f"particles.count = {self.max_electrons} (in an open run the largest "
+                              "number of electrons present at once); raise it")
+        hit = np.flatnonzero(self.frame_steps == self.step_index)
+        if hit.size:
+            self.electrons[hit[0]] = counts
+
+    def run(self) -> None:
+        """Step to t_end (N(t) at step 0 is 0: the device starts empty)."""
+        for _ in range(self.n_steps):
+            self.step()
+
+
+@dataclass
+class OpenResult:
+    """What an open-system run measured, summed over worlds where that is what is kept (atomic units).
+
+    Attributes
+    ----------
+    surfaces : ndarray (n_s,)
+    crossings : ndarray (n_worlds, n_s, n_batches) of int
+        Net crossings (left to right minus right to left) per batch of [warm_up, t_end].
+    exits, exits_total : ndarray (n_worlds, 2, 2) of int
+        Electrons leaving, [origin side, exit side]: in the window and over the whole run.
+    injected, injected_total : ndarray (n_worlds, 2) of int
+    electrons : ndarray (n_frames, n_worlds)
+        N(t) at the frames.
+    landauer : dict
+        The reference (``current``, ``model_current``, ``energies``, ``transmission``, mu_left,
+        mu_right, kt, band_bottom, bias).
+    """
+
+    config: object
+    model: object
+    injection: Injection
+    sample_ids: np.ndarray
+    surfaces: np.ndarray
+    crossings: np.ndarray
+    exits: np.ndarray
+    exits_total: np.ndarray
+    injected: np.ndarray
+    injected_total: np.ndarray
+    electrons: np.ndarray
+    frame_times: np.ndarray
+    warm_up: float
+    t_end: float
+    n_batches: int
+    max_present: int
+    lost: int
+    wall_time: float
+    landauer: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    ranks: int = 1
+    degeneracy: int = 1
+    steady_state_time: float = float("nan")
+    warnings: list = field(default_factory=list)
+
+    @property
+    def averaging_time(self) -> float:
+        return self.t_end - self.warm_up
+
+    def current(self) -> dict:
+        """Steady-state particle current at every surface [electrons per a.u. time].
+
+        Returns
+        -------
+        dict with ``mean`` (n_s,), ``standard_error`` (n_s,; from the spread over the independent
+        worlds), ``batch_standard_error`` (n_s,; from the spread of the ``n_batches`` batch means in
+        time, every world pooled), ``batches`` (n_s, n_batches), and ``exit_mean``,
+        ``exit_standard_error``: the same current from the exits (transmitted left-to-right minus
+        right-to-left electrons per unit time).
+        """
+        n_w = self.crossings.shape[0]
+        g = self.degeneracy  # spin copies of a non-interacting ensemble carry equal currents
+        per_world = g * self.crossings.sum(axis=2) / self.averaging_time
+        mean = per_world.mean(axis=0)
+        se = per_world.std(axis=0, ddof=1) / np.sqrt(n_w) if n_w > 1 else np.full(mean.shape, np.nan)
+        span = self.averaging_time / self.n_batches
+        batches = g * self.crossings.sum(axis=0) / (n_w * span)
+        b_se = batches.std(axis=1, ddof=1) / np.sqrt(self.n_batches)
+        net = g * (self.exits[:, LEFT, RIGHT] - self.exits[:, RIGHT, LEFT]) / self.averaging_time
+        e_se = net.std(ddof=1) / np.sqrt(n_w) if n_w > 1 else np.nan
+        return {"mean": mean, "standard_error": se, "batch_standard_error": b_se,
+                "batches": batches, "exit_mean": float(net.mean()), "exit_standard_error": float(e_se)}
+
+
+def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 1,
+                       n_energies: int = 4001, refine: int = 2) -> dict:
+    """The Landauer current of the run's own potential, and the injection model's expectation.
+
+    ``current``: J = (g/h) int T (f_L - f_R) dE on U0 + q phi between the injection points.
+    ``grid_current``: the same integral on the potential's grid samples (one cell per grid point).
+    ``window_current``: the same integral with each f_s restricted to the injected kinetic energies
+    (energy_min, energy_max] above its band bottom.
+    ``model_current``: sum over cells of the attempt rate times f times the packet-averaged
+    transmission <T>_j (:func:`devices.injection.packet_transmission`), i.e. what the injected ensemble
+    converges to with infinitely many worlds; its difference from ``current`` is the injection
+    model's systematic error (finite packet width and energy cells).
+    """
+    left, right = injection.reservoirs
+    edges, values = device_potential(model, left.x_inject, right.x_inject, t, refine)
+
+    def t_of(e):
+        return transmission(e, edges, values, model.mass, left.band_bottom, right.band_bottom)[0]
+
+    bottom = max(left.band_bottom, right.band_bottom)
+    j, _, _ = landauer_current(t_of, left.mu, right.mu, left.kt, bottom, degeneracy, n_energies)
+    # the same integral over the injected energies only (each side's cells)
+    e_w = np.linspace(bottom, max(left.band_bottom, right.band_bottom) + injection.energy_max,
+                      n_energies)
+    occ = np.zeros(e_w.shape)
+    for res, sign in ((left, 1.0), (right, -1.0)):
+        kin = e_w - res.band_bottom
+        inside = (kin > injection.energy_min) & (kin <= injection.energy_max)
+        occ += sign * np.where(inside, fermi(e_w, res.mu, res.kt), 0.0)
+    j_window = degeneracy / (2.0 * np.pi) * float(np.trapezoid(t_of(e_w) * occ, e_w))
+    j_model = 0.0
+    for side, sign in ((LEFT, 1.0), (RIGHT, -1.0)):
+        t_j = packet_transmission(injection, t_of, side, n_k=241)
+        j_model += sign * float(np.sum(injection.occupations(side) * t_j)) / injection.period
+    # the same current on the grid's samples of the potential (what the split step sees), one cell
+    # per grid point: where it differs, the potential is not resolved by the grid
+    x = np.asarray(model.grid.x)
+    dx = float(model.grid.dx)
+    inside = (x - 0.5 * dx > left.x_inject) & (x + 0.5 * dx < right.x_inject)
+    g_edges = np.concatenate(([left.x_inject], x[inside][1:] - 0.5 * dx, [right.x_inject]))
+    g_values = _potential(model, x[inside], t)
+
+    def t_grid(e):
+        return transmission(e, g_edges, g_values, model.mass, left.band_bottom,
+                            right.band_bottom)[0]
+
+    j_grid, _, _ = landauer_current(t_grid, left.mu, right.mu, left.kt, bottom, degeneracy,
+                                    n_energies)
+    e_plot = np.linspace(bottom, bottom + 1.5 * injection.energy_max, 601)
+    return {"current": j, "window_current": j_window, "model_current": degeneracy * j_model,
+            "grid_current": j_grid, "energies": e_plot,
+            "transmission": t_of(e_plot), "mu_left": left.mu, "mu_right": right.mu,
+            "kt": left.kt, "band_bottom": bottom, "bias": left.band_bottom - right.band_bottom}
+
+
+class OpenSolver:
+    """An open-system run (``[reservoirs]``): worlds in blocks, ranks round-robin over blocks.
+
+    Parameters
+    ----------
+    config : RunConfig
+        With ``[reservoirs]`` (any unit system).
+    workers : int, optional
+        Threads of the propagator (``numerics.fft_workers`` when None).
+    block_size : int
+        Worlds per pool.
+    """
+
+    def __init__(self, config, workers: int | None = None, block_size: int = DEFAULT_BLOCK) -> None:
+        config.check_command("run")
+        self.config = config
+        self.model, self.injection, self.warnings = build_open_model(config)
+        atomic = config.to_atomic()  # (model.config is the stand-in of build_open_model)
+        self.atomic = atomic
+        self.workers = int(workers or atomic.numerics.fft_workers)
+        self.block_size = int(block_size)
+        self.n_samples = int(atomic.trajectories.count)
+        self.surfaces = surfaces_of(self.model, self.injection)
+        self.steady_state_time = steady_state_time(self.model, self.injection,
+                                                   float(atomic.time.t_end))
+        ref = landauer_reference(self.model, self.injection, float(atomic.time.t_end),
+                                 atomic.reservoirs.degeneracy)
+        if abs(ref["grid_current"] - ref["current"]) > GRID_TOLERANCE * abs(ref["current"]):
+            self.warnings.append(
+                f"the potential is not resolved by the grid: its Landauer current on the grid "
+                f"samples differs from the continuum one by "
+                f"{abs(ref['grid_current'] / ref['current'] - 1):.1%} (more than "
+                f"{GRID_TOLERANCE:.0%}); the injected current follows the grid's potential "
+                "(docs/devices.md): use more grid.points or smoother potential pieces")
+        self.reference = ref
+        if atomic.steady_state.warm_up < self.steady_state_time:
+            us = config.unit_system
+            self.warnings.append(
+                f"steady_state.warm_up = {us.quantity(atomic.steady_state.warm_up, 'time')} is "
+                f"shorter than the estimated time to steady state "
+                f"{us.quantity(self.steady_state_time, 'time')} (the slowest energy cell's passage, "
+                "docs/devices.md): the averages still hold part of the transient")
+
+    def run(self, comm=None, progress=None) -> OpenResult:
+        """Run every world; returns the result on rank 0 (None on the other ranks)."""
+        from bohmpower.parallel import gather_to_root, my_blocks
+
+        start = _time.perf_counter()
+        a = self.atomic
+        ids = np.arange(self.n_samples)
+        size = comm.Get_size() if comm is not None else 1
+        # every rank gets work even in small runs; each world's result does not depend on its block
+        bs = max(1, min(self.block_size, -(-ids.size // size)))
+        blocks = [ids[i:i + bs] for i in range(0, ids.size, bs)]
+        mine = my_blocks(blocks, comm) if comm is not None else blocks
+        frames = np.asarray(a.time.frame_steps)
+        parts = []
+        timings = {"propagate": 0.0, "guidance": 0.0, "bookkeeping": 0.0}
+        for blk in mine:
+            ens = OpenEnsemble(self.model, self.injection, blk, a.trajectories.seed, a.time.n_steps,
+                               a.steady_state.warm_up, a.steady_state.batches, self.surfaces,
+                               a.particles.count, frames, self.workers)
+            ens.run()
+            for k, v in ens.timings.items():
+                timings[k] += v
+            parts.append((int(blk[0]), ens.crossings, ens.exits, ens.exits_total, ens.injected,
+                          ens.injected_total, ens.electrons, ens.max_present, ens.lost))
+            if progress is not None:
+                progress(blk.size)
+        if comm is not None:
+            parts = gather_to_root(parts, comm)
+            if parts is None:
+                return None
+        parts.sort(key=lambda p: p[0])
+        if not parts:
+            raise NumericalError("no world was run")
+        cat = [np.concatenate([p[i] for p in parts], axis=1 if i == 6 else 0) for i in range(1, 7)]
+        lost = sum(p[8] for p in parts)
+        if lost:
+            logger.warning("%d electron(s) removed for a non-finite velocity", lost)
+        ref = self.reference
+        dt = float(a.time.dt)
+        return OpenResult(
+            config=self.config, model=self.model, injection=self.injection, sample_ids=ids,
+            surfaces=self.surfaces, crossings=cat[0], exits=cat[1], exits_total=cat[2],
+            injected=cat[3], injected_total=cat[4], electrons=cat[5], frame_times=frames * dt,
+            warm_up=float(a.steady_state.warm_up), t_end=float(a.time.t_end),
+            n_batches=int(a.steady_state.batches), max_present=max(p[7] for p in parts), lost=lost,
+            wall_time=_time.perf_counter() - start, landauer=ref, timings=timings,
+            degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
+            warnings=list(self.warnings),
+        )
+
+
+def describe_open(config) -> str:
+    """What ``bohmpower check`` says about an open-system run: injection, time scales, Landauer."""
+    solver = OpenSolver(config)
+    us = config.unit_system
+    inj = solver.injection
+    left, right = inj.reservoirs
+    ref = solver.reference
+    q = us.quantity
+    surfaces = ", ".join(q(s, "length") for s in solver.surfaces)
+    lines = [
+        (f"  open system: mu_L - mu_R = {q(left.mu - right.mu, 'energy')}, kT = "
+         f"{q(left.kt, 'energy')}; {inj.n_cells} cells of {q(inj.d_energy, 'energy')} per "
+         f"reservoir, one attempt each per h/dE = {q(inj.period, 'time')}"),
+        (f"  mean injection rate {q(inj.expected_rate(LEFT), 'frequency')} (left), "
+         f"{q(inj.expected_rate(RIGHT), 'frequency')} (right); current counted at {surfaces}"),
+        (f"  estimated time to steady state {q(solver.steady_state_time, 'time')}; warm-up "
+         f"{q(solver.atomic.steady_state.warm_up, 'time')}"),
+        (f"  Landauer current {q(ref['current'], 'frequency')} (injection model "
+         f"{q(ref['model_current'], 'frequency')})"),
+    ]
+    lines += [f"  warning: {w}" for w in solver.warnings]
+    return "\n".join(lines)
