@@ -114,19 +114,22 @@ def _describe_interacting(atomic, model, warnings) -> str:
 
 
 def exact_run_cost(config, workers: int | None = None, repeats: int = 3) -> dict:
-    """Run time of the exact run ``config`` (without trajectories) from its own kernels, timed here.
+    """Run time of the exact run ``config`` from its own kernels, timed here.
 
     Builds the run's :class:`~bohmpower.driver.ExactSolver` and times, on a copy of its initial
     state, a few propagator steps, the grid observables as evaluated at a window-quadrature node
     (``diagnostics=False``) and at a stored frame (``diagnostics=True``), each the mean of
     ``repeats`` after one warm-up call. The run costs n_steps steps, one node evaluation per
     quadrature node that is not a frame, and one frame evaluation per stored frame (as
-    ``ExactSolver.run`` does them).
+    ``ExactSolver.run`` does them). With ``[trajectories]`` the run steps one step at a time and
+    moves the Bohmian ensemble at every step (guide update, ensemble step, estimators): both are
+    timed the same way, on a throwaway ensemble of the run's size.
 
     Returns
     -------
-    dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame`` (seconds each), ``n_steps``,
-    ``n_nodes``, ``n_frames``, ``start`` (the run's own start-up: observables' setup, FFT plans).
+    dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame``, ``trajectory_step`` (seconds
+    each; the last 0 without trajectories), ``n_steps``, ``n_nodes``, ``n_frames``, ``samples``,
+    ``start`` (the run's own start-up: observables' setup, FFT plans, the ensemble's set-up).
     """
     from bohmpower.driver import ExactSolver, ExactWindows
     from bohmpower.exact.observables import FrameSetup, frame
@@ -160,13 +163,36 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3) -> dict
         out = float(np.mean(runs))
         return out, first - out  # steady cost, one-off extra of the first call (plans)
 
+    traj_step = 0.0
+    if solver.trajectories is not None:
+        # run() then advances one step at a time (the guide needs Psi at every step) and moves the
+        # ensemble each step: time both, and building the ensemble (sampling, guide set-up) as
+        # start-up. The throwaway ensemble steps on the copy of Psi.
+        from bohmpower.driver import TrajectoryRun
+
+        gap = 1
+        t1 = time.perf_counter()
+        traj = TrajectoryRun(solver)
+        t_setup += time.perf_counter() - t1
+        counter = iter(range(0, tc.n_steps + 1))  # the recorder starts at step 0
+
+        def move():
+            step = next(counter, None)
+            if step is not None:
+                traj.record(step, step * solver.dt, psi, None)
+
+        traj_step, extra_t = best(move)
+        t_setup += max(extra_t, 0.0)
     call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
     node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
     frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
     start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0)
-    seconds = (start + call * tc.n_steps / gap + n_nodes * node + len(frames) * frm)
+    seconds = (start + (call / gap + traj_step) * tc.n_steps + n_nodes * node
+               + len(frames) * frm)
     return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
-            "n_steps": tc.n_steps, "n_nodes": n_nodes, "n_frames": len(frames), "start": start}
+            "trajectory_step": traj_step, "n_steps": tc.n_steps, "n_nodes": n_nodes,
+            "n_frames": len(frames), "start": start,
+            "samples": 0 if solver.trajectories is None else int(solver.trajectories.count)}
 
 
 def _describe_exact(atomic, model, warnings) -> str:
@@ -175,6 +201,11 @@ def _describe_exact(atomic, model, warnings) -> str:
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
     cost = exact_run_cost(atomic)
+    if cost["samples"]:
+        with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
+        traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "
+    else:
+        with_traj, traj_part = "without trajectories", ""
     lines = [
         "exact-run estimates:",
         f"  wavefunction: {n_x}^{n} = {n_x ** n:,} complex values "
@@ -183,9 +214,9 @@ def _describe_exact(atomic, model, warnings) -> str:
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
         f"{cost['n_nodes']:,} window-quadrature nodes",
         f"  run time: about {_human(cost['seconds'])} on {atomic.numerics.fft_workers} FFT "
-        f"thread(s), without trajectories (timed here: step {cost['step'] * 1e3:.2f} ms, "
-        f"observables {cost['node'] * 1e3:.1f} ms at a node, {cost['frame'] * 1e3:.1f} ms at a "
-        f"frame; start-up {cost['start']:.1f} s)",
+        f"thread(s), {with_traj} (timed here: step {cost['step'] * 1e3:.2f} ms, "
+        f"{traj_part}observables {cost['node'] * 1e3:.1f} ms at a node, "
+        f"{cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s)",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
