@@ -23,12 +23,6 @@ def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3)
     return best
 
 
-#: Cost of one conditional-wavefunction step (propagation, guidance, health checks, estimators),
-#: in units of one scipy.fft pair of one wavefunction timed from Python, calibrated on the built-in
-#: demo (9 s measured) and examples/04 (about 4 min of one core measured).
-CW_STEP_COST_IN_FFT_PAIRS = 1.8
-
-
 def describe_estimates(config) -> str:
     """Resolved-model facts, memory and time estimates of the run ``config`` describes: the
     conditional-wavefunction engine for a ``run`` file (one with [method]), else the exact solver."""
@@ -44,6 +38,66 @@ def describe_estimates(config) -> str:
     return _describe_exact(atomic, model, warnings)
 
 
+def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter) -> dict:
+    """Run time of the zeroth-order conditional-wavefunction run ``config`` on one core, from its own
+    engine timed here.
+
+    Builds the run's :class:`~bohmpower.driver.CWSolver` and one block of worlds as ``run_block`` does
+    (the first ``min(BLOCK_SIZE, samples)`` sample ids), then times ``repeats`` engine steps with the
+    block's estimator recording, after one warm-up step (numba loading). The run is n_steps such steps
+    for every block, each block's cost in proportion to its worlds: seconds = start + n_steps x
+    (time per step of the block) x samples / (worlds in the block).
+
+    ``clock`` is the timer (wall time by default; ``time.process_time`` compares CPU times, which a
+    shared machine's load does not disturb).
+
+    Returns
+    -------
+    dict: ``seconds``, ``block_step`` (seconds per step of the timed block), ``world_step``
+    (per world), ``width`` (worlds in the timed block), ``samples``, ``n_steps``, ``block_build``
+    (sampling, the ensemble, the recorder; paid once per block), ``start`` (paid once: the run's
+    imports and the first step's extra time).
+    """
+    from bohmpower.driver import CWSolver
+    from bohmpower.model.sampling import sample_configurations
+    from bohmpower.power.recorder import BLOCK_SIZE, BlockRecorder
+
+    from bohmpower.driver import _max_op
+
+    t0 = clock()
+    _max_op()  # what run() imports (mpi4py when installed), paid once by every `bohmpower run`
+    t_import = clock() - t0
+    solver = CWSolver(config, workers=1)
+    m = solver.model
+    samples = max(1, solver.n_samples)
+    width = min(BLOCK_SIZE, samples)
+    ids = np.arange(width)
+    t0 = clock()
+    X0 = sample_configurations(solver.kind, m.orbitals, m.grid.x, solver.seed, ids)
+    rec = BlockRecorder(ids, solver.volumes, solver.time, solver.window_steps, m.grid.x,
+                        solver.n_store, solver.identical)
+    ens = solver._ensemble(X0, ids)
+    rec.record(0, ens.state)
+    build = clock() - t0
+    n_steps = solver.time.n_steps
+    k = min(repeats, max(1, n_steps - 1))
+    t0 = clock()
+    ens.step()
+    rec.record(1, ens.state)
+    first = clock() - t0
+    t0 = clock()
+    for step in range(2, 2 + k):
+        ens.step()
+        rec.record(min(step, n_steps), ens.state)
+    block_step = (clock() - t0) / k
+    n_blocks = -(-samples // BLOCK_SIZE)
+    start = t_import + max(first - block_step, 0.0)  # once: numba loading, plans
+    seconds = start + n_blocks * build + n_steps * block_step * samples / width
+    return {"seconds": seconds, "block_step": block_step, "world_step": block_step / width,
+            "width": width, "samples": samples, "n_steps": n_steps, "start": start,
+            "block_build": build}
+
+
 def _describe_cw(atomic, model, warnings) -> str:
     from bohmpower.power.recorder import BLOCK_SIZE
 
@@ -51,8 +105,7 @@ def _describe_cw(atomic, model, warnings) -> str:
     exchange = bool(atomic.method.exchange)
     per_world = n * n if exchange else n
     samples = atomic.trajectories.count if atomic.trajectories else 0
-    t_pair = fft_pair_seconds((n_x,), workers=1, repeats=20)
-    seconds = (samples * atomic.time.n_steps * per_world * CW_STEP_COST_IN_FFT_PAIRS * t_pair)
+    cost = cw_run_cost(atomic)
     block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
     lines = [
         "conditional-wavefunction estimates:",
@@ -60,8 +113,9 @@ def _describe_cw(atomic, model, warnings) -> str:
         f"({'exchange: N^2' if exchange else 'no exchange: N'}), {samples} samples, "
         f"{atomic.time.n_steps:,} steps",
         f"  memory: about {block_bytes / 2**20:.0f} MiB per block of {BLOCK_SIZE} worlds",
-        f"  run time: about {_human(seconds)} on one core (divide by the number of MPI ranks; "
-        f"one FFT pair of {n_x} points measured here: {t_pair * 1e6:.1f} us)",
+        f"  run time: about {_human(cost['seconds'])} on one core (divide by the number of MPI ranks; "
+        f"timed here: {cost['world_step'] * 1e6:.1f} us per world and step, on a block of "
+        f"{cost['width']} worlds)",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
