@@ -168,7 +168,7 @@ def _describe_interacting(atomic, model, warnings) -> str:
 
 
 def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
-                   clock=time.perf_counter) -> dict:
+                   clock=time.perf_counter, solver=None) -> dict:
     """Run time of the exact run ``config`` from its own kernels, timed here.
 
     Builds the run's :class:`~bohmpower.driver.ExactSolver` and times, on a copy of its initial
@@ -180,18 +180,22 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
     moves the Bohmian ensemble at every step (guide update, ensemble step, estimators): both are
     timed the same way, on a throwaway ensemble of the run's size.
 
-    ``clock``: the timer, as in `cw_run_cost`.
+    ``clock``: the timer, as in `cw_run_cost`. ``solver``: the run's own ExactSolver, when it is
+    about to run (its state is not changed: the timings step a copy), so nothing is built twice.
 
     Returns
     -------
     dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame``, ``trajectory_step`` (seconds
     each; the last 0 without trajectories), ``n_steps``, ``n_nodes``, ``n_frames``, ``samples``,
-    ``start`` (the run's own start-up: observables' setup, FFT plans, the ensemble's set-up).
+    ``start`` (the run's own start-up: observables' setup, FFT plans, the ensemble's set-up),
+    ``first_calls`` (the part of ``start`` that the first calls pay: numba loading, plans; a run
+    in the same process after this has it paid already).
     """
     from bohmpower.driver import ExactSolver, ExactWindows
     from bohmpower.exact.observables import FrameSetup, frame
 
-    solver = ExactSolver(config, workers=workers)
+    if solver is None:
+        solver = ExactSolver(config, workers=workers)
     m = solver.model
     tc = solver.time_config
     t0 = clock()  # what run() builds: the observables' setup, the windows
@@ -248,7 +252,7 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
                + len(frames) * frm)
     return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
             "trajectory_step": traj_step, "n_steps": tc.n_steps, "n_nodes": n_nodes,
-            "n_frames": len(frames), "start": start,
+            "n_frames": len(frames), "start": start, "first_calls": start - t_setup,
             "samples": 0 if solver.trajectories is None else int(solver.trajectories.count)}
 
 
