@@ -272,6 +272,7 @@ def _describe_exact(atomic, model, warnings) -> str:
         f"  wavefunction: {n_x}^{n} = {n_x ** n:,} complex values "
         f"({16 * n_x ** n / 2**20:.1f} MiB per array)",
         f"  peak memory: about {mem / 2**20:.0f} MiB",
+        _phase_line(model),
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
         f"{cost['n_nodes']:,} window-quadrature nodes",
         f"  run time: about {_human(cost['seconds'])} on {atomic.numerics.fft_workers} FFT "
@@ -284,6 +285,13 @@ def _describe_exact(atomic, model, warnings) -> str:
     for w in warnings:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)
+
+
+def _phase_line(model) -> str:
+    """The time-step rule as applied: phase per step against the limit of the run's order."""
+    res = model.resolution
+    return (f"  time step: {res.phase:.3g} rad per step; order {res.order} allows up to "
+            f"{res.phase_limit:.3g} rad (dt <= {model.units.quantity(res.max_dt, 'time', digits=4)})")
 
 
 def _human(seconds: float) -> str:

@@ -118,3 +118,17 @@ def test_exact_run_uses_its_order_and_cw_run_order_2():
     cw.setdefault("numerics", {})["order"] = 4
     with pytest.raises(ConfigError, match="max_phase = 1"):
         build_model(parse_config(cw, EXAMPLE), command="run")  # CWs: order-2 propagator
+
+
+def test_check_prints_the_phase_per_step_against_the_order_limit():
+    from bohmpower.estimates import _describe_exact
+
+    data = tomllib.loads((EXAMPLE / "exact.toml").read_text())
+    data["grid"]["points"] = 144
+    data["time"].update(dt=0.5, t_end=1.0, save_every=2)
+    data["time"].pop("window", None)
+    data.setdefault("numerics", {})["order"] = 4
+    cfg = parse_config(data, EXAMPLE)
+    model, warnings = build_model(cfg, command="check")
+    text = _describe_exact(cfg, model, warnings)
+    assert "order 4 allows up to 3 rad (dt <= 0.8012" in text
