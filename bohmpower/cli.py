@@ -152,6 +152,13 @@ def cmd_exact(args) -> int:
     solver = ExactSolver(config, workers=args.workers)
     for w in solver.warnings:
         log.warning("warning: %s", w)
+    from bohmpower.estimates import exact_run_cost
+
+    cost = exact_run_cost(config, solver=solver)  # as `bohmpower check` prints it
+    # the first calls' one-off time (numba loading, plans) is paid here, not again by the run
+    estimate = cost["seconds"] - cost["first_calls"]
+    log.info("estimated run time (the run's kernels timed here, as bohmpower check): %.1f s",
+             estimate)
     progress = _progress(len(config.time.frame_steps), args.quiet, "frames")
     t0 = time.perf_counter()
     try:
@@ -162,7 +169,8 @@ def cmd_exact(args) -> int:
     wall = time.perf_counter() - t0
     g = result.globals
     q = config.unit_system.quantity
-    log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %s -> %s", wall,
+    log.info("done in %.1f s (estimated %.1f s: measured / estimate = %.2f): %d frames; norm "
+             "%.6f -> %.6f; internal energy %s -> %s", wall, estimate, wall / max(estimate, 1e-9),
              len(result.time), g["norm"][0], g["norm"][-1], q(g["energy"][0], "energy", digits=8),
              q(g["energy"][-1], "energy", digits=8))
     tm = result.timings
