@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT.h5.checkpoint (after a crash, a stop, or with "
-                   "--samples to extend a finished run)")
+                   "--samples to extend a finished run that kept its checkpoint)")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep OUT.h5.checkpoint after a successful run (default: removed once the "
+                   "result is written), to extend the run later with --resume --samples M2")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="write finished samples to the checkpoint every K samples (default: "
                    "each block of 64)")
@@ -275,8 +278,14 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
              result.crossings)
     log.info("result: %s  (figures: bohmpower plot %s; inspect: bohmpower info %s)", path, path,
              path)
-    log.info("checkpoint kept in %s (for --resume --samples M2); delete it when done",
-             checkpoint.dir)
+    if args.keep_checkpoint:
+        log.info("checkpoint kept in %s (%.1f MB; extend the run with --resume --samples M2 "
+                 "--overwrite, or delete the folder when done)", checkpoint.dir,
+                 checkpoint.size() / 1e6)
+    else:
+        checkpoint.remove()
+        log.info("checkpoint %s removed (the result is complete; --keep-checkpoint keeps it "
+                 "to extend the run later)", checkpoint.dir)
     return 0
 
 
