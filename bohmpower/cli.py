@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="standard figures of a result file")
     p.add_argument("result_file", type=Path)
     p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
+    p.add_argument("--volumes", metavar="A,B", help="the volumes to draw (default: all, left to right)")
+    p.add_argument("--terms", metavar="P,Q",
+                   help="the power terms to draw: power, field_work, interaction, quantum, "
+                   "boundary_flux, absorbed (default: all)")
+    p.add_argument("--t-range", nargs=2, type=float, metavar=("T0", "T1"),
+                   help="time range of the time axes, in the file's time unit")
+    p.add_argument("--symlog", action="store_true",
+                   help="power terms on a symmetric log axis (terms of very different sizes)")
     _common(p)
 
     p = sub.add_parser("info", help="what a result file holds")
@@ -442,7 +450,8 @@ def cmd_plot(args) -> int:
 
     figure = args.output or Path(args.result_file).with_suffix(".png")
     io.check_output_path(figure, True, inputs=(args.result_file,))
-    out = plot_result(args.result_file, args.output)
+    out = plot_result(args.result_file, args.output, volumes=args.volumes, terms=args.terms,
+                      t_range=tuple(args.t_range) if args.t_range else None, symlog=args.symlog)
     log.info("figure: %s", out)
     return 0
 
