@@ -329,7 +329,8 @@ def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, st
         return ("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: add --resume "
                 "to continue it, or --overwrite to start afresh")
     if args.resume and not checkpoint.exists():
-        log.warning("--resume: no checkpoint in %s; starting from the first sample",
+        log.warning("--resume: no checkpoint in %s; starting from the first sample (a finished "
+                    "run removes its checkpoint unless it was run with --keep-checkpoint)",
                     checkpoint.dir)
     if args.overwrite and not args.resume and (checkpoint.exists() or checkpoint.block_files()):
         checkpoint.remove()

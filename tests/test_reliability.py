@@ -67,7 +67,7 @@ def test_editing_a_table_file_between_stop_and_resume_is_refused(tmp_path, caplo
     run = write_run_file(tmp_path / "run.toml", cw_run(potential=[{"kind": "table",
                                                                    "file": "tab.dat"}]))
     out = tmp_path / "out.h5"
-    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    code, err = cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)
     assert code == 0, err
     out.unlink()  # as if stopped before the end: the checkpoint holds every block
     np.savetxt(table, np.c_[x, 0.02 * np.exp(-x ** 2)])
@@ -79,7 +79,7 @@ def test_editing_a_table_file_between_stop_and_resume_is_refused(tmp_path, caplo
 def test_another_numerics_version_is_not_resumed(tmp_path, caplog, monkeypatch):
     run = write_run_file(tmp_path / "run.toml", cw_run())
     out = tmp_path / "out.h5"
-    assert cli(["run", run, "-o", out, "-q"], caplog)[0] == 0
+    assert cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)[0] == 0
     out.unlink()
     monkeypatch.setattr(ckpt_mod, "NUMERICS_VERSION", ckpt_mod.NUMERICS_VERSION + 1)
     code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)
