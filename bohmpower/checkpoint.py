@@ -2,9 +2,9 @@
 
 The unit is the finished block of sample ids (``power.recorder``): each is written as its own file
 ``block-<first>-<last>.npz`` (compressed, lossless; temporary name, then rename, so a crash never
-leaves a half-written file) holding what a merge needs and nothing else (the block's sums, its stored
-trajectories and its crossing count), next to ``manifest.json`` which identifies the run (a hash of the resolved run file without
-its sample count, the seed, the block size). A resumed run skips the blocks on disk and computes
+leaves a half-written file) holding what a merge needs and nothing else (the block's sums, its
+stored trajectories and its crossing count), next to ``manifest.json`` which identifies the run (a
+hash of the resolved run file without its sample count, the seed, the block size). A resumed run skips the blocks on disk and computes
 the rest, and since blocks merge in id order the result equals an uninterrupted run's, whatever the
 number of ranks before and after. A checkpoint written for another run file is refused, and nothing
 in it is touched.

@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="standard figures of a result file")
     p.add_argument("result_file", type=Path)
     p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
-    p.add_argument("--volumes", metavar="A,B", help="the volumes to draw (default: all, left to right)")
+    p.add_argument("--volumes", metavar="A,B",
+                   help="the volumes to draw (default: all, left to right)")
     p.add_argument("--terms", metavar="P,Q",
                    help="the power terms to draw: power, field_work, interaction, quantum, "
                    "boundary_flux, absorbed (default: all)")

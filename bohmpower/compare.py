@@ -7,8 +7,9 @@ by name and must have equal edges and smoothing; instantaneous quantities are co
 frames, power and its terms only as window averages, with both files' standard errors.
 
 Contributing worlds. Result files store, beside each estimate of a volume, how many worlds
-contributed to it at each frame or window (``<q>_worlds``, the participation ratio n = (sum_i
-y_i^2)^2 / sum_i y_i^4 of the per-world values, ``power.estimators.contributing_worlds``). From them:
+contributed to it at each frame or window (``<q>_worlds``, the participation ratio
+n = (sum_i y_i^2)^2 / sum_i y_i^4 of the per-world values,
+``power.estimators.contributing_worlds``). From them:
 
 - the other side's standard error is floored at the estimate's granularity, one contributing
   world's value over M: sqrt(sum_i y_i^2 / n) / M (sum_i y_i^2 from the mean and the standard
@@ -21,13 +22,13 @@ y_i^2)^2 / sum_i y_i^4 of the per-world values, ``power.estimators.contributing_
   (``ROUND_OFF`` of the largest exact value of the volume's window terms; for frames, of the row)
   has nothing to resolve (judged where it has a standard error). And a point where the worlds are
   missing is judged: fewer than ``MIN_WORLDS_RESOLVED`` worlds in the volume (the count of
-  ``particles`` at a frame; at a window, its largest over the frames the window spans) where the exact occupancy says at
-  least ``MISSING_WORLDS`` should be there, M N_Omega / N (N electrons; for a window the largest
+  ``particles`` at a frame; at a window, its largest over the frames the window spans) where the
+  exact occupancy says at least ``MISSING_WORLDS`` should be there, M N_Omega / N (N electrons; for a window the largest
   N_Omega over its frames); its standard error is floored at the exact value's share of one
   expected world, |exact| / (M N_Omega / N).
 
-For one electron the non-local quantum term P_N vanishes, so the exact file's P_N (the balance of its
-window terms) is the discretisation error of its quantum term P_S + P_N: with counts it is the exact
+For one electron the non-local quantum term P_N vanishes, so the exact file's P_N (the balance of
+its window terms) is the discretisation error of its quantum term P_S + P_N: with counts it is the exact
 side's standard error of ``quantum`` (the old floor above made room for it).
 
 Files without counts (written before they existed) get the earlier rules: the floor (series scale)

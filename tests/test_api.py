@@ -80,7 +80,8 @@ def test_open_datatree_names_every_dimension_and_every_variable_has_units(result
             te = tree["trajectory_estimates/volumes/left/window"]
             assert te["power_stderr"].dims == ("window",)
             # the contributing worlds of every estimate (compare's resolution rule), counts
-            assert te["power_worlds"].dims == ("window",) and te["power_worlds"].attrs["units"] == "1"
+            assert te["power_worlds"].dims == ("window",)
+            assert te["power_worlds"].attrs["units"] == "1"
             assert tree["trajectory_estimates/volumes/left/energy_worlds"].dims == ("time",)
             assert 0 <= float(te["power_worlds"].min()) and float(te["power_worlds"].max()) <= 192
             assert tree["trajectory_estimates/fields/window/power_density"].dims == ("window", "x")

@@ -146,11 +146,11 @@ def _without_counts(monkeypatch):
 
 
 def test_a_term_carried_by_a_few_worlds_of_a_full_volume_is_not_judged(tmp_path, monkeypatch):
-    """One electron in a volume [-6, 14] that holds all 192 worlds, with a field (a 0.5 hartree drop)
-    only in [7, 11], which a handful of worlds reach: the field work is carried by those few. From
-    the occupancy alone (M N_Omega = 192, the rule before the counts) those windows were judged and
-    the run DISAGREEd with its own exact trajectories (|z| 154); the stored counts say how few worlds
-    carry the term there, and the verdict is AGREE."""
+    """One electron in a volume [-6, 14] that holds all 192 worlds, with a field (a 0.5 hartree
+    drop) only in [7, 11], which a handful of worlds reach: the field work is carried by those few.
+    From the occupancy alone (M N_Omega = 192, the rule before the counts) those windows were
+    judged and the run DISAGREEd with its own exact trajectories (|z| 154); the stored counts say
+    how few worlds carry the term there, and the verdict is AGREE."""
     config = make_config(
         tmp_path,
         volume=[{"name": "wide", "x_min": -6.0, "x_max": 14.0}],
