@@ -126,6 +126,8 @@ class Comparison:
     z_series: dict = field(default_factory=dict)
     #: worlds of the other file (M)
     n_worlds: int | None = None
+    #: the power window T (the files' time unit): figures draw a window at its centre, t + T/2
+    window: float = 0.0
     _finite_masks: list = field(default_factory=list, repr=False)
 
     def table(self) -> str:
@@ -253,6 +255,7 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
     block_cols = []  # per compared point: its block values (B,), or None
     n_other = int(other["attrs"].get("samples", 0)) or None
     cmp.n_worlds = n_other
+    cmp.window = float(ref["attrs"].get("window", 0) or 0)
     for name in common:
         va, vb = ref["volumes"][name], vols_b[name]
         for key in ("x_min", "x_max", "smoothing"):
@@ -490,6 +493,8 @@ def plot_comparison(cmp: Comparison, path) -> None:
                 ax.set_visible(False)
                 continue
             t, a, b, se = cmp.series[(v, q, kind)]
+            if kind == "window":  # at the window centres, as `bohmpower plot` draws them
+                t = t + 0.5 * cmp.window
             largest = max(float(np.nanmax(np.abs(cmp.series[k][1]))) for k in cmp.series
                           if k[0] == v and k[2] == kind and len(cmp.series[k][1]))
             round_off = float(np.nanmax(np.abs(a))) <= 1e-10 * largest if len(a) else True
@@ -500,7 +505,7 @@ def plot_comparison(cmp: Comparison, path) -> None:
             ax.set_title(f"{v}: {q}" + (" (window avg)" if kind == "window" else "")
                          + ("\nexact value is round-off only" if round_off else ""), fontsize=9)
             ax.set_ylabel(_label(units.get((v, q), "")), fontsize=8)
-            ax.set_xlabel("t (start of window)" if kind == "window" else "t", fontsize=8)
+            ax.set_xlabel("t (window centre)" if kind == "window" else "t", fontsize=8)
             ax.tick_params(labelsize=7)
         _z_panel(axes[i, len(quantities)], cmp, v, quantities)
     axes[0, 0].legend(fontsize=7)
@@ -517,6 +522,8 @@ def _z_panel(ax, cmp: Comparison, volume: str, quantities) -> None:
         if (volume, q, kind) not in cmp.z_series:
             continue
         t, z, resolved = cmp.z_series[(volume, q, kind)]
+        if kind == "window":
+            t = t + 0.5 * cmp.window
         if not np.any(np.isfinite(z)):
             continue
         drawn = True
@@ -530,7 +537,7 @@ def _z_panel(ax, cmp: Comparison, volume: str, quantities) -> None:
                 fontsize=6, va="top")
     ax.set_title(f"{volume}: z = (exact - other) / s.e.\nhollow grey: not resolved by "
                  f"{cmp.n_worlds or 0} worlds", fontsize=8)
-    ax.set_xlabel("t (frames; windows at their start)", fontsize=8)
+    ax.set_xlabel("t (frames; windows at their centres)", fontsize=8)
     ax.tick_params(labelsize=7)
     if drawn:
         ax.legend(fontsize=6, loc="lower left", ncol=2, markerscale=1.5)

@@ -79,6 +79,11 @@ def test_the_comparison_figure_has_a_z_panel_per_volume(one_electron_file, tmp_p
     assert levels == pytest.approx([-bound, bound])
     labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
     assert "exact trajectories" in labels
+    # one convention with `bohmpower plot`: a window is drawn at its centre
+    power_ax = next(ax for ax in fig.axes if ax.get_title().startswith("packet: power"))
+    starts, *_ = cmp.series[("packet", "power", "window")]
+    np.testing.assert_allclose(power_ax.get_lines()[0].get_xdata(), starts + 0.5 * 0.25)
+    assert power_ax.get_xlabel() == "t (window centre)"
 
 
 def test_the_demo_agrees_with_its_own_exact_trajectories(tmp_path):
