@@ -20,7 +20,7 @@ n = (sum_i y_i^2)^2 / sum_i y_i^4 of the per-world values,
   resolved by M worlds", and left out of the verdict: a difference there says nothing about the
   method. Two exceptions keep the verdict honest. A point where both files give 0 up to round-off
   (``ROUND_OFF`` of the largest exact value of the volume's window terms; for frames, of the row)
-  has nothing to resolve (judged where it has a standard error). And a point where the worlds are
+  has nothing to resolve (neither judged nor listed). And a point where the worlds are
   missing is judged: fewer than ``MIN_WORLDS_RESOLVED`` worlds in the volume (the count of
   ``particles`` at a frame; at a window, its largest over the frames the window spans) where the
   exact occupancy says at least ``MISSING_WORLDS`` should be there, M N_Omega / N (N electrons; for a window the largest
@@ -433,6 +433,7 @@ def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None,
         # not set it.)
         floor = np.full(np.shape(b), scale / n_samples)
     z = z_scores(a, b, se_a, se_b if floor is None else np.hypot(se_b, floor))
+    nothing = np.zeros(z.shape, dtype=bool)
     if counted:
         # 0 in both files up to round-off (ROUND_OFF of the largest exact value of the volume's
         # quantities of this kind, ``largest``): nothing to resolve
@@ -440,11 +441,12 @@ def _row(volume, q, kind, units, a, b, se_a, se_b, alpha, all_z, masks=None,
                             (float(np.nanmax(np.abs(a))) if a.size else 0.0))
         zero = (np.abs(a) <= tiny) & (np.abs(b) <= tiny)
         resolved = (worlds >= MIN_WORLDS_RESOLVED) | missing | zero
+        nothing = zero & ~missing
     elif electrons is None or se_b is None:
         resolved = np.ones(z.shape, dtype=bool)
     else:
         resolved = np.asarray(electrons) >= MIN_ELECTRONS_RESOLVED
-    judged = np.isfinite(z) & resolved
+    judged = np.isfinite(z) & resolved & ~nothing
     ag = agreement(z[judged], alpha) if np.any(judged) else None
     if ag is not None:
         all_z.append(z[judged])
