@@ -32,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -266,9 +267,19 @@ def run_case(name: str, scratch: Path, reuse: bool) -> dict:
         rec["commands"].append("bohmpower " + " ".join(map(str, cmd)))
         if not (reuse and hc.exists()):
             for stale in (Path(str(hc) + ".checkpoint"),):
-                if stale.exists():
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                elif stale.exists():
                     stale.unlink()
-            wall, _ = _bohmpower(*cmd)
+            try:
+                wall, _ = _bohmpower(*cmd)
+            except RuntimeError as err:
+                # A health or resolution stop is a finding about this case: recorded, not hidden,
+                # and the other exchange setting is still run.
+                lines = [ln for ln in str(err).splitlines() if ln.startswith("error:")]
+                rec["runs"][tag] = {"failed": lines[-1] if lines else str(err)}
+                print(f"  exchange {tag}: run stopped: {rec['runs'][tag]['failed']}", flush=True)
+                continue
         else:
             wall = float("nan")
         rec["runs"][tag] = {"process_wall": wall, **_file_info(hc)}
@@ -377,8 +388,15 @@ def _z_figure(name: str, rec: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, FuncFormatter
 
-    zts = {tag: rec["runs"][tag]["comparison"]["zt"] for tag in ("on", "off")}
-    vols = [v for v in VOLUME_ORDER if f"{v}/energy" in zts["on"]]
+    zts = {
+        tag: rec["runs"][tag]["comparison"]["zt"]
+        for tag in ("on", "off")
+        if "comparison" in rec["runs"][tag]
+    }
+    if not zts:
+        return
+    first = next(iter(zts.values()))
+    vols = [v for v in VOLUME_ORDER if f"{v}/energy" in first]
     fig, axes = plt.subplots(
         len(ZT_QUANTITIES),
         len(vols),
@@ -392,7 +410,7 @@ def _z_figure(name: str, rec: dict, path: Path) -> None:
         for ax, v in zip(axes[i], vols):
             bound = None
             for tag, color in (("on", "C0"), ("off", "C3")):
-                zt = zts[tag].get(f"{v}/{q}")
+                zt = zts.get(tag, {}).get(f"{v}/{q}")
                 if zt is None:
                     continue
                 zabs = np.abs(np.asarray(zt["z"], dtype=float))
@@ -437,7 +455,9 @@ def _fmt_t(t):
 def tables(records: list[dict], head: str, bench: dict) -> str:
     out = [head, ""]
     for rec in records:
-        on, off = rec["runs"]["on"]["comparison"], rec["runs"]["off"]["comparison"]
+        empty = {"rows": {}}
+        on = rec["runs"]["on"].get("comparison", empty)
+        off = rec["runs"]["off"].get("comparison", empty)
         out += [
             f"### {rec['case']}: {rec['title']}",
             "",
@@ -452,9 +472,10 @@ def tables(records: list[dict], head: str, bench: dict) -> str:
             for q, kind in QUANTITIES:
                 key = f"{v}/{q}/{kind}"
                 a, b = on["rows"].get(key), off["rows"].get(key)
-                if a is None or "rms_z" not in a:
-                    continue
+                a = a if a and "rms_z" in a else {}
                 b = b if b and "rms_z" in b else {}
+                if not a and not b:
+                    continue
 
                 def cells(e):
                     if not e:
@@ -469,15 +490,20 @@ def tables(records: list[dict], head: str, bench: dict) -> str:
                 def bound(key, fmt):
                     # The bounds depend on the judged (resolved) points, which can differ between
                     # the two runs: "on / off" when they do.
-                    x, y = format(a[key], fmt), format(b[key], fmt) if b else None
-                    return x if y is None or y == x else f"{x} / {y}"
+                    x = format(a[key], fmt) if a else None
+                    y = format(b[key], fmt) if b else None
+                    return x if y is None or y == x else (y if x is None else f"{x} / {y}")
 
                 label = q + (" (window)" if kind == "window" else "")
                 out.append(
-                    f"| {v} | {label} | {a['points']} | {bound('rms_bound', '.2f')} | "
+                    f"| {v} | {label} | {(a or b)['points']} | {bound('rms_bound', '.2f')} | "
                     f"{bound('max_bound', '.2f')} | {cells(a)} | {cells(b)} |"
                 )
         for tag, c in (("on", on), ("off", off)):
+            if "failed" in rec["runs"][tag]:
+                out.append("")
+                out.append(f"exchange {tag}: run stopped, not compared: {rec['runs'][tag]['failed']}")
+                continue
             o = c["overall"]
             out.append("")
             n_unres = sum(e.get("unresolved", 0) for e in c["rows"].values())
@@ -500,12 +526,18 @@ def tables(records: list[dict], head: str, bench: dict) -> str:
     ]
     for rec in records:
         r = rec["runs"]
-        per = {t: 1e3 * r[t]["wall_time"] / r[t]["samples"] for t in ("on", "off")}
+        ok = [t for t in ("on", "off") if "failed" not in r[t]]
+        per = {t: 1e3 * r[t]["wall_time"] / r[t]["samples"] for t in ok}
+        cell = {
+            t: (f"{r[t]['wall_time']:.1f}, {per[t]:.1f}" if t in per else "stopped")
+            for t in ("on", "off")
+        }
+        ratio = f"{per['on'] / per['off']:.2f}" if len(per) == 2 else "-"
+        samples = r[ok[0]]["samples"] if ok else "?"
         out.append(
-            f"| {rec['case']} | {r['exact']['wall_time']:.1f} | {r['on']['wall_time']:.1f}, "
-            f"{per['on']:.1f} | {r['off']['wall_time']:.1f}, {per['off']:.1f} | "
-            f"{per['on'] / per['off']:.2f} | {r['on'].get('crossings', '?')} / "
-            f"{r['off'].get('crossings', '?')} (of {r['on']['samples']}) |"
+            f"| {rec['case']} | {r['exact']['wall_time']:.1f} | {cell['on']} | {cell['off']} | "
+            f"{ratio} | {r['on'].get('crossings', '-')} / "
+            f"{r['off'].get('crossings', '-')} (of {samples}) |"
         )
     if bench:
         out += [
