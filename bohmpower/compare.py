@@ -69,6 +69,11 @@ MISSING_WORLDS = 30
 #: Files without counts: fewest electrons of the M worlds (M N_Omega) in a volume for a point to
 #: count in the verdict.
 MIN_ELECTRONS_RESOLVED = 10
+#: Error bar of an exact grid run's window averages, relative to the volume's largest windowed
+#: term (with the stored quadrature error estimate): its grid sums hold the identities to 1e-8 to
+#: 1e-7 of that scale (the whole cell's P_C, which vanishes identically), so 1e-6 bounds them, far
+#: below any Monte Carlo error bar.
+EXACT_WINDOW_ACCURACY = 1e-6
 #: Values at most this fraction of the largest exact value of the volume's quantities of a kind
 #: (frames: of the row) are round-off: where both files are below it there is nothing to resolve.
 ROUND_OFF = 1e-10
@@ -326,6 +331,13 @@ def compare_files(exact_path, other_path, alpha: float = DEFAULT_ALPHA) -> Compa
                     # one electron: P_N vanishes, so the grid's stored P_N (the balance) is the
                     # discretisation error of its quantum term, the exact side's error bar
                     se_a = np.abs(wa["quantum_nonlocal"][ja])
+                if se_a is None and "quadrature_error" in wa:
+                    # an exact grid run: its window averages carry the time quadrature's error
+                    # estimate and a discretisation error of the grid sums, together the exact
+                    # side's error bar. It matters only where a term vanishes identically (the
+                    # whole cell's P_C: a residual of ~1e-8 of the scale on the grid, round-off
+                    # ~1e-20 on the worlds), never beside a Monte Carlo error bar.
+                    se_a = np.hypot(wa["quadrature_error"][ja], EXACT_WINDOW_ACCURACY * largest)
                 row = _row(name, q, "window", va["units"].get(q, ""), a, b, se_a, se_b,
                            alpha, all_z, cmp._finite_masks, n_other, scale_q,
                            t=wa["t_start"][ja], electrons=win_electrons,
