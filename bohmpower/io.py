@@ -841,6 +841,10 @@ def read_result(path: Path, fields: bool = False) -> dict:
             if "model/U0" in f:
                 out["U0"] = f["model/U0"][()]
                 out["U0_units"] = f["model/U0"].attrs["units"]
+            if "model/field_shape" in f and "model/time_profile" in f:
+                out["field_shape"] = f["model/field_shape"][()]
+                out["field_shape_units"] = f["model/field_shape"].attrs["units"]
+                out["time_profile"] = f["model/time_profile"][()]
             if "trajectories" in f:
                 out["trajectories"] = _read_group_arrays(f["trajectories"])
     _require_parts(path, out, fields)

@@ -109,6 +109,45 @@ def _choose(given, allowed, option: str) -> list[str]:
     return [n for n in allowed if n in names]
 
 
+def drive_potential(x: np.ndarray, field_shape: np.ndarray, time_profile: np.ndarray) -> np.ndarray:
+    """q phi(x) of the drives at their strongest frame: the integral of E(x) f(t) from the grid's
+    left end (an electron, q = -e, has dV/dx = -qE = eE, so V = int E dx; in the result file's
+    units: bohr x hartree/(e bohr) = hartree, nm x V/nm = eV), with f(t) the frame where
+    sum |f| is largest."""
+    shape = np.atleast_2d(np.asarray(field_shape, dtype=float))
+    prof = np.atleast_2d(np.asarray(time_profile, dtype=float))
+    if shape.size == 0 or prof.size == 0:
+        return np.zeros_like(np.asarray(x, dtype=float))
+    strongest = int(np.argmax(np.sum(np.abs(prof), axis=0)))
+    e = prof[:, strongest] @ shape
+    dx = np.diff(x)
+    return np.concatenate([[0.0], np.cumsum(0.5 * (e[1:] + e[:-1]) * dx)])
+
+
+def _potential_panel(ax, res, vols, legend: dict) -> None:
+    """U0 and U0 + q phi (the drives at their strongest) along x, the volumes shaded; the line
+    labels go to the figure's ``legend``."""
+    x, xu = res["x"], res["units"]["x"]
+    eu = res.get("U0_units", "")
+    if "U0" in res:
+        ax.plot(x, res["U0"], color="0.4", lw=1.0, label="U0")
+        if "field_shape" in res and np.size(res["field_shape"]):
+            ax.plot(x, res["U0"] + drive_potential(x, res["field_shape"], res["time_profile"]),
+                    color="k", lw=1.2, label="U0 + qφ (field at its strongest)")
+    for j, (name, v) in enumerate(vols.items()):
+        a, b = v["attrs"]["x_min"], v["attrs"]["x_max"]
+        if a <= x[0] and b >= x[-1]:
+            continue  # the whole cell: nothing to mark
+        ax.axvspan(a, b, color=f"C{j % 10}", alpha=0.15, lw=0)
+        ax.text(0.5 * (a + b), 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=7, color=f"C{j % 10}")
+    ax.set_xlim(x[0], x[-1])
+    ax.set_xlabel(_axis("x", xu), fontsize=8)
+    ax.set_ylabel(_axis("potential", eu), fontsize=8)
+    ax.set_title("potential along x, the volumes shaded", fontsize=9)
+    _collect(ax, legend)
+
+
 def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
                 symlog: bool = False) -> Path:
     """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``).
@@ -137,10 +176,11 @@ def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
     vols = {name: res["volumes"][name] for name in chosen}
     traj_est = res.get("trajectory_estimates", {})
     n_v = len(vols)
-    fig = plt.figure(figsize=(12, 3.0 * (n_v + 1.2) + 0.6), layout="constrained")
-    gs = fig.add_gridspec(n_v + 1, 3, height_ratios=[1] * n_v + [1.3])
+    fig = plt.figure(figsize=(12, 3.0 * (n_v + 1.9) + 0.6), layout="constrained")
+    gs = fig.add_gridspec(n_v + 2, 3, height_ratios=[0.7] + [1] * n_v + [1.3])
     legend = {}  # label -> handle, one figure legend outside the panels
-    for i, (name, v) in enumerate(vols.items()):
+    _potential_panel(fig.add_subplot(gs[0, :]), res, vols, legend)
+    for i, (name, v) in enumerate(vols.items(), start=1):
         d, w, units = v["data"], v["window"], v["units"]
         ax = fig.add_subplot(gs[i, 0])
         _band(ax, t, d["energy"], d.get("energy_stderr"), "k", "grid" if traj_est else None)
@@ -203,7 +243,7 @@ def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
         p_extent = extent
     for j, (key, title, cmap) in enumerate((("energy_density", "energy density ε(x,t)", "viridis"),
                                             ("power_density", "power density p(x,t)", "RdBu_r"))):
-        ax = fig.add_subplot(gs[n_v, j])
+        ax = fig.add_subplot(gs[n_v + 1, j])
         data = fields[key]
         lim = np.nanmax(np.abs(data)) or 1.0
         kw = {"vmin": -lim, "vmax": lim} if cmap == "RdBu_r" else {}
@@ -218,7 +258,7 @@ def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
         for v in vols.values():
             for edge in (v["attrs"]["x_min"], v["attrs"]["x_max"]):
                 ax.axvline(edge, color="w" if cmap == "viridis" else "k", lw=0.5, ls=":")
-    ax = fig.add_subplot(gs[n_v, 2])
+    ax = fig.add_subplot(gs[n_v + 1, 2])
     im = ax.imshow(fields["density"], origin="lower", aspect="auto", extent=extent, cmap="Greys")
     cb = fig.colorbar(im, ax=ax)
     cb.set_label(_label(fu.get("density", "")), fontsize=7)

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bohmpower import plot  # noqa: E402
@@ -80,6 +81,8 @@ def test_figure_layout_order_labels_and_legend(result, tmp_path, monkeypatch):
     labels = " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in fig.axes)
     assert "(a.u.)" in labels and "(Ha/a.u.)" in labels and "(Ha)" in labels
     assert "hartree" not in labels and "atomic_unit" not in labels
+    top = fig.axes[0]  # U0 (and U0 + q phi) along x above everything, the volumes shaded
+    assert top.get_title().startswith("potential along x") and len(top.patches) == 3
     # no legend inside a panel: one figure legend, outside them
     assert all(ax.get_legend() is None for ax in fig.axes)
     assert len(fig.legends) == 1 and "P_J field work" in [t.get_text() for t in fig.legends[0].texts]
@@ -123,3 +126,22 @@ def test_compare_figure_names_the_other_side_and_marks_round_off(result, tmp_pat
     assert titles["middle: absorbed (window avg)"].endswith("exact value is round-off only")
     assert not titles["middle: power (window avg)"].endswith("round-off only")
     assert "Ha/a.u." in {ax.get_ylabel() for ax in fig.axes}
+
+
+def test_the_potential_panel_draws_the_bias_of_a_linear_drop(tmp_path):
+    """drive_potential integrates the stored field shape E(x) f(t) (as io writes it, E = force / q):
+    a linear_drop of bias 0.3 hartree lowers U0 + q phi by 0.3 from its left to its right end (the
+    figure's top panel draws it: test_figure_layout_order_labels_and_legend)."""
+    from bohmpower.model import build_model
+    from tests.conftest import make_config
+
+    cfg = make_config(tmp_path, field=[{"kind": "linear_drop", "bias": 0.3, "x_left": -10.0,
+                                        "x_right": 10.0, "smoothing": 1.0}])
+    model = build_model(cfg, command="exact")[0]
+    x = model.grid.x
+    shapes = np.array([-d.force_shape for d in model.drives])
+    profile = np.array([[d.profile(t) for t in (0.0, 0.5, 1.0)] for d in model.drives])
+    v = plot.drive_potential(x, shapes, profile)
+    left, right = v[np.searchsorted(x, -20.0)], v[np.searchsorted(x, 20.0)]
+    assert right - left == pytest.approx(-0.3, abs=2e-3)
+    assert plot.drive_potential(x, np.zeros((0, x.size)), np.zeros((0, 3))).max() == 0.0
