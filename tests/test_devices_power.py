@@ -1,0 +1,59 @@
+"""Open systems: steady-state energy and power per volume, their sum rules, and the field work = I V."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from bohmpower.config import parse_config
+from bohmpower.devices.engine import DEVICE_VOLUME, OpenSolver
+from tests.test_devices_open import OPEN, REPO
+
+#: Volumes: the left lead, the linear drop (where the field acts) with the barrier, the right lead.
+VOLUMES = [{"name": "left", "x_min": -32.0, "x_max": -20.0},
+           {"name": "drop", "x_min": -20.0, "x_max": 20.0},
+           {"name": "right", "x_min": 20.0, "x_max": 32.0}]
+
+
+def _run(bias):
+    d = copy.deepcopy(OPEN)
+    d["field"][0]["bias"] = bias
+    d["volume"] = VOLUMES
+    return OpenSolver(parse_config(d, REPO)).run()
+
+
+@pytest.mark.parametrize("bias", [0.02, 0.03])
+def test_steady_state_power_sum_rules_and_field_work_equals_current_times_bias(bias):
+    r = _run(bias)
+    sp = r.steady_power()
+    names = sp["volumes"]
+    assert names == ["left", "drop", "right", DEVICE_VOLUME]
+    # the balance of the window estimators, volume by volume (P_C = 0: non-interacting)
+    np.testing.assert_array_equal(sp["interaction"], 0.0)
+    total = sp["field_work"] + sp["interaction"] + sp["quantum"] + sp["boundary_flux"] - sp["absorbed"]
+    np.testing.assert_allclose(total, sp["power"], rtol=1e-9, atol=1e-12)
+    # steady state: <P_Omega> -> 0 in every volume, within its error bar over the worlds
+    z_power = sp["power"] / sp["power_stderr"]
+    assert np.all(np.abs(z_power) < 4), z_power
+    # the field acts in the drop (the ramp's smoothed ends leave a trace in the leads)
+    i_dev = names.index(DEVICE_VOLUME)
+    assert np.all(np.abs(sp["field_work"][[0, 2]]) < 0.05 * sp["field_work"][1])
+    assert sp["field_work"][[0, 1, 2]].sum() == pytest.approx(sp["field_work"][i_dev], rel=1e-3)
+    # energy conservation: the field's work over the device is the current times the bias
+    cur = r.current()
+    bias_au = r.landauer["bias"]
+    assert bias_au == pytest.approx(bias)
+    iv = cur["exit_mean"] * bias_au
+    iv_se = cur["exit_standard_error"] * bias_au
+    pj, pj_se = sp["field_work"][i_dev], sp["field_work_stderr"][i_dev]
+    z = (pj - iv) / np.hypot(pj_se, iv_se)
+    assert abs(z) < 4, (pj, pj_se, iv, iv_se)
+    # ... and against the Landauer current times the bias
+    assert abs(pj - r.landauer["current"] * bias_au) < 4 * pj_se
+    # the test can fail: the field work is resolved (many error bars away from zero)
+    assert pj > 4 * pj_se
+    # the energy in the device is positive and resolved; error bars are finite
+    assert np.all(sp["energy"][[1, 3]] > 3 * sp["energy_stderr"][[1, 3]])
+    for q in ("power", "field_work", "quantum", "boundary_flux", "energy"):
+        assert np.all(np.isfinite(sp[q + "_batch_stderr"]))
+        assert sp[q + "_batches"].shape == (4, r.n_batches)
