@@ -57,3 +57,41 @@ def test_steady_state_power_sum_rules_and_field_work_equals_current_times_bias(b
     for q in ("power", "field_work", "quantum", "boundary_flux", "energy"):
         assert np.all(np.isfinite(sp[q + "_batch_stderr"]))
         assert sp[q + "_batches"].shape == (4, r.n_batches)
+
+
+def test_steady_state_volumes_in_the_result_file_open_with_xarray_and_info(tmp_path, capsys):
+    import pint
+    import xarray as xr
+
+    import bohmpower
+    from bohmpower.cli import main
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 3
+    d["volume"] = VOLUMES
+    result = bohmpower.run(parse_config(d, REPO))
+    sp = result.steady_power()
+    path = bohmpower.save(result, tmp_path / "open.h5")
+    ureg = pint.UnitRegistry()
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        for node in tree.subtree:
+            for dim in node.ds.dims:
+                assert not str(dim).startswith("phony"), (node.path, dim)
+            for name, var in node.ds.variables.items():
+                assert var.attrs.get("long_name"), (node.path, name)
+                ureg.parse_expression(var.attrs["units"])
+        for i, name in enumerate(sp["volumes"]):
+            node = tree[f"steady_state/volumes/{name}"]
+            assert node["power"].attrs["units"] == "hartree/atomic_unit_of_time"
+            assert node["local_energy"].attrs["units"] == "hartree"
+            assert node["field_work_batches"].dims == ("batch",)
+            for q in ("energy", "power", "field_work", "quantum", "boundary_flux"):
+                n = "local_energy" if q == "energy" else q
+                np.testing.assert_allclose(float(node[n].values), sp[q][i], rtol=1e-12)
+                np.testing.assert_allclose(float(node[n + "_stderr"].values),
+                                           sp[q + "_stderr"][i], rtol=1e-12)
+            assert node.attrs["x_min"] == pytest.approx(sp["x_min"][i])
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "steady-state averages per volume" in out
+    assert f"{DEVICE_VOLUME}: [-33, 33] bohr" in out and "drop: [-20, 20] bohr" in out

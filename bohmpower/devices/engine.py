@@ -550,6 +550,8 @@ class OpenResult:
                 "batches": batches, "exit_mean": float(net.mean()), "exit_standard_error": float(e_se)}
 
 
+    DEVICE_VOLUME = DEVICE_VOLUME
+
     #: The steady-state power terms, as named by the closed-system estimators (docs/theory.md s. 3).
     POWER_TERMS = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed",
                    "particle_flux")
