@@ -341,8 +341,10 @@ class OpenEnsemble:
 
     def _record_power(self, t: float) -> None:
         """Hand the state at t (step ``step_index``) to the estimators, from the warm-up on."""
+        if self.power is None:
+            return
         k = self.step_index - self.start_step
-        if self.power is None or not 0 <= k <= self.power_steps:
+        if not 0 <= k <= self.power_steps:
             return
         shape = self.slot_X.shape
         v = np.zeros(shape)
@@ -361,7 +363,7 @@ class OpenEnsemble:
 
     def power_sums(self) -> dict:
         """The estimators' block sums (``BlockSums``), to merge in block order."""
-        return {name: est.end_block() for name, est in self.power.items()}
+        return {name: est.end_block() for name, est in (self.power or {}).items()}
 
     def _inject(self, t: float) -> None:
         q = self.queue
