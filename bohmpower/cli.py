@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT.h5.checkpoint (after a crash, a stop, or with "
-                   "--samples to extend a finished run)")
+                   "--samples to extend a finished run that kept its checkpoint)")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep OUT.h5.checkpoint after a successful run (default: removed once the "
+                   "result is written), to extend the run later with --resume --samples M2")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="write finished samples to the checkpoint every K samples (default: "
                    "each block of 64)")
@@ -105,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="standard figures of a result file")
     p.add_argument("result_file", type=Path)
     p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
+    p.add_argument("--volumes", metavar="A,B",
+                   help="the volumes to draw (default: all, left to right)")
+    p.add_argument("--terms", metavar="P,Q",
+                   help="the power terms to draw: power, field_work, interaction, quantum, "
+                   "boundary_flux, absorbed (default: all)")
+    p.add_argument("--t-range", nargs=2, type=float, metavar=("T0", "T1"),
+                   help="time range of the time axes, in the file's time unit")
+    p.add_argument("--symlog", action="store_true",
+                   help="power terms on a symmetric log axis (terms of very different sizes)")
     _common(p)
 
     p = sub.add_parser("info", help="what a result file holds")
@@ -152,6 +164,13 @@ def cmd_exact(args) -> int:
     solver = ExactSolver(config, workers=args.workers)
     for w in solver.warnings:
         log.warning("warning: %s", w)
+    from bohmpower.estimates import exact_run_cost
+
+    cost = exact_run_cost(config, solver=solver)  # as `bohmpower check` prints it
+    # the first calls' one-off time (numba loading, plans) is paid here, not again by the run
+    estimate = cost["seconds"] - cost["first_calls"]
+    log.info("estimated run time (the run's kernels timed here, as bohmpower check): %.1f s",
+             estimate)
     progress = _progress(len(config.time.frame_steps), args.quiet, "frames")
     t0 = time.perf_counter()
     try:
@@ -162,7 +181,8 @@ def cmd_exact(args) -> int:
     wall = time.perf_counter() - t0
     g = result.globals
     q = config.unit_system.quantity
-    log.info("done in %.1f s: %d frames; norm %.6f -> %.6f; internal energy %s -> %s", wall,
+    log.info("done in %.1f s (estimated %.1f s: measured / estimate = %.2f): %d frames; norm "
+             "%.6f -> %.6f; internal energy %s -> %s", wall, estimate, wall / max(estimate, 1e-9),
              len(result.time), g["norm"][0], g["norm"][-1], q(g["energy"][0], "energy", digits=8),
              q(g["energy"][-1], "energy", digits=8))
     tm = result.timings
@@ -311,8 +331,14 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
              result.crossings)
     log.info("result: %s  (figures: bohmpower plot %s; inspect: bohmpower info %s)", path, path,
              path)
-    log.info("checkpoint kept in %s (for --resume --samples M2); delete it when done",
-             checkpoint.dir)
+    if args.keep_checkpoint:
+        log.info("checkpoint kept in %s (%.1f MB; extend the run with --resume --samples M2 "
+                 "--overwrite, or delete the folder when done)", checkpoint.dir,
+                 checkpoint.size() / 1e6)
+    else:
+        checkpoint.remove()
+        log.info("checkpoint %s removed (the result is complete; --keep-checkpoint keeps it "
+                 "to extend the run later)", checkpoint.dir)
     return 0
 
 
@@ -348,7 +374,8 @@ def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, st
         return ("--resume", f"a checkpoint of an earlier run is in {checkpoint.dir}: add --resume "
                 "to continue it, or --overwrite to start afresh")
     if args.resume and not checkpoint.exists():
-        log.warning("--resume: no checkpoint in %s; starting from the first sample",
+        log.warning("--resume: no checkpoint in %s; starting from the first sample (a finished "
+                    "run removes its checkpoint unless it was run with --keep-checkpoint)",
                     checkpoint.dir)
     if args.overwrite and not args.resume and (checkpoint.exists() or checkpoint.block_files()):
         checkpoint.remove()
@@ -475,7 +502,8 @@ def cmd_plot(args) -> int:
 
     figure = args.output or Path(args.result_file).with_suffix(".png")
     io.check_output_path(figure, True, inputs=(args.result_file,))
-    out = plot_result(args.result_file, args.output)
+    out = plot_result(args.result_file, args.output, volumes=args.volumes, terms=args.terms,
+                      t_range=tuple(args.t_range) if args.t_range else None, symlog=args.symlog)
     log.info("figure: %s", out)
     return 0
 

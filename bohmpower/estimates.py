@@ -23,12 +23,6 @@ def fft_pair_seconds(shape: tuple[int, ...], workers: int = 1, repeats: int = 3)
     return best
 
 
-#: Cost of one conditional-wavefunction step (propagation, guidance, health checks, estimators),
-#: in units of one scipy.fft pair of one wavefunction timed from Python, calibrated on the built-in
-#: demo (9 s measured) and examples/04 (about 4 min of one core measured).
-CW_STEP_COST_IN_FFT_PAIRS = 1.8
-
-
 def describe_estimates(config) -> str:
     """Resolved-model facts, memory and time estimates of the run ``config`` describes: the
     conditional-wavefunction engine for a ``run`` file (one with [method]), else the exact solver."""
@@ -44,6 +38,66 @@ def describe_estimates(config) -> str:
     return _describe_exact(atomic, model, warnings)
 
 
+def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter) -> dict:
+    """Run time of the zeroth-order conditional-wavefunction run ``config`` on one core, from its own
+    engine timed here.
+
+    Builds the run's :class:`~bohmpower.driver.CWSolver` and one block of worlds as ``run_block`` does
+    (the first ``min(BLOCK_SIZE, samples)`` sample ids), then times ``repeats`` engine steps with the
+    block's estimator recording, after one warm-up step (numba loading). The run is n_steps such steps
+    for every block, each block's cost in proportion to its worlds: seconds = start + n_steps x
+    (time per step of the block) x samples / (worlds in the block).
+
+    ``clock`` is the timer (wall time by default; ``time.process_time`` compares CPU times, which a
+    shared machine's load does not disturb).
+
+    Returns
+    -------
+    dict: ``seconds``, ``block_step`` (seconds per step of the timed block), ``world_step``
+    (per world), ``width`` (worlds in the timed block), ``samples``, ``n_steps``, ``block_build``
+    (sampling, the ensemble, the recorder; paid once per block), ``start`` (paid once: the run's
+    imports and the first step's extra time).
+    """
+    from bohmpower.driver import CWSolver
+    from bohmpower.model.sampling import sample_configurations
+    from bohmpower.power.recorder import BLOCK_SIZE, BlockRecorder
+
+    from bohmpower.driver import _max_op
+
+    t0 = clock()
+    _max_op()  # what run() imports (mpi4py when installed), paid once by every `bohmpower run`
+    t_import = clock() - t0
+    solver = CWSolver(config, workers=1)
+    m = solver.model
+    samples = max(1, solver.n_samples)
+    width = min(BLOCK_SIZE, samples)
+    ids = np.arange(width)
+    t0 = clock()
+    X0 = sample_configurations(solver.kind, m.orbitals, m.grid.x, solver.seed, ids)
+    rec = BlockRecorder(ids, solver.volumes, solver.time, solver.window_steps, m.grid.x,
+                        solver.n_store, solver.identical)
+    ens = solver._ensemble(X0, ids)
+    rec.record(0, ens.state)
+    build = clock() - t0
+    n_steps = solver.time.n_steps
+    k = min(repeats, max(1, n_steps - 1))
+    t0 = clock()
+    ens.step()
+    rec.record(1, ens.state)
+    first = clock() - t0
+    t0 = clock()
+    for step in range(2, 2 + k):
+        ens.step()
+        rec.record(min(step, n_steps), ens.state)
+    block_step = (clock() - t0) / k
+    n_blocks = -(-samples // BLOCK_SIZE)
+    start = t_import + max(first - block_step, 0.0)  # once: numba loading, plans
+    seconds = start + n_blocks * build + n_steps * block_step * samples / width
+    return {"seconds": seconds, "block_step": block_step, "world_step": block_step / width,
+            "width": width, "samples": samples, "n_steps": n_steps, "start": start,
+            "block_build": build}
+
+
 def _describe_cw(atomic, model, warnings) -> str:
     from bohmpower.power.recorder import BLOCK_SIZE
 
@@ -51,8 +105,7 @@ def _describe_cw(atomic, model, warnings) -> str:
     exchange = bool(atomic.method.exchange)
     per_world = n * n if exchange else n
     samples = atomic.trajectories.count if atomic.trajectories else 0
-    t_pair = fft_pair_seconds((n_x,), workers=1, repeats=20)
-    seconds = (samples * atomic.time.n_steps * per_world * CW_STEP_COST_IN_FFT_PAIRS * t_pair)
+    cost = cw_run_cost(atomic)
     block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
     lines = [
         "conditional-wavefunction estimates:",
@@ -60,8 +113,9 @@ def _describe_cw(atomic, model, warnings) -> str:
         f"({'exchange: N^2' if exchange else 'no exchange: N'}), {samples} samples, "
         f"{atomic.time.n_steps:,} steps",
         f"  memory: about {block_bytes / 2**20:.0f} MiB per block of {BLOCK_SIZE} worlds",
-        f"  run time: about {_human(seconds)} on one core (divide by the number of MPI ranks; "
-        f"one FFT pair of {n_x} points measured here: {t_pair * 1e6:.1f} us)",
+        f"  run time: about {_human(cost['seconds'])} on one core (divide by the number of MPI ranks; "
+        f"timed here: {cost['world_step'] * 1e6:.1f} us per world and step, on a block of "
+        f"{cost['width']} worlds)",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
@@ -113,32 +167,42 @@ def _describe_interacting(atomic, model, warnings) -> str:
     return "\n".join(lines)
 
 
-def exact_run_cost(config, workers: int | None = None, repeats: int = 3) -> dict:
-    """Run time of the exact run ``config`` (without trajectories) from its own kernels, timed here.
+def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
+                   clock=time.perf_counter, solver=None) -> dict:
+    """Run time of the exact run ``config`` from its own kernels, timed here.
 
     Builds the run's :class:`~bohmpower.driver.ExactSolver` and times, on a copy of its initial
     state, a few propagator steps, the grid observables as evaluated at a window-quadrature node
     (``diagnostics=False``) and at a stored frame (``diagnostics=True``), each the mean of
     ``repeats`` after one warm-up call. The run costs n_steps steps, one node evaluation per
     quadrature node that is not a frame, and one frame evaluation per stored frame (as
-    ``ExactSolver.run`` does them).
+    ``ExactSolver.run`` does them). With ``[trajectories]`` the run steps one step at a time and
+    moves the Bohmian ensemble at every step (guide update, ensemble step, estimators): both are
+    timed the same way, on a throwaway ensemble of the run's size.
+
+    ``clock``: the timer, as in `cw_run_cost`. ``solver``: the run's own ExactSolver, when it is
+    about to run (its state is not changed: the timings step a copy), so nothing is built twice.
 
     Returns
     -------
-    dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame`` (seconds each), ``n_steps``,
-    ``n_nodes``, ``n_frames``, ``start`` (the run's own start-up: observables' setup, FFT plans).
+    dict: ``seconds`` (the estimate), ``step``, ``node``, ``frame``, ``trajectory_step`` (seconds
+    each; the last 0 without trajectories), ``n_steps``, ``n_nodes``, ``n_frames``, ``samples``,
+    ``start`` (the run's own start-up: observables' setup, FFT plans, the ensemble's set-up),
+    ``first_calls`` (the part of ``start`` that the first calls pay: numba loading, plans; a run
+    in the same process after this has it paid already).
     """
     from bohmpower.driver import ExactSolver, ExactWindows
     from bohmpower.exact.observables import FrameSetup, frame
 
-    solver = ExactSolver(config, workers=workers)
+    if solver is None:
+        solver = ExactSolver(config, workers=workers)
     m = solver.model
     tc = solver.time_config
-    t0 = time.perf_counter()  # what run() builds: the observables' setup, the windows
+    t0 = clock()  # what run() builds: the observables' setup, the windows
     setup = FrameSetup(m, workers=solver.workers, fft_backend=m.config.numerics.fft_backend)
     windows = ExactWindows([v.name for v in m.volumes], solver.window_steps, tc.n_steps, solver.dt,
                            rule=solver.window_quadrature, stride=solver.node_stride)
-    t_setup = time.perf_counter() - t0
+    t_setup = clock() - t0
     frames = set(tc.frame_steps)
     n_nodes = len(windows.node_steps - frames)
     # run() advances from one evaluation step to the next: n_calls calls of about `gap` steps
@@ -148,25 +212,48 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3) -> dict
     psi = solver.psi.copy()
 
     def best(fn) -> tuple[float, float]:
-        t1 = time.perf_counter()
+        t1 = clock()
         fn()
-        first = time.perf_counter() - t1
+        first = clock() - t1
         runs = []
         for _ in range(repeats):
-            t1 = time.perf_counter()
+            t1 = clock()
             fn()
-            runs.append(time.perf_counter() - t1)
+            runs.append(clock() - t1)
         # The mean, not the minimum: the run meets the machine's load as it is, not at its best.
         out = float(np.mean(runs))
         return out, first - out  # steady cost, one-off extra of the first call (plans)
 
+    traj_step = 0.0
+    if solver.trajectories is not None:
+        # run() then advances one step at a time (the guide needs Psi at every step) and moves the
+        # ensemble each step: time both, and building the ensemble (sampling, guide set-up) as
+        # start-up. The throwaway ensemble steps on the copy of Psi.
+        from bohmpower.driver import TrajectoryRun
+
+        gap = 1
+        t1 = clock()
+        traj = TrajectoryRun(solver)
+        t_setup += clock() - t1
+        counter = iter(range(0, tc.n_steps + 1))  # the recorder starts at step 0
+
+        def move():
+            step = next(counter, None)
+            if step is not None:
+                traj.record(step, step * solver.dt, psi, None)
+
+        traj_step, extra_t = best(move)
+        t_setup += max(extra_t, 0.0)
     call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
     node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
     frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
     start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0)
-    seconds = (start + call * tc.n_steps / gap + n_nodes * node + len(frames) * frm)
+    seconds = (start + (call / gap + traj_step) * tc.n_steps + n_nodes * node
+               + len(frames) * frm)
     return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
-            "n_steps": tc.n_steps, "n_nodes": n_nodes, "n_frames": len(frames), "start": start}
+            "trajectory_step": traj_step, "n_steps": tc.n_steps, "n_nodes": n_nodes,
+            "n_frames": len(frames), "start": start, "first_calls": start - t_setup,
+            "samples": 0 if solver.trajectories is None else int(solver.trajectories.count)}
 
 
 def _describe_exact(atomic, model, warnings) -> str:
@@ -175,23 +262,36 @@ def _describe_exact(atomic, model, warnings) -> str:
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
     cost = exact_run_cost(atomic)
+    if cost["samples"]:
+        with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
+        traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "
+    else:
+        with_traj, traj_part = "without trajectories", ""
     lines = [
         "exact-run estimates:",
         f"  wavefunction: {n_x}^{n} = {n_x ** n:,} complex values "
         f"({16 * n_x ** n / 2**20:.1f} MiB per array)",
         f"  peak memory: about {mem / 2**20:.0f} MiB",
+        _phase_line(model),
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
         f"{cost['n_nodes']:,} window-quadrature nodes",
         f"  run time: about {_human(cost['seconds'])} on {atomic.numerics.fft_workers} FFT "
-        f"thread(s), without trajectories (timed here: step {cost['step'] * 1e3:.2f} ms, "
-        f"observables {cost['node'] * 1e3:.1f} ms at a node, {cost['frame'] * 1e3:.1f} ms at a "
-        f"frame; start-up {cost['start']:.1f} s)",
+        f"thread(s), {with_traj} (timed here: step {cost['step'] * 1e3:.2f} ms, "
+        f"{traj_part}observables {cost['node'] * 1e3:.1f} ms at a node, "
+        f"{cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s)",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
     for w in warnings:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)
+
+
+def _phase_line(model) -> str:
+    """The time-step rule as applied: phase per step against the limit of the run's order."""
+    res = model.resolution
+    return (f"  time step: {res.phase:.3g} rad per step; order {res.order} allows up to "
+            f"{res.phase_limit:.3g} rad (dt <= {model.units.quantity(res.max_dt, 'time', digits=4)})")
 
 
 def _human(seconds: float) -> str:

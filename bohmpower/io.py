@@ -129,11 +129,29 @@ GLOBAL_LONG_NAMES = {"energy": "internal energy of all the electrons",
 NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
 
 
-def long_name(name: str, table: dict | None = None) -> str:
-    """``long_name`` of a dataset called ``name`` (``_stderr`` twins included)."""
-    base = name[: -len("_stderr")] if name.endswith("_stderr") else name
-    text = (table or {}).get(base) or LONG_NAMES.get(base) or base.replace("_", " ")
-    return f"standard error of the {text}" if name.endswith("_stderr") else text
+#: Suffix of the twin of a volume quantity that counts the worlds that contributed to it.
+WORLDS = "_worlds"
+
+
+def quantity_of(name: str) -> str:
+    """The quantity a dataset name stands for: ``energy_stderr`` and ``energy_worlds`` -> energy."""
+    for suffix in ("_stderr", WORLDS):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def long_name(name: str, table: dict | None = None, prefix: str = "") -> str:
+    """``long_name`` of a dataset called ``name`` (``_stderr`` and ``_worlds`` twins included);
+    ``prefix`` (e.g. "window average of the ") goes before the quantity's own name."""
+    base = quantity_of(name)
+    text = prefix + ((table or {}).get(base) or LONG_NAMES.get(base) or base.replace("_", " "))
+    if name.endswith("_stderr"):
+        return f"standard error of the {text}"
+    if name.endswith(WORLDS):
+        return (f"number of worlds that contributed to the {text} (present in the volume, "
+                "value not zero)")
+    return text
 
 
 def _git_commit() -> str:
@@ -610,10 +628,14 @@ def _write_series(grp, data: dict, us, scale, prefix: str = ""):
     for q, values in data.items():
         if q == "t_start" or q.endswith("/t_start"):
             continue
-        base = q[: -len("_stderr")] if q.endswith("_stderr") else q
+        if q.endswith(WORLDS):  # a count of worlds: an integer, in no unit system
+            _dataset(grp, q, np.asarray(values, dtype=np.int64), "1", dims=(scale,),
+                     long_name_=long_name(q, prefix=prefix))
+            continue
+        base = quantity_of(q)
         dim = VOLUME_DIMENSIONS[base]
         _dataset(grp, q, us.from_atomic(values, dim), us.unit(dim), dims=(scale,),
-                 long_name_=prefix + long_name(q))
+                 long_name_=long_name(q, prefix=prefix))
 
 
 def _window_group(parent, t_start, us):

@@ -95,10 +95,29 @@ def _window_units(res) -> str:
         return f["fields/window/power_density"].attrs["units"]
 
 
-def plot_result(path, output=None) -> Path:
+def _choose(given, allowed, option: str) -> list[str]:
+    """The names of ``given`` (a list or a comma-separated string) in the order of ``allowed``;
+    ConfigError naming ``option`` and the choices for a name that is not one of them."""
+    if given is None:
+        return list(allowed)
+    names = [n.strip() for n in (given.split(",") if isinstance(given, str) else given)
+             if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ConfigError(option, f"{', '.join(unknown) or 'nothing'} is not one of "
+                          f"{', '.join(allowed)}; give a comma-separated list of those")
+    return [n for n in allowed if n in names]
+
+
+def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
+                symlog: bool = False) -> Path:
     """Write the standard figure of ``path`` to ``output`` (default: beside it, ``.png``).
 
-    The suffix of ``output`` chooses the format: ``.png``, ``.pdf`` or ``.svg``.
+    The suffix of ``output`` chooses the format: ``.png``, ``.pdf`` or ``.svg``. ``volumes`` and
+    ``terms`` (lists or comma-separated names) choose the volumes and the power terms drawn
+    (default: all; ``power`` is one of the terms); ``t_range`` = (t0, t1) in the file's time unit
+    limits the time axes (None for an open end); ``symlog`` draws the power terms on a symmetric
+    log axis, so that terms of very different sizes are all readable.
     """
     import matplotlib
 
@@ -110,7 +129,12 @@ def plot_result(path, output=None) -> Path:
     fmt = figure_format(output)
     t, x = res["time"], res["x"]
     tu, xu = res["units"]["time"], res["units"]["x"]
-    vols = {name: res["volumes"][name] for name in spatial_order(res["volumes"])}
+    chosen = _choose(volumes, spatial_order(res["volumes"]), "--volumes")
+    drawn_terms = _choose(terms, ("power",) + TERMS, "--terms")
+    t_lo, t_hi = t_range if t_range is not None else (None, None)
+    if t_lo is not None and t_hi is not None and not t_lo < t_hi:
+        raise ConfigError("--t-range", f"the start ({t_lo:g}) must be below the end ({t_hi:g})")
+    vols = {name: res["volumes"][name] for name in chosen}
     traj_est = res.get("trajectory_estimates", {})
     n_v = len(vols)
     fig = plt.figure(figsize=(12, 3.0 * (n_v + 1.2) + 0.6), layout="constrained")
@@ -139,6 +163,8 @@ def plot_result(path, output=None) -> Path:
         tw_traj = traj_est.get(name, {}).get("window", {})
         for j, q in enumerate(("power",) + TERMS):
             color = f"C{j}" if q != "power" else "k"
+            if q not in drawn_terms:
+                continue
             if q in src:
                 _band(ax2, tt, src[q], src.get(f"{q}_stderr"), color,
                       TERM_LABELS[q], "-" if q != "power" else "--")
@@ -149,6 +175,15 @@ def plot_result(path, output=None) -> Path:
         if tw_traj:
             label += "; lines: grid, dots: trajectories ± 1 s.e."
         ax2.axhline(0, color="0.6", lw=0.5)
+        if symlog:
+            # linear within the smallest drawn term's typical size, logarithmic beyond
+            sizes = [np.nanmax(np.abs(src[q])) for q in drawn_terms if q in src]
+            sizes = [v for v in sizes if v > 0]
+            if sizes:
+                ax2.set_yscale("symlog", linthresh=0.1 * min(sizes))
+            label += "; symmetric log axis"
+        for a_ in (ax, ax2):
+            a_.set_xlim(t_lo, t_hi)
         ax2.set_title(f"{name}: power and its terms ({label})", fontsize=9)
         power_units = units.get("power") or units.get("field_work", "")
         ax2.set_ylabel(_axis("power", power_units), fontsize=8)

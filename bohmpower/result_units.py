@@ -81,6 +81,8 @@ _AXES = {"time": "time", "t_start": "time", "x": "length", "profile_bandwidth": 
 def _dimension(path: tuple[str, ...], tables: dict) -> str:
     """Dimension of the leaf at ``path`` (group names, then the quantity's own name)."""
     name = path[-1].rsplit("/", 1)[-1]  # "window/power" -> "power"
+    if name.endswith("_worlds"):  # a count of contributing worlds
+        return "dimensionless"
     base = name[: -len("_stderr")] if name.endswith("_stderr") else name
     if base in _AXES:
         return _AXES[base]
@@ -101,6 +103,8 @@ def _convert(tree: Any, path: tuple[str, ...], us: UnitSystem, tables: dict) -> 
     dim = _dimension(path, tables)
     if isinstance(tree, (int, np.integer)) and dim == "dimensionless":
         return Quantity(int(tree), "dimensionless")
+    if dim == "dimensionless" and np.asarray(tree).dtype.kind in "iu":
+        return Quantity(np.asarray(tree).copy(), "dimensionless")
     values = us.from_atomic(np.asarray(tree, dtype=float) if np.ndim(tree) else float(tree), dim)
     return Quantity(values, us.unit(dim))
 

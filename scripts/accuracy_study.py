@@ -19,6 +19,11 @@ the scratch folder, runs ``bohmpower exact`` and ``bohmpower run`` (timed), comp
 Only the command line and the public ``compare`` API are used for the physics; the result files are read
 with h5py for their documented root attributes (wall_time, samples) and ``/diagnostics/crossings``.
 ``--only CASE`` restricts the study to some cases; ``--reuse`` skips runs whose result file exists.
+
+The z-scores, bounds and verdicts are ``compare``'s own (``Comparison.z_series``), including its rule
+that points where the M worlds hold fewer than ``MIN_ELECTRONS_RESOLVED`` electrons in the volume are
+"not resolved by M worlds": they are counted per row ("unres.") and left out of the verdict, of the
+first-fail times and of the bounds, and drawn hollow grey in the z(t) figures.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -261,14 +267,25 @@ def run_case(name: str, scratch: Path, reuse: bool) -> dict:
         rec["commands"].append("bohmpower " + " ".join(map(str, cmd)))
         if not (reuse and hc.exists()):
             for stale in (Path(str(hc) + ".checkpoint"),):
-                if stale.exists():
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                elif stale.exists():
                     stale.unlink()
-            wall, _ = _bohmpower(*cmd)
+            try:
+                wall, _ = _bohmpower(*cmd)
+            except RuntimeError as err:
+                # A health or resolution stop is a finding about this case: recorded, not hidden,
+                # and the other exchange setting is still run.
+                lines = [ln for ln in str(err).splitlines() if ln.startswith("error:")]
+                rec["runs"][tag] = {"failed": lines[-1] if lines else str(err)}
+                print(f"  exchange {tag}: run stopped: {rec['runs'][tag]['failed']}", flush=True)
+                continue
         else:
             wall = float("nan")
         rec["runs"][tag] = {"process_wall": wall, **_file_info(hc)}
         fig = folder / f"compare_exchange_{tag}.png"
-        cmd = ("compare", he, hc, "--plot", fig)
+        # --report-only: compare exits 3 on DISAGREE, which is a finding here, not a failure.
+        cmd = ("compare", he, hc, "--plot", fig, "--report-only")
         rec["commands"].append("bohmpower " + " ".join(map(str, cmd)))
         _, table = _bohmpower(*cmd)
         (folder / f"compare_exchange_{tag}.txt").write_text(table)
@@ -282,13 +299,7 @@ def run_case(name: str, scratch: Path, reuse: bool) -> dict:
 def analyse(exact_h5: Path, cw_h5: Path) -> dict:
     """Per volume and quantity: RMS z, max |z|, bounds, first time |z| > Bonferroni; and z(t) of E."""
     cmp = compare_files(exact_h5, cw_h5, alpha=ALPHA)
-    with h5py.File(cw_h5, "r") as f:
-        n_samples = int(f.attrs["samples"])
     rows = {}
-    power_scale = {}
-    for (vol, q, kind), (t, a, b, se) in cmp.series.items():
-        if kind == "window":
-            power_scale[vol] = max(power_scale.get(vol, 0.0), float(np.nanmax(np.abs(a))))
     zt = {}
     for r in cmp.rows:
         ag = r.agreement
@@ -297,31 +308,42 @@ def analyse(exact_h5: Path, cw_h5: Path) -> dict:
             "max_abs_diff": r.max_abs_diff,
             "scale": r.scale,
             "units": r.units,
+            # points not resolved by the M worlds (fewer than compare.MIN_ELECTRONS_RESOLVED
+            # electrons of the worlds in the volume): listed apart by compare, not in the verdict
+            "unresolved": int(r.unresolved_t.size),
+            "unresolved_t": [float(x) for x in r.unresolved_t],
+            "unresolved_max_abs_z": (
+                float(np.nanmax(np.abs(r.unresolved_z)))
+                if r.unresolved_z.size and np.any(np.isfinite(r.unresolved_z))
+                else None
+            ),
         }
         if ag is not None and ag.n_points:
-            t, a, b, se = cmp.series[(r.volume, r.quantity, r.kind)]
-            # The same floor as compare._row: the CW error bar is floored at (scale) / M.
-            scale = float(np.nanmax(np.abs(a))) if r.kind == "frame" else power_scale[r.volume]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = (a - b) / np.hypot(se, scale / n_samples)
-            assert abs(np.nanmax(np.abs(z)) - ag.max_abs_z) <= 1e-6 * max(1.0, ag.max_abs_z), (
-                r.volume,
-                r.quantity,
-                np.nanmax(np.abs(z)),
-                ag.max_abs_z,
-            )
-            over = np.nonzero(np.abs(z) > ag.max_bound)[0]
+            # The z-scores compare's verdict is made of (its floored error bar), and which points
+            # the M worlds resolve.
+            t, z, resolved = cmp.z_series[(r.volume, r.quantity, r.kind)]
+            judged = resolved & np.isfinite(z)
+            assert abs(np.nanmax(np.abs(z[judged])) - ag.max_abs_z) <= 1e-6 * max(
+                1.0, ag.max_abs_z
+            ), (r.volume, r.quantity, np.nanmax(np.abs(z[judged])), ag.max_abs_z)
+            over = np.nonzero(judged & (np.abs(z) > ag.max_bound))[0]
+            zj = np.where(judged, np.abs(z), -np.inf)
             entry.update(
+                judged=int(ag.n_points),
                 rms_z=ag.rms_z,
                 max_abs_z=ag.max_abs_z,
                 rms_bound=ag.rms_bound,
                 max_bound=ag.max_bound,
                 ok=bool(ag.ok),
                 first_fail=float(t[over[0]]) if over.size else None,
-                t_max_z=float(t[np.nanargmax(np.abs(z))]),
+                t_max_z=float(t[int(np.argmax(zj))]),
             )
             if r.quantity in ZT_QUANTITIES:
-                zt[f"{r.volume}/{r.quantity}"] = {"t": t.tolist(), "z": z.tolist()}
+                zt[f"{r.volume}/{r.quantity}"] = {
+                    "t": np.asarray(t).tolist(),
+                    "z": np.asarray(z).tolist(),
+                    "resolved": np.asarray(resolved).tolist(),
+                }
         rows[f"{r.volume}/{r.quantity}/{r.kind}"] = entry
     ov = cmp.overall
     return {
@@ -366,8 +388,15 @@ def _z_figure(name: str, rec: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, FuncFormatter
 
-    zts = {tag: rec["runs"][tag]["comparison"]["zt"] for tag in ("on", "off")}
-    vols = [v for v in VOLUME_ORDER if f"{v}/energy" in zts["on"]]
+    zts = {
+        tag: rec["runs"][tag]["comparison"]["zt"]
+        for tag in ("on", "off")
+        if "comparison" in rec["runs"][tag]
+    }
+    if not zts:
+        return
+    first = next(iter(zts.values()))
+    vols = [v for v in VOLUME_ORDER if f"{v}/energy" in first]
     fig, axes = plt.subplots(
         len(ZT_QUANTITIES),
         len(vols),
@@ -381,10 +410,20 @@ def _z_figure(name: str, rec: dict, path: Path) -> None:
         for ax, v in zip(axes[i], vols):
             bound = None
             for tag, color in (("on", "C0"), ("off", "C3")):
-                zt = zts[tag].get(f"{v}/{q}")
+                zt = zts.get(tag, {}).get(f"{v}/{q}")
                 if zt is None:
                     continue
-                ax.plot(zt["t"], np.abs(zt["z"]), color=color, lw=1.0, label=f"exchange {tag}")
+                zabs = np.abs(np.asarray(zt["z"], dtype=float))
+                res = np.asarray(zt.get("resolved", [True] * len(zabs)), dtype=bool)
+                tt = np.asarray(zt["t"], dtype=float)
+                ax.plot(
+                    tt, np.where(res, zabs, np.nan), color=color, lw=1.0, label=f"exchange {tag}"
+                )
+                if not np.all(res):
+                    ax.plot(
+                        tt[~res], zabs[~res], "o", ms=2.5, mfc="none", color="0.5", lw=0,
+                        label="not resolved by M worlds" if tag == "on" else None,
+                    )
                 row = rec["runs"][tag]["comparison"]["rows"].get(f"{v}/{q}/{kind}", {})
                 bound = row.get("max_bound", bound)
             if bound is not None:
@@ -416,44 +455,61 @@ def _fmt_t(t):
 def tables(records: list[dict], head: str, bench: dict) -> str:
     out = [head, ""]
     for rec in records:
-        on, off = rec["runs"]["on"]["comparison"], rec["runs"]["off"]["comparison"]
+        empty = {"rows": {}}
+        on = rec["runs"]["on"].get("comparison", empty)
+        off = rec["runs"]["off"].get("comparison", empty)
         out += [
             f"### {rec['case']}: {rec['title']}",
             "",
             (
                 "| volume | quantity | points | RMS bound | max bound | on: RMS z | on: max abs z "
-                "| on: first fail t | off: RMS z | off: max abs z | off: first fail t |"
+                "| on: first fail t | on: unres. | off: RMS z | off: max abs z "
+                "| off: first fail t | off: unres. |"
             ),
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in VOLUME_ORDER:
             for q, kind in QUANTITIES:
                 key = f"{v}/{q}/{kind}"
                 a, b = on["rows"].get(key), off["rows"].get(key)
-                if a is None or "rms_z" not in a:
-                    continue
+                a = a if a and "rms_z" in a else {}
                 b = b if b and "rms_z" in b else {}
+                if not a and not b:
+                    continue
 
                 def cells(e):
                     if not e:
-                        return "- | - | -"
+                        return "- | - | - | -"
                     # Bold: the value exceeds its bound (RMS bound, Bonferroni bound).
                     rms = f"{e['rms_z']:.2f}"
                     mx = f"{e['max_abs_z']:.1f}"
                     rms = f"**{rms}**" if e["rms_z"] > e["rms_bound"] else rms
                     mx = f"**{mx}**" if e["max_abs_z"] > e["max_bound"] else mx
-                    return f"{rms} | {mx} | {_fmt_t(e['first_fail'])}"
+                    return f"{rms} | {mx} | {_fmt_t(e['first_fail'])} | {e.get('unresolved', 0)}"
+
+                def bound(key, fmt):
+                    # The bounds depend on the judged (resolved) points, which can differ between
+                    # the two runs: "on / off" when they do.
+                    x = format(a[key], fmt) if a else None
+                    y = format(b[key], fmt) if b else None
+                    return x if y is None or y == x else (y if x is None else f"{x} / {y}")
 
                 label = q + (" (window)" if kind == "window" else "")
                 out.append(
-                    f"| {v} | {label} | {a['points']} | {a['rms_bound']:.2f} | "
-                    f"{a['max_bound']:.2f} | {cells(a)} | {cells(b)} |"
+                    f"| {v} | {label} | {(a or b)['points']} | {bound('rms_bound', '.2f')} | "
+                    f"{bound('max_bound', '.2f')} | {cells(a)} | {cells(b)} |"
                 )
         for tag, c in (("on", on), ("off", off)):
+            if "failed" in rec["runs"][tag]:
+                out.append("")
+                out.append(f"exchange {tag}: run stopped, not compared: {rec['runs'][tag]['failed']}")
+                continue
             o = c["overall"]
             out.append("")
+            n_unres = sum(e.get("unresolved", 0) for e in c["rows"].values())
             out.append(
-                f"overall, exchange {tag}: {o['n_points']} points, RMS z = {o['rms_z']:.2f} "
+                f"overall, exchange {tag}: {o['n_points']} points ({n_unres} more not resolved "
+                f"by the worlds), RMS z = {o['rms_z']:.2f} "
                 f"(bound {o['rms_bound']:.2f}, block-correlated), max |z| = "
                 f"{o['max_abs_z']:.1f} (Bonferroni {o['max_bound']:.2f}): "
                 f"{'agree' if o['ok'] else 'DISAGREE'}"
@@ -470,12 +526,18 @@ def tables(records: list[dict], head: str, bench: dict) -> str:
     ]
     for rec in records:
         r = rec["runs"]
-        per = {t: 1e3 * r[t]["wall_time"] / r[t]["samples"] for t in ("on", "off")}
+        ok = [t for t in ("on", "off") if "failed" not in r[t]]
+        per = {t: 1e3 * r[t]["wall_time"] / r[t]["samples"] for t in ok}
+        cell = {
+            t: (f"{r[t]['wall_time']:.1f}, {per[t]:.1f}" if t in per else "stopped")
+            for t in ("on", "off")
+        }
+        ratio = f"{per['on'] / per['off']:.2f}" if len(per) == 2 else "-"
+        samples = r[ok[0]]["samples"] if ok else "?"
         out.append(
-            f"| {rec['case']} | {r['exact']['wall_time']:.1f} | {r['on']['wall_time']:.1f}, "
-            f"{per['on']:.1f} | {r['off']['wall_time']:.1f}, {per['off']:.1f} | "
-            f"{per['on'] / per['off']:.2f} | {r['on'].get('crossings', '?')} / "
-            f"{r['off'].get('crossings', '?')} (of {r['on']['samples']}) |"
+            f"| {rec['case']} | {r['exact']['wall_time']:.1f} | {cell['on']} | {cell['off']} | "
+            f"{ratio} | {r['on'].get('crossings', '-')} / "
+            f"{r['off'].get('crossings', '-')} (of {samples}) |"
         )
     if bench:
         out += [

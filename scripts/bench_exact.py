@@ -27,6 +27,8 @@ Usage::
     python scripts/bench_exact.py --quick    # small cases only (smoke test)
     python scripts/bench_exact.py --json out.json
     python scripts/bench_exact.py --no-wavepacket   # step table only (the comparison takes minutes)
+    python scripts/bench_exact.py --orders   # error of orders 2, 4, 6 against the phase per step
+                                             # (the per-order resolution rule; about 4 minutes)
 """
 
 from __future__ import annotations
@@ -509,6 +511,109 @@ def whole_command_table(quick: bool, repeats: int) -> list[dict]:
     return out
 
 
+# ------------------------------------------------------------- orders: error per phase per step
+#: Cases of the per-order phase rule (`--orders`): (name, run file, grid points, t_end). The grids are
+#: the smallest the resolution rule allows (rounded up), the errors are in time only (same grid for
+#: every order and the reference). The first three calibrate `resolution.ORDER_PHASE_FACTOR`; example 02
+#: is the held-out case of tests/test_resolution_orders.py.
+ORDER_CASES = [
+    ("demo", "bohmpower/demo/exact_demo.toml", 192, 20.0),
+    ("collision", None, 160, 20.0),
+    ("example 05", "examples/05_uniform_field_sum_rule/run.toml", 360, 10.0),
+    ("example 02", "examples/02_two_electrons_exact_vs_cw/exact.toml", 144, 30.0),
+]
+ORDER_PHASES = {2: (0.25, 0.5, 1.0), 4: (1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0),
+                6: (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)}
+ORDER_REFERENCE_PHASE = 0.4  # order 6 at this phase per step: error ~1e-12, far below every entry
+
+
+def _order_solver(case: tuple, order: int, n_steps: int):
+    """An ExactSolver of one ORDER_CASES entry with n_steps steps to t_end, the phase rule lifted."""
+    import tomllib
+
+    from bohmpower.config import parse_config
+    from bohmpower.driver import ExactSolver
+
+    name, path, points, t_end = case
+    root = HERE.parent
+    if path is None:
+        text = COMMAND_RUN_FILE.format(n_x=points, dt=0.05, t_end=t_end, save_every=20, order=2,
+                                       extra="")
+        data, base = tomllib.loads(text), root
+    else:
+        data, base = tomllib.loads((root / path).read_text()), (root / path).parent
+    dt = t_end / n_steps
+    data["grid"]["points"] = points
+    data["time"].update(dt=dt, t_end=t_end, save_every=n_steps)
+    data["time"].pop("window", None)
+    data.setdefault("numerics", {}).update(order=order, max_phase=1e3, warn_phase=1e9)
+    data.pop("trajectories", None)
+    return ExactSolver(parse_config(data, base))
+
+
+def order_errors(case: tuple, phases: dict | None = None) -> dict:
+    """State error at t_end (||psi - psi_ref|| / ||psi_ref||) and propagation time of each order at
+    each phase per step (the resolution rule's phase, dt (k_reach^2/2m + potential range))."""
+    import numpy as np
+
+    from bohmpower.exact.propagator import SplitOperator
+
+    phases = ORDER_PHASES if phases is None else phases
+    t_end = case[3]
+    solver = _order_solver(case, 2, 10)  # the model and psi(0); propagators are built below
+    m = solver.model
+    energy = m.resolution.phase / solver.dt  # the rule's energy: phase per unit time
+    psi0 = solver.psi.copy()
+    w = m.interaction.w if m.interaction.kind != "none" else None
+    shapes = np.array([d.potential_shape for d in m.drives]).reshape(len(m.drives), m.grid.n_x)
+
+    def run(order: int, phase: float):
+        n = max(1, round(t_end * energy / phase))
+        dt = t_end / n
+        prop = SplitOperator(m.grid.x, m.mass, m.n_particles, m.u0, m.gamma, w, shapes,
+                             [d.profile for d in m.drives], dt, order=order, workers=1)
+        prop.advance(psi0.copy(), 0.0, 1)  # caches and plans filled
+        psi = psi0.copy()
+        t0 = time.perf_counter()
+        prop.advance(psi, 0.0, n)
+        return psi, dt * energy, time.perf_counter() - t0, n
+
+    ref, _, _, _ = run(6, ORDER_REFERENCE_PHASE)
+    norm = float(np.linalg.norm(ref))
+    rows = []
+    for order, ph in phases.items():
+        for phase in ph:
+            psi, actual, seconds, n = run(order, phase)
+            rows.append({"order": order, "phase": actual, "steps": n, "seconds": seconds,
+                         "error": float(np.linalg.norm(psi - ref)) / norm})
+    return {"case": case[0], "energy": energy, "total_phase": energy * t_end, "rows": rows}
+
+
+def orders_table(case_names: list[str] | None = None) -> list[dict]:
+    from bohmpower.model.resolution import ORDER_PHASE_FACTOR, ORDER_ERROR_MARGIN
+
+    out = []
+    for case in ORDER_CASES:
+        if case_names and case[0] not in case_names:
+            continue
+        r = order_errors(case)
+        out.append(r)
+        e2 = next(x["error"] for x in r["rows"] if x["order"] == 2 and abs(x["phase"] - 1) < 0.02)
+        print(f"\n{r['case']}: rule energy {r['energy']:.4g} hartree, total phase {r['total_phase']:.4g}"
+              f" rad; order 2 at 1 rad: error {e2:.3g}")
+        print(f"{'order':>5} {'phase':>6} {'steps':>6} {'error':>10} {'err/err2(1)':>11} "
+              f"{'propagation s':>13}")
+        for x in r["rows"]:
+            print(f"{x['order']:>5} {x['phase']:6.3f} {x['steps']:>6} {x['error']:10.3e} "
+                  f"{x['error'] / e2:11.3g} {x['seconds']:13.3f}", flush=True)
+        for p in (4, 6):
+            ok = [x["phase"] for x in r["rows"]
+                  if x["order"] == p and x["error"] <= e2 / ORDER_ERROR_MARGIN]
+            print(f"  order {p}: largest phase on the list with error <= err2(1 rad)/"
+                  f"{ORDER_ERROR_MARGIN:g}: {max(ok) if ok else '-'} (rule: {ORDER_PHASE_FACTOR[p]:g})")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small cases only")
@@ -530,7 +635,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole-command", action="store_true",
                     help="only the whole-command table (`bohmpower exact` per step over the floor)")
     ap.add_argument("--command-repeats", type=int, default=2)
+    ap.add_argument("--orders", nargs="*", default=None, metavar="CASE",
+                    help="only the per-order error against the phase per step (ORDER_CASES; "
+                         "names to pick some)")
     args = ap.parse_args(argv)
+
+    if args.orders is not None:
+        res = orders_table(args.orders)
+        if args.json:
+            args.json.write_text(json.dumps({"orders": res}, indent=2, default=float))
+        return 0
 
     if args.child_floor:
         nx, order, dt = args.child_floor

@@ -79,10 +79,19 @@ def test_open_datatree_names_every_dimension_and_every_variable_has_units(result
         if kind == "exact_trajectories":
             te = tree["trajectory_estimates/volumes/left/window"]
             assert te["power_stderr"].dims == ("window",)
+            # the contributing worlds of every estimate (compare's resolution rule), counts
+            assert te["power_worlds"].dims == ("window",)
+            assert te["power_worlds"].attrs["units"] == "1"
+            assert tree["trajectory_estimates/volumes/left/energy_worlds"].dims == ("time",)
+            assert 0 <= float(te["power_worlds"].min()) and float(te["power_worlds"].max()) <= 192
             assert tree["trajectory_estimates/fields/window/power_density"].dims == ("window", "x")
             assert tree["trajectory_estimates/blocks/volumes/left/energy"].dims == ("block", "time")
         if kind.startswith("cw"):
             assert tree["estimate_blocks/volumes/left/window/power"].dims == ("block", "window")
+            assert tree["volumes/left/window/power_worlds"].dims == ("window",)
+            assert tree["volumes/centre/particles_worlds"].dims == ("time",)
+            assert tree["volumes/left/energy_worlds"].attrs["long_name"].startswith(
+                "number of worlds that contributed to the local energy")
             assert tree["volumes/left/energy_stderr"].attrs["long_name"] == (
                 "standard error of the local energy E_Omega")
         if kind == "cw_interacting":

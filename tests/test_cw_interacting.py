@@ -387,7 +387,8 @@ def test_interacting_two_ranks_and_resume_equal_one_straight_run(tmp_path):
     r2 = bohmpower(["run", path, "-o", tmp_path / "two.h5", "-q"], ranks=2)
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     assert_same_results(tmp_path / "one.h5", tmp_path / "two.h5")
-    r3 = bohmpower(["run", path, "-o", tmp_path / "ext.h5", "-q", "--samples", "64"])
+    r3 = bohmpower(["run", path, "-o", tmp_path / "ext.h5", "-q", "--samples", "64",
+                    "--keep-checkpoint"])
     r4 = bohmpower(["run", path, "-o", tmp_path / "ext.h5", "-q", "--resume", "--samples", "150",
                     "--overwrite"])
     assert r3.returncode == 0 and r4.returncode == 0, r3.stderr + r4.stderr

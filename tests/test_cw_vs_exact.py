@@ -55,5 +55,7 @@ def _run_both(tmp_path, data):
 @pytest.mark.parametrize("statistics, exchange", [("distinguishable", False), ("fermion", True)])
 def test_cw_is_exact_without_interaction(tmp_path, statistics, exchange):
     cmp = _run_both(tmp_path, _case(statistics, exchange))
-    assert cmp.overall.n_points > 100
+    # 2 volumes x (9 frames x 2 + 8 windows x 4 non-zero terms): P_C and A_Omega are 0 in both
+    # files (no interaction, no layers) and have nothing to judge
+    assert cmp.overall.n_points == 100
     assert cmp.overall.ok, cmp.table()

@@ -349,7 +349,8 @@ def test_cw_run_failure_time_is_in_fs(monkeypatch):
     assert_device_text(str(e.value))
     assert "(t = 0.8 fs)" in str(e.value)
 
-    def failing_blocks(self, blocks, comm=None, stop_now=None):  # an engine error without a unit system (as the ICWF's)
+    def failing_blocks(self, blocks, comm=None, stop_now=None, **kw):  # an engine error without a
+        # unit system (as the ICWF's)
         raise NumericalError(5, 1.0 / AU_TIME_FS, "interacting scheme: S singular")
 
     monkeypatch.setattr(CWSolver, "run_blocks", failing_blocks)

@@ -426,6 +426,9 @@ def test_removed_and_zero_weight_worlds():
         for key, val in ra["volumes"][name].items():
             if key.endswith("_stderr") or key == "window/t_start":
                 continue
+            if key.endswith("_worlds"):  # removed worlds never contribute
+                np.testing.assert_allclose(rb["volumes"][name][key], val, rtol=1e-12, err_msg=key)
+                continue
             np.testing.assert_allclose(
                 rb["volumes"][name][key], val * 0.6, rtol=1e-12, atol=1e-15, err_msg=key
             )
@@ -873,3 +876,48 @@ def test_quantum_split_integrates_the_source_like_the_field_work():
         est.begin_block(np.arange(200))
         est.record(0, *tr(0.0))
         est.record(1, *tr(0.01))
+
+
+def test_contributing_worlds_is_the_participation_ratio_exact_under_merging():
+    """The number of worlds that contributed to an estimate, (sum y^2)^2 / sum y^4 over the worlds:
+    at a frame of a sharp volume whose worlds have one electron each it is the number of worlds
+    inside (their values are all 1); a world with a tiny value counts for nearly nothing; the sums
+    add over blocks, also across a checkpoint round trip, and a block without them (an old
+    checkpoint) drops them."""
+    from bohmpower.power.estimators import contributing_worlds
+
+    tr = random_free_fall(50, seed=11, N=1)
+    vols = [Volume("sharp", -1.0, 1.0, 0.0), Volume("smooth", -1.0, 1.0, 0.3)]
+    dt, t_end, window = 0.01, 2.0, 0.5
+    blocks = [np.arange(20), np.arange(20, 37), np.arange(37, 50)]
+    out = run(tr, vols, dt, t_end, window, blocks=blocks).results()
+    n_steps, ws = round(t_end / dt), round(window / dt)
+    frames = np.arange(0, n_steps + 1, ws)
+    X = np.array([tr(n * dt)[0] for n in frames])  # (frames, worlds, 1)
+    inside = ((X[..., 0] > -1.0) & (X[..., 0] < 1.0)).sum(axis=1)
+    d = out["volumes"]["sharp"]
+    np.testing.assert_allclose(d["particles_worlds"], inside, rtol=1e-12)
+    assert 0 < inside.min() and inside.max() < 50  # neither trivially all nor none
+    assert np.all(d["interaction_worlds"] == 0)  # c = 0: no world carries a value
+    for key in ("energy_worlds", "window/field_work_worlds", "window/power_worlds"):
+        assert np.all(d[key] > 0) and np.all(d[key] <= 50), key
+    # 9 worlds of value 1 and 91 of 1e-6 count as 9; the same with the tiny ones at 0
+    y = np.r_[np.ones(9), np.full(91, 1e-6)]
+    m2 = np.sum((y - y.mean()) ** 2)
+    assert contributing_worlds(y.mean(), m2, np.sum(y**4), y.size) == pytest.approx(9, rel=1e-6)
+    # exact under merging and a checkpoint round trip
+    first = EnsembleEstimator(vols, dt, n_steps, ws, ws)
+    for rows in blocks[:2]:
+        first.merge(run_block(first, tr, rows, rows, n_steps, dt))
+    resumed = EnsembleEstimator(vols, dt, n_steps, ws, ws)
+    resumed.merge(BlockSums.from_dict(first.totals.as_dict()))
+    resumed.merge(run_block(resumed, tr, blocks[2], blocks[2], n_steps, dt))
+    for key, val in out["volumes"]["smooth"].items():
+        np.testing.assert_array_equal(resumed.results()["volumes"]["smooth"][key], val,
+                                      err_msg=key)
+    old = {k: v for k, v in first.totals.as_dict().items() if not k.startswith("sum4/")}
+    legacy = EnsembleEstimator(vols, dt, n_steps, ws, ws)
+    legacy.merge(BlockSums.from_dict(old))
+    legacy.merge(run_block(legacy, tr, blocks[2], blocks[2], n_steps, dt))
+    res = legacy.results()["volumes"]["sharp"]
+    assert "energy" in res and not any(k.endswith("_worlds") for k in res)

@@ -90,7 +90,7 @@ def straight(tmp_path_factory):
     """The uninterrupted serial run every other run must reproduce."""
     d = tmp_path_factory.mktemp("straight")
     path = write_run_file(d / "run.toml", cw_run())
-    r = bohmpower(["run", path, "-o", d / "serial.h5", "-q"])
+    r = bohmpower(["run", path, "-o", d / "serial.h5", "-q", "--keep-checkpoint"])
     assert r.returncode == 0, r.stderr
     return path, d / "serial.h5"
 
@@ -162,7 +162,8 @@ def test_a_rank_killed_mid_run_loses_nothing_after_resume(long_straight, tmp_pat
 def test_resume_with_more_samples_extends_a_finished_run(tmp_path):
     """--resume --samples M2 on a finished run equals a straight run of M2 samples."""
     path = write_run_file(tmp_path / "run.toml", cw_run(samples=70))
-    assert bohmpower(["run", path, "-o", tmp_path / "a.h5", "-q"]).returncode == 0
+    assert bohmpower(["run", path, "-o", tmp_path / "a.h5", "-q", "--keep-checkpoint"]
+                     ).returncode == 0
     r = bohmpower(["run", path, "-o", tmp_path / "a.h5", "-q", "--resume", "--samples", "150"])
     assert r.returncode == 2 and "--overwrite" in r.stderr  # a finished result is never replaced
     r = bohmpower(["run", path, "-o", tmp_path / "a.h5", "-q", "--resume", "--samples", "150",
@@ -176,7 +177,7 @@ def test_resume_with_more_samples_extends_a_finished_run(tmp_path):
 def test_foreign_or_corrupted_checkpoint_is_refused_and_kept(tmp_path):
     path = write_run_file(tmp_path / "run.toml", cw_run(samples=70))
     out = tmp_path / "out.h5"
-    assert bohmpower(["run", path, "-o", out, "-q"]).returncode == 0
+    assert bohmpower(["run", path, "-o", out, "-q", "--keep-checkpoint"]).returncode == 0
     ckpt = Path(str(out) + ".checkpoint")
     before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
     out.unlink()

@@ -85,6 +85,27 @@ def test_figure_layout_order_labels_and_legend(result, tmp_path, monkeypatch):
     assert len(fig.legends) == 1 and "P_J field work" in [t.get_text() for t in fig.legends[0].texts]
 
 
+def test_options_choose_volumes_terms_time_range_and_a_symlog_axis(result, tmp_path,
+                                                                    monkeypatch):
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    plot.plot_result(result, tmp_path / "fig.svg", volumes="right,left",
+                     terms=["power", "field_work"], t_range=(0.2, 0.8), symlog=True)
+    (fig,) = figures
+    power_axes = [ax for ax in fig.axes if "power and its terms" in ax.get_title()]
+    assert [ax.get_title().split(":")[0] for ax in power_axes] == ["left", "right"]  # in space
+    for ax in power_axes:
+        assert ax.get_yscale() == "symlog"
+        assert ax.get_xlim() == pytest.approx((0.2, 0.8))
+        labels = {line.get_label() for line in ax.get_lines()}
+        assert {"P (total)", "P_J field work"} <= labels and "P_B boundary flux" not in labels
+    for bad, key in (({"volumes": "left,nowhere"}, "--volumes"), ({"terms": "heat"}, "--terms"),
+                     ({"t_range": (1.0, 0.5)}, "--t-range")):
+        with pytest.raises(ConfigError) as err:
+            plot.plot_result(result, tmp_path / "bad.png", **bad)
+        assert err.value.key == key
+
+
 def test_compare_figure_names_the_other_side_and_marks_round_off(result, tmp_path, monkeypatch):
     """`compare --plot` of a file against its own exact trajectories: the orange line is "exact
     trajectories" (not "other"), units read Ha/a.u., and the periodic grid's `absorbed` panel (zero up

@@ -67,7 +67,7 @@ def test_editing_a_table_file_between_stop_and_resume_is_refused(tmp_path, caplo
     run = write_run_file(tmp_path / "run.toml", cw_run(potential=[{"kind": "table",
                                                                    "file": "tab.dat"}]))
     out = tmp_path / "out.h5"
-    code, err = cli(["run", run, "-o", out, "-q"], caplog)
+    code, err = cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)
     assert code == 0, err
     out.unlink()  # as if stopped before the end: the checkpoint holds every block
     np.savetxt(table, np.c_[x, 0.02 * np.exp(-x ** 2)])
@@ -79,11 +79,39 @@ def test_editing_a_table_file_between_stop_and_resume_is_refused(tmp_path, caplo
 def test_another_numerics_version_is_not_resumed(tmp_path, caplog, monkeypatch):
     run = write_run_file(tmp_path / "run.toml", cw_run())
     out = tmp_path / "out.h5"
-    assert cli(["run", run, "-o", out, "-q"], caplog)[0] == 0
+    assert cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)[0] == 0
     out.unlink()
     monkeypatch.setattr(ckpt_mod, "NUMERICS_VERSION", ckpt_mod.NUMERICS_VERSION + 1)
     code, err = cli(["run", run, "-o", out, "-q", "--resume"], caplog)
     assert code == 2 and "numerics_version" in err and not out.exists()
+
+
+def test_a_finished_run_removes_its_checkpoint_unless_asked_to_keep_it(tmp_path, caplog):
+    """Issue 12: on success the checkpoint is removed and the log says so; --keep-checkpoint keeps
+    it (saying where and its size), its block files compressed (zip deflate), and a resume from it
+    gives the same result to the bit."""
+    import zipfile
+
+    caplog.set_level("INFO")
+    run = write_run_file(tmp_path / "run.toml", cw_run())
+    out, kept = tmp_path / "out.h5", tmp_path / "kept.h5"
+    code, err = cli(["run", run, "-o", out], caplog)
+    assert code == 0 and out.exists() and not ckpt_dir(out).exists(), err
+    assert f"checkpoint {ckpt_dir(out)} removed" in err and "--keep-checkpoint" in err
+    code, err = cli(["run", run, "-o", kept, "--keep-checkpoint"], caplog)
+    assert code == 0 and f"checkpoint kept in {ckpt_dir(kept)}" in err and " MB;" in err
+    blocks = sorted(ckpt_dir(kept).glob("block-*.npz"))
+    assert [b.name for b in blocks] == ["block-0-63.npz", "block-64-69.npz"]
+    for block in blocks:
+        with zipfile.ZipFile(block) as z:
+            assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    _assert_bitwise_equal_results(out, kept)
+    kept.unlink()
+    blocks[1].unlink()  # resume: block 0-63 read back, 64-69 computed again
+    code, err = cli(["run", run, "-o", kept, "--resume"], caplog)
+    assert code == 0 and "64 of 70 samples already done" in err, err
+    assert not ckpt_dir(kept).exists()
+    _assert_bitwise_equal_results(out, kept)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -94,7 +122,7 @@ def test_another_numerics_version_is_not_resumed(tmp_path, caplog, monkeypatch):
 def test_blocks_without_a_manifest_are_refused_naming_the_folder(tmp_path, caplog):
     run = write_run_file(tmp_path / "run.toml", cw_run())
     out = tmp_path / "out.h5"
-    assert cli(["run", run, "-o", out, "-q"], caplog)[0] == 0
+    assert cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)[0] == 0
     out.unlink()
     (ckpt_dir(out) / "manifest.json").unlink()
     for extra in (["--resume"], []):
@@ -110,8 +138,8 @@ def test_a_block_of_another_run_is_never_merged(tmp_path, caplog):
     b = write_run_file(tmp_path / "b.toml", cw_run(trajectories={"count": 70, "seed": 6,
                                                                   "store": 2}))
     out_a, out_b = tmp_path / "a.h5", tmp_path / "b.h5"
-    assert cli(["run", a, "-o", out_a, "-q"], caplog)[0] == 0
-    assert cli(["run", b, "-o", out_b, "-q"], caplog)[0] == 0
+    assert cli(["run", a, "-o", out_a, "-q", "--keep-checkpoint"], caplog)[0] == 0
+    assert cli(["run", b, "-o", out_b, "-q", "--keep-checkpoint"], caplog)[0] == 0
     out_a.unlink()
     name = "block-0-63.npz"
     (ckpt_dir(out_a) / name).write_bytes((ckpt_dir(out_b) / name).read_bytes())
@@ -170,7 +198,7 @@ def test_temporary_result_and_block_names_are_unique_per_process(tmp_path):
 def test_a_hand_edited_block_with_nan_is_not_merged(tmp_path, caplog):
     run = write_run_file(tmp_path / "run.toml", cw_run())
     out = tmp_path / "out.h5"
-    assert cli(["run", run, "-o", out, "-q"], caplog)[0] == 0
+    assert cli(["run", run, "-o", out, "-q", "--keep-checkpoint"], caplog)[0] == 0
     out.unlink()
     block = ckpt_dir(out) / "block-64-69.npz"
     with np.load(block) as z:
@@ -584,7 +612,7 @@ def straight_cw(tmp_path_factory):
     folder = tmp_path_factory.mktemp("straight")
     run = write_run_file(folder / "run.toml", cw_run())
     out = folder / "out.h5"
-    assert main(["run", str(run), "-o", str(out), "-q"]) == 0
+    assert main(["run", str(run), "-o", str(out), "-q", "--keep-checkpoint"]) == 0
     blocks = sorted(p.stat().st_size for p in ckpt_dir(out).glob("block-*.npz"))
     return out, blocks, out.stat().st_size
 
@@ -635,7 +663,7 @@ def test_enospc_after_a_finished_block_keeps_it_and_resume_skips_it(tmp_path, ca
     ref, _, _ = straight_cw
     run = write_run_file(tmp_path / "run.toml", cw_run())
     out = tmp_path / "out.h5"
-    real_savez = np.savez
+    real_savez = np.savez_compressed
     calls = []
 
     def savez_then_full(fh, **arrays):
@@ -645,13 +673,13 @@ def test_enospc_after_a_finished_block_keeps_it_and_resume_skips_it(tmp_path, ca
             raise OSError(errno.ENOSPC, "No space left on device")
         real_savez(fh, **arrays)
 
-    monkeypatch.setattr(ckpt_mod.np, "savez", savez_then_full)
+    monkeypatch.setattr(ckpt_mod.np, "savez_compressed", savez_then_full)
     code, err = cli(["run", run, "-o", out, "-q"], caplog)
     assert code == 1 and "No space left on device" in err and "block-64-69.npz" in err
     assert "unexpected failure" not in err
     assert sorted(p.name for p in ckpt_dir(out).iterdir()) == ["block-0-63.npz", "manifest.json"]
     assert not _leftovers(tmp_path) and not out.exists()
-    monkeypatch.setattr(ckpt_mod.np, "savez", real_savez)
+    monkeypatch.setattr(ckpt_mod.np, "savez_compressed", real_savez)
     caplog.set_level("INFO")
     code, err = cli(["run", run, "-o", out, "--resume"], caplog)
     assert code == 0, err

@@ -86,7 +86,10 @@ from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.state import TrajectoryState
 
 from .engine import _STATE_KEYS, SPECTRAL_EDGE_TOLERANCE
-from .guidance import PointPotentials, initial_conditional_wavefunctions, velocity_and_quantum_potential
+from .guidance import (
+    PointPotentials,
+    velocity_and_quantum_potential,
+)
 
 __all__ = [
     "PairInteraction",

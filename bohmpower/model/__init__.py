@@ -351,6 +351,7 @@ def build_model(
         t_end=float(config.time.t_end),
         window=None if config.time.window is None else float(config.time.window),
         units=units,
+        order=int(num.order) if exact_run else 2,  # conditional wavefunctions: Strang, order 2
     )
     warnings = list(report.warnings) + warnings
 

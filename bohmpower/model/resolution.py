@@ -21,15 +21,40 @@ numerics.resolution_fraction (0.8), max_phase (1 rad) and warn_phase (pi):
 
 1. refuse on "grid.points" when k_reach > resolution_fraction * pi / dx; the message gives the minimum
    number of points, ceil(length k_reach / (resolution_fraction pi)) made even (grid.points must be);
-2. refuse on "time.dt" when dt (k_reach^2 / 2m + potential range) > max_phase, with potential range =
-   max U0 - min U0 + |total bias| + W_max; the message gives the largest dt allowed (rounded down) and,
-   when t_end is known, a dt below it that makes t_end/dt (and window/dt) whole numbers;
+2. refuse on "time.dt" when the phase per step phi = dt (k_reach^2 / 2m + potential range) exceeds the
+   limit of the propagator's order p, kappa_p max_phase^(2/p) (kappa_2 = 1, so order 2 is refused above
+   max_phase itself; see "Phase per step by order"), with potential range = max U0 - min U0 +
+   |total bias| + W_max; the message gives the largest dt allowed (rounded down) and, when t_end is
+   known, a dt below it that makes t_end/dt (and window/dt) whole numbers;
 3. warn when dt (pi/dx)^2 / 2m > warn_phase (the grid's largest kinetic phase per step).
 
 At equality a rule passes (refusal is strictly above the threshold).
 
 Messages write every number in the run file's unit system (the ``units`` argument, a
 `bohmpower.units.UnitSystem`; atomic by default), through `UnitSystem.quantity`.
+
+Phase per step by order (rule 2). A splitting of order p makes a local error of about c_p phi^(p+1)
+per step (its nested commutators of T and V bounded by powers of the energy E = phi/dt of the rule), so
+after a run of total phase Phi = E t_end (Phi/phi steps) the state error is
+
+    err_p ~ c_p Phi phi^p.
+
+max_phase is the tolerance, stated as a phase of order 2 (the lowest order): order 2 at phi = max_phase
+makes err_2 = c_2 Phi max_phase^2. Order p is allowed the phase at which its error is ORDER_ERROR_MARGIN
+(10) times smaller, err_p(phi_p) = err_2(max_phase) / 10; Phi cancels, so the limit is a phase per step
+like order 2's:
+
+    phi_p = (c_2 / (10 c_p))^(1/p) max_phase^(2/p) = kappa_p max_phase^(2/p).
+
+The asymptotic constants alone would overstate kappa_p: measured c_2/c_4 ~ 1.2e5 (demo and a collision,
+scripts/bench_exact.py --orders) gives 10 rad, but the optimised methods leave their asymptotic range
+above ~1.5 rad (the error then grows as phi^8 to phi^10: the next orders' terms). So kappa_p is the
+measured phase (at max_phase = 1) where err_p reaches err_2(1 rad)/10, the smallest over the
+calibration cases of benchmarks/README.md, rounded down (ORDER_PHASE_FACTOR). Scaling it by
+max_phase^(2/p) is exact in the asymptotic range and safe above it for max_phase < 1 (the error falls at
+least as fast as phi^p when phi decreases); for max_phase > 1 it extrapolates into the range where the
+error grows faster, so a looser tolerance than order 2's default is extrapolated for the higher orders.
+Only exact runs choose an order (numerics.order); conditional-wavefunction runs are order 2.
 
 Memory of an exact run (`exact_memory_bytes`): 16 n_x^N bytes per complex N-d array, counting 2 for the
 propagator (psi and one FFT work array) and 8 for the observables (psi's first and second derivatives
@@ -64,6 +89,7 @@ __all__ = [
     "minimum_points",
     "orbital_k_content",
     "packet_k_content",
+    "phase_limit",
     "physical_memory_bytes",
     "resolve",
     "whole_step_dt",
@@ -75,6 +101,11 @@ logger = logging.getLogger(__name__)
 SPECTRAL_WEIGHT_FRACTION = 1.0 - 1e-10
 #: Complex N-d arrays an exact run holds at once (2 propagator + 8 observables).
 EXACT_ARRAYS = 10
+#: An order-p run is allowed the phase per step at which its error stays this many times below the
+#: error of order 2 at max_phase (module Notes, "Phase per step by order").
+ORDER_ERROR_MARGIN = 10.0
+#: kappa_p of the per-order limit kappa_p max_phase^(2/p) (module Notes; benchmarks/README.md).
+ORDER_PHASE_FACTOR = {2: 1.0, 4: 3.0, 6: 4.5}
 
 
 def packet_k_content(wavenumber: float, width: float) -> float:
@@ -113,6 +144,16 @@ def minimum_points(length: float, k: float, resolution_fraction: float) -> int:
     number of at least 8 (what grid.points allows)."""
     n = math.ceil(length * k / (resolution_fraction * math.pi) - 1e-12)
     return max(8, n + n % 2)
+
+
+def phase_limit(max_phase: float, order: int = 2) -> float:
+    """Largest phase per step [rad] allowed to a propagator of ``order``: kappa_p max_phase^(2/p)
+    (module Notes, "Phase per step by order"); ``max_phase`` itself for order 2."""
+    if order not in ORDER_PHASE_FACTOR:
+        raise ValueError(f"no phase rule for order {order}: orders {sorted(ORDER_PHASE_FACTOR)}")
+    if order == 2:
+        return float(max_phase)
+    return ORDER_PHASE_FACTOR[order] * float(max_phase) ** (2.0 / order)
 
 
 def maximum_dt(k: float, mass: float, potential_range: float, max_phase: float) -> float:
@@ -218,23 +259,31 @@ def check_time_step(
     t_end: float | None = None,
     window: float | None = None,
     units: UnitSystem = ATOMIC,
+    order: int = 2,
 ) -> None:
-    """Rule 2: refuse on "time.dt" when dt (k^2/2m + potential range) > max_phase.
+    """Rule 2: refuse on "time.dt" when dt (k^2/2m + potential range) > phase_limit(max_phase, order).
 
     ``t_end`` and ``window`` (a.u. time, optional) let the message name a dt that also divides them
-    (`whole_step_dt`); ``units`` is the run file's system, for the message.
+    (`whole_step_dt`); ``units`` is the run file's system, for the message; ``order`` is the
+    propagator's (numerics.order of an exact run; 2 otherwise).
     """
     phase = dt * (k**2 / (2.0 * mass) + potential_range)
-    if phase > max_phase:
-        dt_max = maximum_dt(k, mass, potential_range, max_phase)
+    limit = phase_limit(max_phase, order)
+    if phase > limit:
+        dt_max = maximum_dt(k, mass, potential_range, limit)
         q = units.quantity
         bound, example = _dt_hint(dt_max, t_end, window, units, digits=6)
         hint = f"use {bound}{example}"
+        if order == 2:
+            above = f"above numerics.max_phase = {max_phase:g}"
+        else:
+            above = (f"above the order-{order} limit {limit:.4g} rad ({ORDER_PHASE_FACTOR[order]:g} "
+                     f"numerics.max_phase^(2/{order}), numerics.max_phase = {max_phase:g})")
         raise ConfigError(
             "time.dt",
             f"dt = {q(dt, 'time')} gives a phase of {phase:.4g} rad per step (kinetic energy "
             f"{q(k**2 / (2 * mass), 'energy')} plus potential range {q(potential_range, 'energy')}), "
-            f"above numerics.max_phase = {max_phase:g}: {hint}",
+            f"{above}: {hint}",
         )
 
 
@@ -335,12 +384,16 @@ class ResolutionReport:
         max U0 - min U0 + bias_drop + w_max [hartree].
     phase : float
         dt (k_reach^2/2m + potential_range) [rad].
+    phase_limit : float
+        The largest phase rule 2 allows at the run's order [rad].
+    order : int
+        The propagator order rule 2 was applied for.
     grid_phase : float
         dt (pi/dx)^2/2m [rad].
     min_points : int
         Fewest grid points rule 1 allows.
     max_dt : float
-        Largest dt rule 2 allows [a.u. time].
+        Largest dt rule 2 allows at the run's order [a.u. time].
     memory_bytes : int or None
         Exact-run estimate (None for conditional-wavefunction runs).
     warnings : tuple of str
@@ -358,6 +411,8 @@ class ResolutionReport:
     max_dt: float
     memory_bytes: int | None = None
     warnings: tuple[str, ...] = field(default=())
+    phase_limit: float = 1.0
+    order: int = 2
 
 
 def resolve(
@@ -378,6 +433,7 @@ def resolve(
     t_end: float | None = None,
     window: float | None = None,
     units: UnitSystem = ATOMIC,
+    order: int = 2,
 ) -> ResolutionReport:
     """Apply all rules; raise ConfigError on a refusal, else return the report (with warnings).
 
@@ -407,11 +463,14 @@ def resolve(
         [a.u. time]; for the dt hint (`check_time_step`).
     units : UnitSystem
         The run file's unit system: every message is written in it.
+    order : int
+        Propagator order for rule 2 (numerics.order of an exact run; 2 for conditional wavefunctions).
     """
     kr = k_reach(k_content, mass, bias_drop, w_max)
     check_grid_resolution(kr, length, n_x, resolution_fraction, units)
     prange = float(u0_range) + abs(bias_drop) + abs(w_max)
-    check_time_step(kr, mass, prange, dt, max_phase, t_end=t_end, window=window, units=units)
+    check_time_step(kr, mass, prange, dt, max_phase, t_end=t_end, window=window, units=units,
+                    order=order)
     dx = length / n_x
     warnings = grid_phase_warning(dx, mass, dt, warn_phase, units, t_end=t_end, window=window)
     memory = None
@@ -427,7 +486,9 @@ def resolve(
         phase=dt * (kr**2 / (2.0 * mass) + prange),
         grid_phase=dt * (math.pi / dx) ** 2 / (2.0 * mass),
         min_points=minimum_points(length, kr, resolution_fraction),
-        max_dt=maximum_dt(kr, mass, prange, max_phase),
+        max_dt=maximum_dt(kr, mass, prange, phase_limit(max_phase, order)),
         memory_bytes=memory,
         warnings=tuple(warnings),
+        phase_limit=phase_limit(max_phase, order),
+        order=int(order),
     )

@@ -89,6 +89,14 @@ energy in Omega, w E_Omega at the previous step, is booked as ``absorbed`` (ener
 layers), so that the quantum term of such a world stays free of the removal jump. A removed world must
 stay removed.
 
+**Contributing worlds.** Besides mean and M2, each block keeps per volume quantity and per frame
+or window slot the sum of the fourth powers of the per-world values, sum_i y_i^4 (raw sums, added in
+block order under merging). With sum_i y_i^2 = M2 + M mean^2 they give the number of worlds that
+contributed, the participation ratio (sum y^2)^2 / sum y^4 (``contributing_worlds``): n for n worlds
+with values of one size, little for worlds whose values are far below the largest (the far tail of a
+smooth field or volume edge), 0 where every value is 0. It tells a reader how many worlds carry an
+estimate: with a handful, the sample standard error is itself unreliable (``compare``).
+
 **Profiles** on ``grid_x`` at frames: density n(x) = < sum_k K_h(x - X_k) >, current
 J(x) = < sum_k v_k K_h(x - X_k) >, energy density eps(x) = < sum_k e_k K_h(x - X_k) >, each from per-world
 contributions, so each has a standard error; and the window-averaged power density
@@ -158,6 +166,21 @@ WINDOW_QUANTITIES = (
     "particle_flux",
 )
 PROFILE_QUANTITIES = ("density", "current", "energy_density")
+
+
+def contributing_worlds(mean, m2, sum4, n_samples: int) -> np.ndarray:
+    """The number of worlds that carry an estimate: the participation ratio of the per-world values,
+    (sum_i y_i^2)^2 / sum_i y_i^4, with sum_i y_i^2 = M2 + M mean^2.
+
+    It is n when n worlds have values of one size and the rest 0, and counts a world whose value is
+    far below the largest for little (a world in the far tail of a smooth field, of a smooth volume
+    edge); 0 where every value is 0.
+    """
+    sum2 = np.asarray(m2, dtype=float) + n_samples * np.asarray(mean, dtype=float) ** 2
+    sum4 = np.asarray(sum4, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        n = np.where(sum4 > 0, sum2 * sum2 / sum4, 0.0)
+    return np.clip(np.nan_to_num(n), 0.0, float(n_samples))
 #: Window averages of the split of the quantum term (``quantum_split``: engines with an explicit Psi).
 QUANTUM_SPLIT = ("quantum_flux", "quantum_nonlocal")
 
@@ -196,6 +219,10 @@ class BlockSums:
         Mean over the worlds of each per-world quantity, per frame or window slot (and grid point).
     m2 : dict str -> ndarray
         Centred sum of squares sum_i (y_i - mean)^2, same shapes.
+    sum4 : dict str -> ndarray
+        For the volume quantities: sum_i y_i^4 over the worlds, per frame or window slot, from
+        which the number of worlds that contributed follows (``contributing_worlds``). Empty for
+        block sums written before it existed (a merge with such a block drops it).
     """
 
     first_id: int
@@ -203,6 +230,7 @@ class BlockSums:
     n_samples: int
     mean: dict = field(default_factory=dict)
     m2: dict = field(default_factory=dict)
+    sum4: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Flat dict of numpy arrays and ints (for checkpoints)."""
@@ -214,6 +242,8 @@ class BlockSums:
         for key, val in self.mean.items():
             out["mean/" + key] = val
             out["m2/" + key] = self.m2[key]
+        for key, val in self.sum4.items():
+            out["sum4/" + key] = val
         return out
 
     @classmethod
@@ -221,7 +251,10 @@ class BlockSums:
         """Inverse of :meth:`as_dict`."""
         mean = {k[5:]: np.asarray(v, dtype=float) for k, v in data.items() if k.startswith("mean/")}
         m2 = {k[3:]: np.asarray(v, dtype=float) for k, v in data.items() if k.startswith("m2/")}
-        return cls(int(data["first_id"]), int(data["last_id"]), int(data["n_samples"]), mean, m2)
+        sum4 = {k[5:]: np.asarray(v, dtype=float) for k, v in data.items()
+                if k.startswith("sum4/")}
+        return cls(int(data["first_id"]), int(data["last_id"]), int(data["n_samples"]), mean, m2,
+                   sum4)
 
     def copy(self) -> BlockSums:
         return BlockSums(
@@ -230,6 +263,7 @@ class BlockSums:
             self.n_samples,
             {k: v.copy() for k, v in self.mean.items()},
             {k: v.copy() for k, v in self.m2.items()},
+            {k: v.copy() for k, v in self.sum4.items()},
         )
 
 
@@ -480,6 +514,7 @@ class EnsembleEstimator:
             "step": 0,
             "mean": {k: np.full(s, np.nan) for k, s in store.items()},
             "m2": {k: np.full(s, np.nan) for k, s in store.items()},
+            "sum4": {k: np.full(store[k], np.nan) for k in ("frame", "window")},
         }
 
     def end_block(self) -> BlockSums:
@@ -504,11 +539,13 @@ class EnsembleEstimator:
         self._block = None
         out = []
         for k, ids in enumerate(b["ids"]):
-            mean, m2 = {}, {}
+            mean, m2, sum4 = {}, {}, {}
             for key, (where, row) in self._source.items():
                 mean[key] = b["mean"][where][k, row].copy()
                 m2[key] = b["m2"][where][k, row].copy()
-            out.append(BlockSums(int(ids[0]), int(ids[-1]), int(ids.size), mean, m2))
+                if where in b["sum4"]:
+                    sum4[key] = b["sum4"][where][k, row].copy()
+            out.append(BlockSums(int(ids[0]), int(ids[-1]), int(ids.size), mean, m2, sum4))
         return out
 
     def merge(self, block: BlockSums) -> None:
@@ -530,6 +567,9 @@ class EnsembleEstimator:
             delta = block.mean[key] - t.mean[key]
             t.mean[key] = t.mean[key] + delta * (nb / n)
             t.m2[key] = t.m2[key] + block.m2[key] + delta**2 * (na * nb / n)
+        # sums of y^4 add; a block without them (an older checkpoint) leaves the totals without
+        t.sum4 = ({key: t.sum4[key] + block.sum4[key] for key in t.sum4}
+                  if set(block.sum4) == set(t.sum4) else {})
         t.n_samples = n
         t.last_id = block.last_id
 
@@ -774,13 +814,16 @@ class EnsembleEstimator:
         self._fold_rows(b, "frame", slot, rows)
 
     def _fold_rows(self, b, where, slot, rows) -> None:
-        """Per-block mean and M2 of stacked per-world rows (n_rows, n_worlds), into ``slot``."""
-        mean_out, m2_out = b["mean"][where], b["m2"][where]
+        """Per-block mean, M2 and sum of fourth powers of stacked per-world rows
+        (n_rows, n_worlds), into ``slot``."""
+        mean_out, m2_out, sum4_out = b["mean"][where], b["m2"][where], b["sum4"][where]
         for w0, k0, m, size in b["runs"]:
             y = rows[:, w0 : w0 + m * size].reshape(rows.shape[0], m, size)
             mean, m2 = _block_stats(y, axis=2)
             mean_out[k0 : k0 + m, :, slot] = mean.T
             m2_out[k0 : k0 + m, :, slot] = m2.T
+            y2 = y * y
+            sum4_out[k0 : k0 + m, :, slot] = np.sum(y2 * y2, axis=2).T
 
     def _profile_step(self, b, cur, frame, window) -> None:
         """Kernel profiles at a frame and/or window boundary, chunk by chunk of blocks.
@@ -854,7 +897,9 @@ class EnsembleEstimator:
             ``field_work``, ``interaction``, ``absorbed`` (smooth volumes also ``boundary_flux``,
             ``particle_flux``), the window arrays (n_windows,) ``window/<quantity>`` for
             power, field_work, interaction, boundary_flux, absorbed, quantum, particle_flux, and
-            ``window/t_start``; each value has a ``<name>_stderr`` twin.
+            ``window/t_start``; each value has a ``<name>_stderr`` twin and, when every merged
+            block carried fourth-power sums, a ``<name>_worlds`` twin: the number of worlds that
+            contributed to it at each frame or window (``contributing_worlds``).
             With ``grid_x``: ``grid/x`` (n_x,), ``profile_bandwidth`` and ``fields``: ``density``,
             ``current``, ``energy_density`` (n_frames, n_x), ``window/power_density``
             (n_windows, n_x), ``window/t_start``, each with ``_stderr``.
@@ -889,6 +934,8 @@ class EnsembleEstimator:
                     dest = out["fields"]
                 dest[q] = mean.copy()
                 dest[q + "_stderr"] = stderr
+                if key in t.sum4:
+                    dest[q + "_worlds"] = contributing_worlds(mean, t.m2[key], t.sum4[key], M)
         return out
 
 

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python examples/02_two_electrons_exact_vs_cw/plot.py exact.h5 cw.h5 cw_exchange.h5 \
+    python examples/02_two_electrons_exact_vs_cw/plot.py \
+        out02/exact.h5 out02/cw.h5 out02/cw_exchange.h5 \
         [--device device] [--cell cell] [-o fig.png]
 
 Two rows (the finite volume ``device`` and the whole cell ``cell``) of three panels, all window averages
