@@ -95,3 +95,40 @@ def test_steady_state_volumes_in_the_result_file_open_with_xarray_and_info(tmp_p
     out = capsys.readouterr().out
     assert "steady-state averages per volume" in out
     assert f"{DEVICE_VOLUME}: [-33, 33] bohr" in out and "drop: [-20, 20] bohr" in out
+
+
+def test_sweep_runs_one_result_per_bias_and_resumes(tmp_path, capsys):
+    import h5py
+
+    from bohmpower.cli import main
+    from bohmpower.devices.sweep import parse_bias_range
+    from bohmpower.errors import ConfigError
+    from tests.conftest import write_run_file
+
+    assert list(parse_bias_range("0.01:0.03:3")) == pytest.approx([0.01, 0.02, 0.03])
+    for bad in ("0.01:0.03", "a:b:2", "0:1:0", "0:1:1"):
+        with pytest.raises(ConfigError):
+            parse_bias_range(bad)
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 2
+    d["time"]["t_end"] = 2100.0
+    d["steady_state"]["warm_up"] = 980.0
+    run_file = write_run_file(tmp_path / "dev.toml", d)
+    out = tmp_path / "iv"
+    assert main(["sweep", str(run_file), "--bias", "0.01:0.03:2", "-o", str(out), "--quiet"]) == 0
+    first = capsys.readouterr().out
+    files = sorted(out.glob("dev.bias*.h5"))
+    assert [f.name for f in files] == ["dev.bias0.01.h5", "dev.bias0.03.h5"]
+    for f, bias in zip(files, (0.01, 0.03), strict=True):
+        with h5py.File(f, "r") as h:
+            assert h["steady_state"].attrs["bias"] == pytest.approx(bias)
+            assert "whole_device" in h["steady_state/volumes"]
+    assert first.count("(run)") == 2 and "Landauer" in first
+    # resume: the existing points are read back, not run again
+    stamp = [f.stat().st_mtime_ns for f in files]
+    assert main(["sweep", str(run_file), "--bias", "0.01:0.03:2", "-o", str(out), "--quiet"]) == 0
+    again = capsys.readouterr().out
+    assert again.count("exists, skipped") == 2
+    assert [f.stat().st_mtime_ns for f in files] == stamp
+    assert [line.split(";")[0] for line in again.splitlines()] == \
+        [line.split(";")[0] for line in first.splitlines()]
