@@ -89,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
                    "/diagnostics/discarded_samples; refused above 1%% of the samples)")
     _common(p)
 
+    p = sub.add_parser("sweep", help="open-system runs at a series of biases, I(V) beside Landauer")
+    p.add_argument("run_file", type=Path, help="run file (TOML) with [reservoirs] and one linear_drop")
+    p.add_argument("--bias", required=True,
+                   help="start:stop:count, in the run file's energy unit (e.g. 0:0.03:4)")
+    p.add_argument("-o", "--output-dir", type=Path,
+                   help="directory of the results, one per bias (default: RUN.sweep beside RUN.toml); "
+                   "a point whose result exists is skipped (resume)")
+    p.add_argument("--workers", type=int, help="FFT threads (default: [numerics] fft_workers)")
+    _common(p)
+
     p = sub.add_parser("check", help="validate a run file and print the resolved setup; runs nothing")
     p.add_argument("run_file", type=Path)
     _common(p)
@@ -462,6 +472,22 @@ def config_has_method(path: Path) -> bool:
         return False
 
 
+def cmd_sweep(args) -> int:
+    from bohmpower.devices.sweep import parse_bias_range, sweep
+    from bohmpower.parallel import world_comm
+
+    try:
+        comm = world_comm()
+    except RuntimeError as exc:
+        raise ConfigError("mpiexec", str(exc)) from None
+    biases = parse_bias_range(args.bias)
+    config = _load(args.run_file, "run")
+    out = args.output_dir or args.run_file.with_suffix(".sweep")
+    sweep(config, biases, out, args.run_file.stem, comm=comm if comm.size > 1 else None,
+          workers=args.workers, log=print if comm.rank == 0 else (lambda *_: None))
+    return 0
+
+
 def cmd_info(args) -> int:
     from bohmpower.io import describe_result
 
@@ -509,7 +535,7 @@ def cmd_plot(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "exact": cmd_exact, "check": cmd_check, "info": cmd_info, "compare": cmd_compare,
-            "plot": cmd_plot}
+            "plot": cmd_plot, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -547,9 +547,41 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
                         us.unit("energy"), long_name_="energies of the transmission curve")
         _dataset(sg, "transmission", result.landauer["transmission"], "dimensionless", dims=(e,),
                  long_name_="transfer-matrix transmission T(E) of the potential")
+        if getattr(result, "power", None):
+            _write_steady_power(sg.create_group("volumes"), result, us)
         dg = f.create_group("diagnostics")
         dg.attrs["warnings"] = "\n".join(result.warnings)
     return path
+
+
+def _write_steady_power(parent, result, us) -> None:
+    """/steady_state/volumes/<name>: steady-state time averages of E_Omega and the power terms."""
+    sp = result.steady_power()
+    parent.attrs["averaging_time"] = float(us.from_atomic(sp["averaging_time"], "time"))
+    parent.attrs["averaging_time_units"] = us.unit("time")
+    for i, name in enumerate(sp["volumes"]):
+        grp = parent.create_group(name)
+        for key in ("x_min", "x_max"):
+            grp.attrs[key] = us.from_atomic(float(sp[key][i]), "length")
+        grp.attrs["smoothing"] = 0.0 if name == result.DEVICE_VOLUME else next(
+            float(us.from_atomic(v.smoothing, "length")) for v in result.model.volumes
+            if v.name == name)
+        grp.attrs["units"] = us.unit("length")
+        batch = _dimension(grp, "batch", result.n_batches)
+        for q in ("energy",) + result.POWER_TERMS:
+            dim = "frequency" if q == "particle_flux" else ("energy" if q == "energy" else "power")
+            unit = us.unit(dim)
+            label = "steady-state time average of the " + long_name(q)
+            # E_Omega is `local_energy` here: `energy` is the transmission's axis in /steady_state
+            n = "local_energy" if q == "energy" else q
+            _dataset(grp, n, us.from_atomic(float(sp[q][i]), dim), unit, long_name_=label)
+            _dataset(grp, n + "_stderr", us.from_atomic(float(sp[q + "_stderr"][i]), dim), unit,
+                     long_name_=f"standard error of {n} over the independent worlds")
+            _dataset(grp, n + "_batch_stderr",
+                     us.from_atomic(float(sp[q + "_batch_stderr"][i]), dim), unit,
+                     long_name_=f"standard error of {n} from the batch means in time")
+            _dataset(grp, n + "_batches", us.from_atomic(sp[q + "_batches"][i], dim), unit,
+                     dims=(batch,), long_name_=f"{n} in each time batch")
 
 
 def _window_starts(est: dict) -> np.ndarray | None:
@@ -749,6 +781,19 @@ def describe_result(path: Path) -> str:
                              f"{se:.3g} {ru}")
             lines.append(f"    Landauer current {float(sg['landauer_current'][()]):.6g} {ru} "
                          f"(injection model {float(sg['model_current'][()]):.6g})")
+            if "volumes" in sg:
+                lines.append("    steady-state averages per volume (+- standard error over worlds):")
+                for name, vg in sg["volumes"].items():
+                    pu = vg["power"].attrs["units"]
+
+                    def pm(q, vg=vg):
+                        return f"{float(vg[q][()]):.4g} +- {float(vg[q + '_stderr'][()]):.2g}"
+
+                    lines.append(f"      {name}: [{vg.attrs['x_min']:.6g}, {vg.attrs['x_max']:.6g}] "
+                                 f"{vg.attrs['units']}; E {pm('local_energy')} "
+                                 f"{vg['local_energy'].attrs['units']}; P_Omega {pm('power')}, "
+                                 f"field work {pm('field_work')}, quantum {pm('quantum')}, "
+                                 f"boundary flux {pm('boundary_flux')} {pu}")
             return "\n".join(lines)
         lines.append("  volumes:")
         for name, grp in f["volumes"].items():

@@ -237,11 +237,18 @@ def test_worlds_do_not_depend_on_their_block_nor_on_the_rank_count(tmp_path):
 
     d = copy.deepcopy(OPEN)
     d["trajectories"]["count"] = 3
+    d["time"]["t_end"] = 2100.0  # (shorter: the invariance does not need the steady state)
+    d["steady_state"]["warm_up"] = 980.0
     config = parse_config(d, REPO)
     one = OpenSolver(config, block_size=3).run()
     split = OpenSolver(config, block_size=1).run()
     for name in ("crossings", "exits", "exits_total", "injected_total", "electrons"):
         np.testing.assert_array_equal(getattr(one, name), getattr(split, name), err_msg=name)
+    # the steady-state power: the same worlds, merged in other blocks (round-off)
+    p_one, p_split = one.steady_power(), split.steady_power()
+    for q in ("energy", "power", "field_work", "quantum", "boundary_flux"):
+        for k in (q, q + "_stderr"):
+            np.testing.assert_allclose(p_one[k], p_split[k], rtol=1e-9, atol=1e-15, err_msg=k)
     run_file = write_run_file(tmp_path / "open.toml", d)
     out = tmp_path / "mpi.h5"
     proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "bohmpower", "run",
@@ -252,3 +259,7 @@ def test_worlds_do_not_depend_on_their_block_nor_on_the_rank_count(tmp_path):
         assert f.attrs["ranks"] == 2
         np.testing.assert_array_equal(f["steady_state/current"][()], one.current()["mean"])
         np.testing.assert_array_equal(f["steady_state/exits"][()], one.exits.sum(axis=0))
+        for i, name in enumerate(p_one["volumes"]):
+            vg = f[f"steady_state/volumes/{name}"]
+            for q in ("power", "field_work", "boundary_flux"):
+                np.testing.assert_allclose(vg[q][()], p_one[q][i], rtol=1e-9, atol=1e-15)

@@ -17,6 +17,18 @@ caps it (a memory guard).
 Observables: at every surface (the volumes' edges; the middle of the device without volumes) the net
 number of trajectory crossings (left to right +1, right to left -1) in each of ``batches`` equal time
 bins of [warm_up, t_end]; exits by origin and side in the same window; injections; N(t) at the frames.
+
+Steady-state energy and power per volume (docs/devices.md, "Local power"): after the warm-up, the
+per-electron velocity v, quantum potential Q (``velocity_and_quantum_potential``), energy e_k and field
+power f_k (``PointPotentials.evaluate``, as in the CW engine) of every electron are handed to the
+closed-system estimator (:class:`bohmpower.power.estimators.EnsembleEstimator`), which needs a fixed
+number of electrons per world. So every electron of a world gets its own slot for the whole run (the
+slot count is the world's number of scheduled injections): before its injection a slot is parked at
+the grid end of its reservoir, after its exit it stays where it left, with e = v = f = 0 in both
+cases. Parked positions lie outside every volume (volume edges lie between the injection regions),
+so a slot contributes only while its electron is in the device, and never crosses an edge while
+parked. Two estimators run from the warm-up on: one window over the whole averaging time (the error
+bars over worlds) and ``batches`` windows (batch means in time).
 """
 
 from __future__ import annotations
@@ -30,11 +42,13 @@ import numpy as np
 
 from bohmpower.config import Packet
 from bohmpower.cw.engine import propagator_arguments
-from bohmpower.cw.guidance import plain_ratios, velocity_and_quantum_potential
+from bohmpower.cw.guidance import PointPotentials, plain_ratios, velocity_and_quantum_potential
 from bohmpower.cw.propagator import ConditionalPropagator
 from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.initial import packet
 from bohmpower.model.sampling import sample_rng
+from bohmpower.model.volume import Volume
+from bohmpower.power.estimators import EnsembleEstimator
 from bohmpower.units import BOLTZMANN_HARTREE_PER_K
 
 from .injection import LEFT, RIGHT, Injection, Reservoir, packet_transmission
@@ -138,6 +152,44 @@ def surfaces_of(model, injection: Injection) -> np.ndarray:
     return np.array(edges, dtype=float)
 
 
+#: The volume over the whole device (between the injection regions) the power estimators add.
+DEVICE_VOLUME = "whole_device"
+
+
+def power_volumes(model, injection: Injection) -> list:
+    """The run's volumes and ``whole_device``, [x_L + 3 width, x_R - 3 width] (sharp edges)."""
+    lo = injection.reservoirs[LEFT].x_inject + 3 * injection.width
+    hi = injection.reservoirs[RIGHT].x_inject - 3 * injection.width
+    vols = list(model.volumes)
+    if any(v.name == DEVICE_VOLUME for v in vols):
+        raise ConfigError("volume.name", f"{DEVICE_VOLUME!r} is the name of the whole device in an "
+                          "open run (the power estimators add it): rename the volume")
+    return vols + [Volume(DEVICE_VOLUME, float(lo), float(hi))]
+
+
+def power_estimators(volumes, dt: float, n_steps: int, warm_up: float, n_batches: int):
+    """The steady-state estimators of an open run (module Notes).
+
+    Returns
+    -------
+    start_step : int
+        The step the averaging starts at (the last step at or before the warm-up).
+    power_steps : int
+        Steps averaged: ``n_batches`` whole batches (a remainder of fewer than n_batches steps at
+        the end is dropped).
+    estimators : dict
+        ``whole`` (one window over the averaging time) and ``batches`` (n_batches windows, frames
+        at the batch edges).
+    """
+    start = min(n_steps - 1, int(np.floor(warm_up / dt + 1e-9)))
+    w_batch = max(1, (n_steps - start) // n_batches)
+    steps = w_batch * n_batches
+    return start, steps, {
+        "whole": EnsembleEstimator(volumes, dt, steps, steps, steps),
+        "batches": EnsembleEstimator(volumes, dt, steps, w_batch, w_batch),
+    }
+
+
 def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) -> float:
     """Estimate of when the device is in steady state [a.u. time]: the longest classical passage of a
     cell-centre electron (docs/devices.md, "Steady state").
@@ -165,6 +217,9 @@ def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) ->
     return worst
 
 
+_POOL = ("psi", "X", "v", "world", "side", "slot", "Q")
+
+
 class OpenEnsemble:
     """A block of worlds of an open system, all their electrons in one pool (module Notes).
 
@@ -189,7 +244,7 @@ class OpenEnsemble:
 
     def __init__(self, model, injection: Injection, sample_ids, seed: int, n_steps: int,
                  warm_up: float, n_batches: int, surfaces, max_electrons: int, frame_steps,
-                 workers: int = 1, dt: float | None = None) -> None:
+                 workers: int = 1, dt: float | None = None, volumes=()) -> None:
         self.model = model
         self.inj = injection
         self.ids = np.asarray(sample_ids, dtype=int)
@@ -214,6 +269,13 @@ class OpenEnsemble:
         order = np.argsort(cat["time"], kind="stable")
         self.queue = {k: v[order] for k, v in cat.items()}
         self.queue["world"] = world[order]
+        # each electron's slot in its world (order of injection), for the power estimators
+        qw = self.queue["world"]
+        slot = np.zeros(qw.size, dtype=int)
+        per_world = np.bincount(qw, minlength=self.n_worlds)
+        for b in range(self.n_worlds):
+            slot[qw == b] = np.arange(per_world[b])
+        self.queue["slot"] = slot
         self._next = 0
         self._k = {s: injection.wavenumbers(s) for s in (LEFT, RIGHT)}
         # the pool: rows 0 .. n-1 live
@@ -223,7 +285,10 @@ class OpenEnsemble:
         self.v = np.zeros(cap)
         self.world = np.zeros(cap, dtype=int)
         self.side = np.zeros(cap, dtype=int)
+        self.slot = np.zeros(cap, dtype=int)
+        self.Q = np.zeros(cap)
         self.n = 0
+        self._setup_power(volumes, per_world)
         nb, ns = self.n_worlds, self.surfaces.size
         self.crossings = np.zeros((nb, ns, self.n_batches), dtype=np.int64)
         self.exits = np.zeros((nb, 2, 2), dtype=np.int64)       # window: [origin, exit side]
@@ -242,17 +307,63 @@ class OpenEnsemble:
         if need <= cap:
             return
         new = max(need, 2 * cap)
-        for name in ("psi", "X", "v", "world", "side"):
+        for name in _POOL:
             old = getattr(self, name)
             arr = np.zeros((new,) + old.shape[1:], dtype=old.dtype)
             arr[:cap] = old
             setattr(self, name, arr)
 
-    def _velocity(self, psi, X) -> np.ndarray:
+    def _velocity(self, psi, X, with_q: bool = False):
         values, d1, d2 = self.prop.derivatives(psi, X[:, None], owner_rows=self._owner)
         r1, r2 = plain_ratios(values, d1, d2)
-        v, _ = velocity_and_quantum_potential(r1, r2, self.prop.mass)
-        return v[:, 0]
+        v, q = velocity_and_quantum_potential(r1, r2, self.prop.mass)
+        return (v[:, 0], q[:, 0]) if with_q else v[:, 0]
+
+    # ------------------------------------------------------------------ power estimators
+    def _setup_power(self, volumes, per_world) -> None:
+        """Slots and the two estimators (module Notes); nothing without volumes."""
+        self.volumes = list(volumes)
+        self.power = None
+        if not self.volumes:
+            return
+        n_slots = max(1, int(per_world.max()) if per_world.size else 1)
+        # parked positions: the grid end of each slot's reservoir (outside every volume)
+        self.slot_X = np.zeros((self.n_worlds, n_slots))
+        q = self.queue
+        ends = np.array([float(self.model.grid.x_min), float(self.model.grid.x_max) -
+                         float(self.model.grid.dx)])
+        self.slot_X[q["world"], q["slot"]] = ends[q["side"]]
+        self.potentials = PointPotentials.from_model(self.model)
+        self.start_step, self.power_steps, self.power = power_estimators(
+            self.volumes, self.dt, self.n_steps, self.warm_up, self.n_batches)
+        for est in self.power.values():
+            est.begin_block(self.ids)
+
+    def _record_power(self, t: float) -> None:
+        """Hand the state at t (step ``step_index``) to the estimators, from the warm-up on."""
+        if self.power is None:
+            return
+        k = self.step_index - self.start_step
+        if not 0 <= k <= self.power_steps:
+            return
+        shape = self.slot_X.shape
+        v = np.zeros(shape)
+        e = np.zeros(shape)
+        f = np.zeros(shape)
+        n = self.n
+        if n:
+            w, s = self.world[:n], self.slot[:n]
+            X = self.X[:n, None]
+            ev = self.potentials.evaluate(X, self.v[:n, None], self.Q[:n, None], t)
+            v[w, s] = self.v[:n]
+            e[w, s] = ev["e"][:, 0]
+            f[w, s] = ev["field_power"][:, 0]
+        for est in self.power.values():
+            est.record(k, self.slot_X, v, e, f)
+
+    def power_sums(self) -> dict:
+        """The estimators' block sums (``BlockSums``), to merge in block order."""
+        return {name: est.end_block() for name, est in (self.power or {}).items()}
 
     def _inject(self, t: float) -> None:
         q = self.queue
@@ -276,10 +387,11 @@ class OpenEnsemble:
         self.X[rows] = q["x0"][i0:j]
         self.world[rows] = q["world"][i0:j]
         self.side[rows] = side
+        self.slot[rows] = q["slot"][i0:j]
         np.add.at(self.injected_total, (q["world"][i0:j], side), 1)
         if t > self.warm_up:
             np.add.at(self.injected, (q["world"][i0:j], side), 1)
-        self.v[rows] = self._velocity(self.psi[rows], self.X[rows])
+        self.v[rows], self.Q[rows] = self._velocity(self.psi[rows], self.X[rows], with_q=True)
         self.n += m
 
     def _remove(self, gone: np.ndarray) -> None:
@@ -288,7 +400,7 @@ class OpenEnsemble:
         n = keep.size
         if n == self.n:
             return
-        for name in ("psi", "X", "v", "world", "side"):
+        for name in _POOL:
             arr = getattr(self, name)
             arr[:n] = arr[keep]
         self.n = n
@@ -311,11 +423,11 @@ class OpenEnsemble:
             X_new = X + 0.5 * dt * (v + v_star)
             bad = ~np.isfinite(X_new)
             X_eval = np.where(bad, self.x[0], X_new)
-            v_new = self._velocity(psi, X_eval)
+            v_new, q_new = self._velocity(psi, X_eval, with_q=True)
             c = _time.perf_counter()
             self.timings["propagate"] += b - a
             self.timings["guidance"] += c - b
-            bad |= ~np.isfinite(v_new)
+            bad |= ~np.isfinite(v_new) | ~np.isfinite(q_new)
             in_window = t_new > self.warm_up + 1e-9 * self.dt
             if in_window:
                 span = (self.t_end - self.warm_up) / self.n_batches
@@ -338,8 +450,12 @@ class OpenEnsemble:
                     if in_window:
                         np.add.at(self.exits, idx, 1)
             self.lost += int(bad.sum())
-            X[:] = X_new
+            X[:] = np.where(bad, X, X_new)
             v[:] = v_new
+            self.Q[:n] = q_new
+            if self.power is not None:
+                # exits and losses stay parked where they are now, e = 0 from the next record on
+                self.slot_X[self.world[:n], self.slot[:n]] = X
             self._remove(bad | out_l | out_r)
             self.timings["bookkeeping"] += _time.perf_counter() - c
         counts = np.bincount(self.world[: self.n], minlength=self.n_worlds)
@@ -349,12 +465,14 @@ class OpenEnsemble:
             raise ConfigError("particles.count", f"a world holds {peak} electrons at once, more than "
                               f"particles.count = {self.max_electrons} (in an open run the largest "
                               "number of electrons present at once); raise it")
+        self._record_power(t_new)
         hit = np.flatnonzero(self.frame_steps == self.step_index)
         if hit.size:
             self.electrons[hit[0]] = counts
 
     def run(self) -> None:
         """Step to t_end (N(t) at step 0 is 0: the device starts empty)."""
+        self._record_power(0.0)
         for _ in range(self.n_steps):
             self.step()
 
@@ -402,6 +520,8 @@ class OpenResult:
     degeneracy: int = 1
     steady_state_time: float = float("nan")
     warnings: list = field(default_factory=list)
+    power: dict = field(default_factory=dict)
+    power_time: float = float("nan")
 
     @property
     def averaging_time(self) -> float:
@@ -430,6 +550,48 @@ class OpenResult:
         e_se = net.std(ddof=1) / np.sqrt(n_w) if n_w > 1 else np.nan
         return {"mean": mean, "standard_error": se, "batch_standard_error": b_se,
                 "batches": batches, "exit_mean": float(net.mean()), "exit_standard_error": float(e_se)}
+
+
+    DEVICE_VOLUME = DEVICE_VOLUME
+
+    #: The steady-state power terms, as named by the closed-system estimators (docs/theory.md s. 3).
+    POWER_TERMS = ("power", "field_work", "interaction", "quantum", "boundary_flux", "absorbed",
+                   "particle_flux")
+
+    def steady_power(self) -> dict:
+        """Steady-state energy and power per volume (``whole_device`` last) [atomic units].
+
+        Returns
+        -------
+        dict: ``volumes`` (names), ``x_min``, ``x_max`` (n_v,), ``averaging_time`` (the whole
+        batches the estimators used), and per quantity ``<q>``, ``<q>_stderr`` (over the worlds),
+        ``<q>_batch_stderr`` (from the batch means in time), ``<q>_batches`` (n_v, n_batches), for
+        ``energy`` (the mean of E_Omega at the n_batches + 1 batch edges; its stderr the mean of
+        theirs) and every :attr:`POWER_TERMS` entry (time averages of the window estimators).
+        Multiplied by ``degeneracy`` (independent spin copies).
+        """
+        g = self.degeneracy
+        whole, batches = self.power["whole"], self.power["batches"]
+        names = list(whole["volumes"])
+        vols = {v.name: v for v in power_volumes(self.model, self.injection)}
+        out = {"volumes": names, "x_min": np.array([vols[n].x_min for n in names]),
+               "x_max": np.array([vols[n].x_max for n in names]),
+               "averaging_time": self.power_time}
+        nb = self.n_batches
+        for q in self.POWER_TERMS:
+            out[q] = g * np.array([whole["volumes"][n]["window/" + q][0] for n in names])
+            out[q + "_stderr"] = g * np.array([whole["volumes"][n]["window/" + q + "_stderr"][0]
+                                               for n in names])
+            b = g * np.array([batches["volumes"][n]["window/" + q] for n in names])
+            out[q + "_batches"] = b
+            out[q + "_batch_stderr"] = b.std(axis=1, ddof=1) / np.sqrt(nb)
+        e = g * np.array([batches["volumes"][n]["energy"] for n in names])
+        e_se = g * np.array([batches["volumes"][n]["energy_stderr"] for n in names])
+        out["energy"] = e.mean(axis=1)
+        out["energy_stderr"] = e_se.mean(axis=1)
+        out["energy_batches"] = 0.5 * (e[:, 1:] + e[:, :-1])
+        out["energy_batch_stderr"] = e.std(axis=1, ddof=1) / np.sqrt(e.shape[1])
+        return out
 
 
 def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 1,
@@ -510,6 +672,7 @@ class OpenSolver:
         self.block_size = int(block_size)
         self.n_samples = int(atomic.trajectories.count)
         self.surfaces = surfaces_of(self.model, self.injection)
+        self.volumes = power_volumes(self.model, self.injection)
         self.steady_state_time = steady_state_time(self.model, self.injection,
                                                    float(atomic.time.t_end))
         ref = landauer_reference(self.model, self.injection, float(atomic.time.t_end),
@@ -548,12 +711,13 @@ class OpenSolver:
         for blk in mine:
             ens = OpenEnsemble(self.model, self.injection, blk, a.trajectories.seed, a.time.n_steps,
                                a.steady_state.warm_up, a.steady_state.batches, self.surfaces,
-                               a.particles.count, frames, self.workers)
+                               a.particles.count, frames, self.workers, volumes=self.volumes)
             ens.run()
             for k, v in ens.timings.items():
                 timings[k] += v
             parts.append((int(blk[0]), ens.crossings, ens.exits, ens.exits_total, ens.injected,
-                          ens.injected_total, ens.electrons, ens.max_present, ens.lost))
+                          ens.injected_total, ens.electrons, ens.max_present, ens.lost,
+                          ens.power_sums()))
             if progress is not None:
                 progress(blk.size)
         if comm is not None:
@@ -565,6 +729,12 @@ class OpenSolver:
             raise NumericalError("no world was run")
         cat = [np.concatenate([p[i] for p in parts], axis=1 if i == 6 else 0) for i in range(1, 7)]
         lost = sum(p[8] for p in parts)
+        _, p_steps, est = power_estimators(self.volumes, float(a.time.dt), int(a.time.n_steps),
+                                     float(a.steady_state.warm_up), int(a.steady_state.batches))
+        for p in parts:
+            for name, e in est.items():
+                e.merge(p[9][name])
+        power = {name: e.results() for name, e in est.items()}
         if lost:
             logger.warning("%d electron(s) removed for a non-finite velocity", lost)
         ref = self.reference
@@ -577,7 +747,7 @@ class OpenSolver:
             n_batches=int(a.steady_state.batches), max_present=max(p[7] for p in parts), lost=lost,
             wall_time=_time.perf_counter() - start, landauer=ref, timings=timings,
             degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
-            warnings=list(self.warnings),
+            warnings=list(self.warnings), power=power, power_time=p_steps * dt,
         )
 
 

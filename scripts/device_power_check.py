@@ -1,0 +1,88 @@
+"""Steady-state local power of the open single barrier, and the field work against I V (docs/devices.md).
+
+The case of scripts/landauer_check.py with three volumes: the left lead [-32, -20], the linear drop
+with the barrier [-20, 20] and the right lead [20, 32] bohr (the run adds ``whole_device``, between the
+injection regions). Per bias: the steady-state averages of P_Omega, the field work P_J, the quantum
+term and the boundary flux P_B per volume with their standard errors over the worlds, and the field
+work over the whole device against the current times the bias (exit current and Landauer current).
+tests/test_devices_power.py runs the same case shrunk (128 points, 8 worlds).
+
+    python scripts/device_power_check.py [--worlds 256] [--biases 0.01,0.02,0.03]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import numpy as np
+
+from bohmpower.config import parse_config
+from bohmpower.devices.engine import DEVICE_VOLUME, OpenSolver
+
+from landauer_check import CASE
+
+VOLUMES = [{"name": "left", "x_min": -32.0, "x_max": -20.0},
+           {"name": "drop", "x_min": -20.0, "x_max": 20.0},
+           {"name": "right", "x_min": 20.0, "x_max": 32.0}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", type=int, default=256)
+    ap.add_argument("--points", type=int, default=256)
+    ap.add_argument("--biases", default="0.01,0.02,0.03")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--warm-up", type=float, default=4000.0)
+    ap.add_argument("--t-end", type=float, default=5400.0)
+    args = ap.parse_args()
+    z_power, z_iv = [], []
+    for bias in map(float, args.biases.split(",")):
+        d = copy.deepcopy(CASE)
+        d["field"][0]["bias"] = bias
+        d["reservoirs"]["temperature"] = args.temperature
+        d["trajectories"]["count"] = args.worlds
+        d["grid"]["points"] = args.points
+        d["steady_state"]["warm_up"] = args.warm_up
+        d["time"]["t_end"] = args.t_end
+        d["volume"] = VOLUMES
+        solver = OpenSolver(parse_config(d, "."))
+        a = time.process_time()
+        r = solver.run()
+        cpu = time.process_time() - a
+        sp = r.steady_power()
+        c = r.current()
+        v = r.landauer["bias"]
+        print(f"bias {bias:.3f} hartree, T {args.temperature:.0f} K, {args.worlds} worlds, "
+              f"averaging {sp['averaging_time']:.0f} a.u., cpu {cpu:.1f} s")
+        print(f"  current: exits {c['exit_mean']:.5f}({c['exit_standard_error']:.5f}), surfaces "
+              f"{np.array2string(c['mean'], precision=5)}, Landauer {r.landauer['current']:.5f}")
+        print("  volume        E_Omega           P_Omega            P_J                quantum"
+              "            P_B                z(P_Omega)")
+        for i, name in enumerate(sp["volumes"]):
+            def pm(q, i=i):
+                return f"{sp[q][i]:+.3e}({sp[q + '_stderr'][i]:.1e})"
+            z = sp["power"][i] / sp["power_stderr"][i]
+            z_power.append(z)
+            print(f"  {name:12s}  {pm('energy')}  {pm('power')}  {pm('field_work')}  "
+                  f"{pm('quantum')}  {pm('boundary_flux')}  {z:+.2f}")
+        i = sp["volumes"].index(DEVICE_VOLUME)
+        pj, pj_se = sp["field_work"][i], sp["field_work_stderr"][i]
+        iv, iv_se = c["exit_mean"] * v, c["exit_standard_error"] * v
+        z = (pj - iv) / np.hypot(pj_se, iv_se)
+        z_iv.append(z)
+        print(f"  field work over the device {pj:.4e}({pj_se:.1e}); I V from the exits "
+              f"{iv:.4e}({iv_se:.1e}), z = {z:+.2f}; Landauer I V {r.landauer['current'] * v:.4e} "
+              f"(z = {(pj - r.landauer['current'] * v) / pj_se:+.2f}); share in the drop "
+              f"{sp['field_work'][sp['volumes'].index('drop')] / pj:.3f}", flush=True)
+        print(f"  net particle inflow into the device {sp['particle_flux'][i]:+.2e}"
+              f"({sp['particle_flux_stderr'][i]:.1e}) per a.u. time (the transient left)",
+              flush=True)
+    print(f"max |z| of P_Omega over {len(z_power)} volumes x biases: "
+          f"{np.max(np.abs(z_power)):.2f}; field work vs I V: z = "
+          f"{', '.join(f'{z:+.2f}' for z in z_iv)}")
+
+
+if __name__ == "__main__":
+    main()
