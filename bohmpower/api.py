@@ -136,18 +136,13 @@ def run(config, workers: int | None = None, *, samples: int | None = None,
     if config.open_system:  # [reservoirs]: an OpenResult (docs/devices.md)
         from bohmpower.devices.engine import OpenSolver
 
-        open_solver = OpenSolver(config, workers=workers)
-        for w in open_solver.warnings:
-            warnings.warn(w, stacklevel=2)
-        sink = _Progress(progress, open_solver.n_samples, "worlds", "open")
-        try:
-            return open_solver.run(progress=sink.update)
-        finally:
-            sink.close()
-    solver = CWSolver(config, workers=workers, discard_bad_samples=discard_bad_samples)
+        solver, unit, kind = OpenSolver(config, workers=workers), "worlds", "open"
+    else:
+        solver = CWSolver(config, workers=workers, discard_bad_samples=discard_bad_samples)
+        unit, kind = "samples", "cw"
     for w in solver.warnings:
         warnings.warn(w, stacklevel=2)
-    sink = _Progress(progress, solver.n_samples, "samples", "cw")
+    sink = _Progress(progress, solver.n_samples, unit, kind)
     try:
         return solver.run(progress=sink.update)
     finally:

@@ -396,6 +396,10 @@ def _write_axes_and_model(f, model, time, us):
     shapes = np.array([-d.force_shape for d in model.drives]).reshape(n_f, model.grid.n_x)
     _dataset(m, "field_shape", us.from_atomic(shapes, "electric_field"), us.unit("electric_field"),
              dims=(fields, x))
+    # q phi(x)/f(t) of each drive, the model's own potential shape (bohmpower plot draws U0 + q phi)
+    pots = np.array([d.potential_shape for d in model.drives]).reshape(n_f, model.grid.n_x)
+    _dataset(m, "drive_potential", us.from_atomic(pots, "energy"), us.unit("energy"),
+             dims=(fields, x))
     profiles = np.array([d.profile(time) for d in model.drives]).reshape(n_f, len(time))
     _dataset(m, "time_profile", profiles, "dimensionless", dims=(fields, t))
     _dataset(m, "gamma", us.from_atomic(model.gamma, "energy"), us.unit("energy"), dims=(x,))
@@ -886,9 +890,8 @@ def read_result(path: Path, fields: bool = False) -> dict:
             if "model/U0" in f:
                 out["U0"] = f["model/U0"][()]
                 out["U0_units"] = f["model/U0"].attrs["units"]
-            if "model/field_shape" in f and "model/time_profile" in f:
-                out["field_shape"] = f["model/field_shape"][()]
-                out["field_shape_units"] = f["model/field_shape"].attrs["units"]
+            if "model/drive_potential" in f and "model/time_profile" in f:
+                out["drive_potential"] = f["model/drive_potential"][()]
                 out["time_profile"] = f["model/time_profile"][()]
             if "trajectories" in f:
                 out["trajectories"] = _read_group_arrays(f["trajectories"])

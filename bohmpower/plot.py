@@ -109,19 +109,16 @@ def _choose(given, allowed, option: str) -> list[str]:
     return [n for n in allowed if n in names]
 
 
-def drive_potential(x: np.ndarray, field_shape: np.ndarray, time_profile: np.ndarray) -> np.ndarray:
-    """q phi(x) of the drives at their strongest frame: the integral of E(x) f(t) from the grid's
-    left end (an electron, q = -e, has dV/dx = -qE = eE, so V = int E dx; in the result file's
-    units: bohr x hartree/(e bohr) = hartree, nm x V/nm = eV), with f(t) the frame where
-    sum |f| is largest."""
-    shape = np.atleast_2d(np.asarray(field_shape, dtype=float))
+def drive_potential(shapes: np.ndarray, time_profile: np.ndarray) -> np.ndarray:
+    """q phi(x) of the drives at their strongest frame, sum_f f(t*) g_f(x), from the result file's
+    ``/model/drive_potential`` shapes g_f and ``/model/time_profile`` f (t* the frame where
+    sum |f| is largest); zero without drives."""
+    shapes = np.atleast_2d(np.asarray(shapes, dtype=float))
     prof = np.atleast_2d(np.asarray(time_profile, dtype=float))
-    if shape.size == 0 or prof.size == 0:
-        return np.zeros_like(np.asarray(x, dtype=float))
+    if shapes.shape[0] == 0 or prof.size == 0:
+        return np.zeros(shapes.shape[-1])
     strongest = int(np.argmax(np.sum(np.abs(prof), axis=0)))
-    e = prof[:, strongest] @ shape
-    dx = np.diff(x)
-    return np.concatenate([[0.0], np.cumsum(0.5 * (e[1:] + e[:-1]) * dx)])
+    return prof[:, strongest] @ shapes
 
 
 def _potential_panel(ax, res, vols, legend: dict) -> None:
@@ -131,8 +128,8 @@ def _potential_panel(ax, res, vols, legend: dict) -> None:
     eu = res.get("U0_units", "")
     if "U0" in res:
         ax.plot(x, res["U0"], color="0.4", lw=1.0, label="U0")
-        if "field_shape" in res and np.size(res["field_shape"]):
-            ax.plot(x, res["U0"] + drive_potential(x, res["field_shape"], res["time_profile"]),
+        if "drive_potential" in res and np.size(res["drive_potential"]):
+            ax.plot(x, res["U0"] + drive_potential(res["drive_potential"], res["time_profile"]),
                     color="k", lw=1.2, label="U0 + qφ (field at its strongest)")
     for j, (name, v) in enumerate(vols.items()):
         a, b = v["attrs"]["x_min"], v["attrs"]["x_max"]

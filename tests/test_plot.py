@@ -129,19 +129,21 @@ def test_compare_figure_names_the_other_side_and_marks_round_off(result, tmp_pat
 
 
 def test_the_potential_panel_draws_the_bias_of_a_linear_drop(tmp_path):
-    """drive_potential integrates the stored field shape E(x) f(t) (as io writes it, E = force / q):
-    a linear_drop of bias 0.3 hartree lowers U0 + q phi by 0.3 from its left to its right end (the
-    figure's top panel draws it: test_figure_layout_order_labels_and_legend)."""
-    from bohmpower.model import build_model
-    from tests.conftest import make_config
+    """The result file keeps each drive's potential shape q phi/f (the model's own): a linear_drop of
+    bias 0.3 hartree lowers U0 + q phi by 0.3 from its left to its right end at the field's
+    strongest (the figure's top panel draws it: test_figure_layout_order_labels_and_legend)."""
+    from bohmpower.io import read_result
 
-    cfg = make_config(tmp_path, field=[{"kind": "linear_drop", "bias": 0.3, "x_left": -10.0,
-                                        "x_right": 10.0, "smoothing": 1.0}])
-    model = build_model(cfg, command="exact")[0]
-    x = model.grid.x
-    shapes = np.array([-d.force_shape for d in model.drives])
-    profile = np.array([[d.profile(t) for t in (0.0, 0.5, 1.0)] for d in model.drives])
-    v = plot.drive_potential(x, shapes, profile)
+    data = run_dict(field=[{"kind": "linear_drop", "bias": 0.3, "x_left": -10.0,
+                            "x_right": 10.0, "smoothing": 1.0}], trajectories=None)
+    path = write_run_file(tmp_path / "run.toml", data)
+    out = tmp_path / "run.exact.h5"
+    r = subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(path), "-o", str(out), "-q"],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = read_result(out, fields=True)
+    x = res["x"]
+    v = plot.drive_potential(res["drive_potential"], res["time_profile"])
     left, right = v[np.searchsorted(x, -20.0)], v[np.searchsorted(x, 20.0)]
     assert right - left == pytest.approx(-0.3, abs=2e-3)
-    assert plot.drive_potential(x, np.zeros((0, x.size)), np.zeros((0, 3))).max() == 0.0
+    assert not np.any(plot.drive_potential(np.zeros((0, x.size)), np.zeros((0, 3))))
