@@ -765,9 +765,18 @@ class CWSolver:
         unit = (checkpoint.unit_state(comm_all.rank, comm_all.size,
                                       [(int(b[0]), int(b[-1])) for b in blocks])
                 if checkpoint is not None else None)
-        saved = unit.load(m) if unit is not None and resume else None
+        refused = None
+        try:
+            saved = unit.load(m) if unit is not None and resume else None
+        except BohmpowerError as exc:  # a state of another run: every rank stops alike
+            saved, refused = None, exc
         # every rank continues from the same step, or none does (the basis steps in lockstep)
-        steps = set(comm_all.allgather(saved[0] if saved is not None else None))
+        seen = comm_all.allgather((saved[0] if saved is not None else None,
+                                   None if refused is None else str(refused)))
+        why = next((msg for _, msg in seen if msg is not None), None)
+        if why is not None:
+            raise refused if refused is not None else ConfigError("", why)
+        steps = {step for step, _ in seen}
         if len(steps) != 1:
             log.warning("the ranks' saved states of the interacting scheme's units are at steps %s: "
                         "every unit starts again from its first step",

@@ -514,3 +514,24 @@ def test_interacting_unit_resumes_on_two_ranks(tmp_path):
     r3 = bohmpower(["run", path, "-o", tmp_path / "one.h5", "-q"])
     assert r3.returncode == 0, r3.stderr
     assert_same_results(tmp_path / "one.h5", out)
+
+
+def test_a_unit_state_of_another_run_is_refused_and_kept(tmp_path):
+    """A unit-state file whose run identity is not this run's (copied in, or left by an edited run
+    file) is refused on --resume with exit 2 naming the file, and is not deleted."""
+    from bohmpower.checkpoint import _IDENTITY_KEY, checkpoint_path
+
+    path = write_run_file(tmp_path / "run.toml", _interacting_run(80))
+    out = tmp_path / "stopped.h5"
+    r, _ = _run_counting_steps(path, out, sigterm_at=12)
+    assert r.returncode == 75, r.stderr
+    unit = checkpoint_path(out) / "unit-0-of-1.npz"
+    with np.load(unit) as z:
+        arrays = dict(z)
+    arrays[_IDENTITY_KEY] = np.asarray("0" * 64)
+    with open(unit, "wb") as fh:
+        np.savez(fh, **arrays)
+    r2, _ = _run_counting_steps(path, out, "--resume")
+    assert r2.returncode == 2, r2.stderr
+    assert "unit-0-of-1.npz was written by another run" in r2.stderr and "Traceback" not in r2.stderr
+    assert unit.is_file()
