@@ -408,7 +408,6 @@ KEYS: tuple[KeySpec, ...] = (
     _f("method", "overlap_cutoff", "dimensionless", 1e-12,
        "1e-16 <= value < 1 (relative eigenvalue of S kept; interacting scheme)",
        lambda v: 1e-16 <= v < 1),
-    _s("method", "basis_guidance", "conditional", ("conditional", "reconstructed")),
     _f("method", "norm_tolerance", "dimensionless", 0.05,
        "0 < value <= 1 (relative drift of the norm of Psi; interacting scheme)",
        lambda v: 0 < v <= 1),
@@ -781,7 +780,6 @@ class MethodConfig:
     scheme: str = _d("method", "scheme")
     basis_size: int = _d("method", "basis_size")
     overlap_cutoff: float = _d("method", "overlap_cutoff")
-    basis_guidance: str = _d("method", "basis_guidance")
     norm_tolerance: float = _d("method", "norm_tolerance")
     energy_tolerance: float = _d("method", "energy_tolerance")
 
@@ -1994,8 +1992,8 @@ def describe(config: RunConfig) -> str:
         mth = config.method
         text = f"  method: conditional wavefunctions, scheme {mth.scheme}, exchange = {str(mth.exchange).lower()}"
         if mth.scheme == "interacting":
-            text += (f", basis_size {mth.basis_size}, basis_guidance {mth.basis_guidance}, "
-                     f"overlap_cutoff {mth.overlap_cutoff:.3g}, norm_tolerance {mth.norm_tolerance:.3g}, "
+            text += (f", basis_size {mth.basis_size}, overlap_cutoff {mth.overlap_cutoff:.3g}, "
+                     f"norm_tolerance {mth.norm_tolerance:.3g}, "
                      f"energy_tolerance {mth.energy_tolerance:.3g}")
         lines.append(text)
     if config.reservoirs is not None:

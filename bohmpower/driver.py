@@ -734,7 +734,7 @@ class CWSolver:
             return InteractingEnsemble(
                 self.model, X0, mth.basis_size, self.seed, overlap_cutoff=mth.overlap_cutoff,
                 norm_tolerance=mth.norm_tolerance, energy_tolerance=mth.energy_tolerance,
-                basis_guidance=mth.basis_guidance, sample_ids=ids, workers=self.workers,
+                sample_ids=ids, workers=self.workers,
                 comm=comm if comm is not None and comm.size > 1 else None)
         return CWEnsemble(self.model, X0, exchange=self.exchange, workers=self.workers,
                           sample_ids=ids)

@@ -72,7 +72,6 @@ stay independent: results do not depend on the rank count. A rank's blocks are o
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import logging
@@ -86,8 +85,7 @@ import scipy.linalg
 from bohmpower.errors import ConfigError, NumericalError
 from bohmpower.model.state import TrajectoryState
 
-from .engine import _STATE_KEYS, SPECTRAL_EDGE_TOLERANCE, spectral_edge_weights
-from .engine import _norms as _cw_norms
+from .engine import _STATE_KEYS, SPECTRAL_EDGE_TOLERANCE
 from .guidance import (
     PointPotentials,
     velocity_and_quantum_potential,
@@ -110,9 +108,6 @@ log = logging.getLogger(__name__)
 
 #: Sample ids of the basis worlds start here (trajectory ids never reach it): independent streams.
 BASIS_ID_OFFSET = 2**40
-#: What guides the basis worlds (module Choices): their own CWs (the zeroth-order engine) or the
-#: reconstructed Psi.
-BASIS_GUIDANCE = ("conditional", "reconstructed")
 #: Pairs (a <= b) of basis functions per chunk of the pair matrix (the unit shared over MPI ranks).
 PAIR_CHUNK = 1024
 
@@ -450,14 +445,6 @@ def _reconstructed(values, d1, d2, c, antisymmetric, n_w, n, diag):
 
 
 # ---------------------------------------------------------------------------------------- ensemble
-@dataclass
-class _BasisStep:
-    """What ``engine.absorb_and_keep`` reads of the basis worlds' state at the start of a step."""
-
-    alive: np.ndarray
-    gamma_total: np.ndarray
-
-
 class InteractingEnsemble:
     """Measured worlds guided by the ICWF wavefunction of a shared basis (module Choices).
 
@@ -500,7 +487,7 @@ class InteractingEnsemble:
 
     def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
                  overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
-                 energy_tolerance: float = 0.05, basis_guidance: str = "conditional",
+                 energy_tolerance: float = 0.05,
                  sample_ids: np.ndarray | None = None, workers: int = 1, comm=None) -> None:
         from bohmpower.cw.engine import CWEnsemble
         from bohmpower.model.sampling import sample_configurations
@@ -511,10 +498,6 @@ class InteractingEnsemble:
                 "the interacting scheme starts from orbitals; give [[initial.packet]], "
                 "[initial.train] or [[initial.eigenstate]]",
             )
-        if basis_guidance not in BASIS_GUIDANCE:
-            raise ConfigError("method.basis_guidance",
-                              f"must be one of {', '.join(BASIS_GUIDANCE)}, got {basis_guidance!r}")
-        self.basis_guidance = basis_guidance
         self.model = model
         self.n_particles = n = int(model.n_particles)
         self.antisymmetric = model.statistics == "fermion" and n > 1
@@ -540,18 +523,14 @@ class InteractingEnsemble:
         # The zeroth-order resolution check (spectral edge weight of each CW) is measured on the
         # basis but does not remove basis worlds: one function's edge weight says little about Psi's,
         # and dropping basis functions changes Psi; a warning names the grid instead (step()).
-        # With reconstructed guidance the basis worlds' own ratios are not used (no relative-density
-        # floor: a basis world may sit where its own CWs are small), only their CWs and propagator.
         self.basis = CWEnsemble(model, Xb, exchange=False, workers=workers, sample_ids=basis_ids,
-                                discard_failures=True, spectral_tolerance=np.inf,
-                                density_floor=0.0 if basis_guidance == "reconstructed" else None)
+                                discard_failures=True, spectral_tolerance=np.inf)
         self._edge_warned = False
         inter = self.potentials.w
         self.pair = None if inter is None else PairInteraction(model.grid.x, inter, workers)
         self.timings = {"basis": 0.0, "matrices": 0.0, "guidance": 0.0}
         self.step_index = 0
         self.live = self.basis.state.alive.copy()
-        self._xb_matrices = None
         mats = self._matrices()
         # C(0): least-squares fit S C = <Phi_a | Psi0> (Psi0 = det or product of the orbitals)
         orb = np.asarray(model.orbitals, dtype=complex)
@@ -564,8 +543,6 @@ class InteractingEnsemble:
         self.norm = self._norm(self.c, mats.s)
         self.g = s_plus @ mats.k
         self.s = mats.s
-        if self.basis_guidance == "reconstructed":
-            self._init_reconstructed_basis()
         # <H> of Psi: conserved without absorbing layers and drives (checked then, recorded always)
         self.conserves_energy = not self.potentials.absorbing and len(model.drives) == 0
         self.energy = self._energy(mats)
@@ -606,7 +583,7 @@ class InteractingEnsemble:
     def _matrices(self) -> BasisMatrices:
         a = _time.perf_counter()
         psi = self.basis.psi[self.live]
-        X = self._basis_positions()[self.live]
+        X = self.basis.state.X[self.live]
         mats = basis_matrices(psi, X, self.model.grid.x, self.pair, self.antisymmetric, self.comm)
         self.timings["matrices"] += _time.perf_counter() - a
         if not (np.all(np.isfinite(mats.s)) and np.all(np.isfinite(mats.k))):
@@ -617,77 +594,6 @@ class InteractingEnsemble:
     @property
     def t_now(self) -> float:
         return self.basis.state.t
-
-    def _basis_positions(self) -> np.ndarray:
-        """X^b of the conditional potentials in K, shape (M, N): the basis worlds' positions
-        (conditional guidance) or, within a step of reconstructed guidance, their predictor."""
-        if self._xb_matrices is not None:
-            return self._xb_matrices
-        return self.basis.state.X
-
-    # ---------------------------------------------------- basis worlds guided by the reconstructed Psi
-    def _basis_velocity(self, X: np.ndarray, live: np.ndarray) -> np.ndarray:
-        """v_k = Im(d_k Psi / Psi) / m of the reconstructed Psi at basis configurations (NaN rows
-        where not live or where Psi vanishes)."""
-        v = np.full(X.shape, np.nan)
-        idx = np.flatnonzero(live & np.all(np.isfinite(X), axis=1))
-        if idx.size:
-            _, r1, _ = self._ratios(X[idx])
-            v[idx] = np.imag(r1) / self.potentials.mass
-        return v
-
-    def _init_reconstructed_basis(self) -> None:
-        st = self.basis.state
-        self._xb = np.array(st.X, dtype=float)
-        self._xb_matrices = self._xb
-        self._vb = self._basis_velocity(self._xb, self.live)
-        self._basis_gamma = np.array(st.gamma_total, dtype=float)
-        self._basis_keep = self.live & np.all(np.isfinite(self._vb), axis=1)
-
-    def _advance_basis_reconstructed(self) -> np.ndarray:
-        """First half of a basis step with reconstructed guidance: the CWs over dt in the conditional
-        potentials at the midpoint X + dt/2 v (v of the reconstructed Psi at t), the predictor
-        X + dt v as the positions of K at t + dt. Returns the live mask (module Choices)."""
-        dt = self.dt
-        live = self._basis_keep
-        xb, vb = self._xb, self._vb
-        x_mid = np.where(live[:, None], xb + 0.5 * dt * vb, np.nan)
-        b = self.basis
-        b.propagator.step(b.psi, self.t_now, b.owner, x_mid)
-        b.step_index += 1
-        norms = _cw_norms(b.psi, self.dx)
-        live = live & np.all(np.isfinite(norms), axis=1)
-        if b.spectral_every and b.step_index % b.spectral_every == 0 and np.any(live):
-            edge = spectral_edge_weights(b.psi[live], b._top)
-            b.max_spectral_edge = max(b.max_spectral_edge, float(np.max(np.nanmean(edge, axis=0))))
-        self._xb_matrices = np.where(live[:, None], xb + dt * vb, np.nan)
-        b.state = dataclasses.replace(b.state, t=b.state.t + dt)
-        return live
-
-    def _correct_basis_reconstructed(self) -> None:
-        """Second half: X(t + dt) = X + dt/2 (v(X, t) + v(X_pred, t + dt)) with the new C (Heun, like
-        the measured worlds); basis worlds absorbed, out of the cell or on a node of Psi are
-        removed at the next step (refit)."""
-        from bohmpower.cw.engine import absorb_and_keep
-
-        dt = self.dt
-        live = self.live
-        v_star = self._basis_velocity(self._xb_matrices, live)
-        x_new = np.where(live[:, None], self._xb + 0.5 * dt * (self._vb + v_star), np.nan)
-        old = _BasisStep(alive=live, gamma_total=self._basis_gamma)
-        self._basis_log_weight, keep = absorb_and_keep(
-            self.potentials, getattr(self, "_basis_log_weight", np.zeros(live.size)), old, x_new, dt,
-            self.x_min, self.x_max)
-        self._xb = np.where(keep[:, None], x_new, np.nan)
-        self._vb = self._basis_velocity(self._xb, keep)
-        keep &= np.all(np.isfinite(self._vb), axis=1)
-        self._basis_gamma = np.zeros(live.size)
-        if self.potentials.absorbing and np.any(keep):
-            self._basis_gamma[keep] = self.potentials.gamma_at(self._xb[keep]).sum(axis=1)
-        self._basis_keep = keep
-        self._xb_matrices = self._xb
-        b = self.basis
-        b.state = dataclasses.replace(b.state, X=self._xb, weight=np.where(keep, 1.0, 0.0))
 
     def _fail(self, cause: str) -> None:
         raise NumericalError(self.step_index, self.t_now, f"interacting scheme: {cause}")
@@ -799,12 +705,9 @@ class InteractingEnsemble:
         a = _time.perf_counter()
         old_live = self.live.copy()
         s_old = self.s
-        if self.basis_guidance == "reconstructed":
-            now_live = self._advance_basis_reconstructed()
-        else:
-            self.basis.step()
-            now_live = self.basis.state.alive
+        self.basis.step()
         self.timings["basis"] += _time.perf_counter() - a
+        now_live = self.basis.state.alive
         if not np.any(now_live):
             self._fail("every basis world was removed (absorbed, left the cell or failed)")
         if np.any(old_live & ~now_live):
@@ -829,10 +732,6 @@ class InteractingEnsemble:
             self._fail("coefficients C not finite")
         self.norm = self._norm(self.c, mats.s)
         self.energy = self._energy(mats)
-        if self.basis_guidance == "reconstructed":
-            a = _time.perf_counter()
-            self._correct_basis_reconstructed()
-            self.timings["guidance"] += _time.perf_counter() - a
         self.energy_history.append(self.energy)
         self.rank_history.append(self.rank)
         self.norm_history.append(self.norm)
