@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import pytest
 
-from bohmpower.config import parse_config
+from bohmpower.config import default_basis_size, parse_config
 from bohmpower.cw.interacting import (
     InteractingEnsemble,
     PairInteraction,
@@ -292,7 +292,12 @@ def test_run_file_rules():
     with pytest.raises(ConfigError, match="exchange = true"):
         _collision("fermion", exchange=False)
     c = _collision("distinguishable")
-    assert c.method.scheme == "interacting" and c.method.basis_size == 128
+    # the default basis is the smallest measured one that reaches 4 s.e. in every term
+    # (docs/accuracy.md): 512 for N = 2, 256 for N = 3 and beyond; a given size is kept
+    assert c.method.scheme == "interacting" and c.method.basis_size == 512
+    assert [default_basis_size(n) for n in (1, 2, 3, 4)] == [512, 512, 256, 256]
+    d = run_dict(method={"scheme": "interacting", "basis_size": 24}, trajectories={"count": 4})
+    assert parse_config(d, REPO).method.basis_size == 24
     with pytest.raises(ConfigError, match="scheme"):
         parse_config(run_dict(method={"scheme": "icwf"}, trajectories={"count": 4}), REPO)
 
