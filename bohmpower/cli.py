@@ -315,6 +315,14 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
         log.info("cw run: %s; %d electrons, %d samples, exchange %s, %d rank(s)",
                  config.title or run_file.name, solver.model.n_particles, solver.n_samples,
                  "on" if solver.exchange else "off", comm.size)
+    estimate = None
+    if root and not args.quiet:
+        from bohmpower.estimates import run_command_seconds
+
+        # as `bohmpower check` prints it (one core), shared by the ranks
+        estimate = run_command_seconds(config) / comm.size
+        log.info("estimated run time (the run's kernels timed here, as bohmpower check, over %d "
+                 "rank(s)): %.3g s", comm.size, estimate)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")
     if root and not args.quiet:
         solver.step_observer = _within_block(progress)
@@ -334,6 +342,9 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     except StorageError as exc:
         raise StorageError(f"{exc} with --resume: the checkpoint {checkpoint.dir} holds every "
                            "finished block, so nothing is computed again") from None
+    if estimate is not None:
+        log.info("measured %.3g s against the estimate %.3g s: measured / estimate = %.3g",
+                 result.wall_time, estimate, result.wall_time / max(estimate, 1e-9))
     rate = result.samples / max(result.wall_time, 1e-9)
     log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
              "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,

@@ -123,18 +123,22 @@ def _describe_cw(atomic, model, warnings) -> str:
     return "\n".join(lines)
 
 
-def _describe_interacting(atomic, model, warnings) -> str:
-    """Interacting scheme: one basis guides every block of worlds; its cost and the guidance cost per
-    world are measured on this machine from three steps of one block (calibration, not a model)."""
-    import time as _t
+def interacting_run_cost(atomic, model, repeats: int = 3) -> dict:
+    """Run time of an interacting-scheme run on one core, from its own ensemble timed here: one
+    basis steps for all blocks (``basis_step``: propagation and matrices), the guidance costs
+    ``world_step`` per measured world. Timed on ``repeats`` steps of one block after a warm-up
+    step. ``atomic``: the run's config in atomic units; ``model`` built from it.
 
-    from bohmpower.cw.interacting import PAIR_CHUNK, InteractingEnsemble
+    Returns
+    -------
+    dict: ``seconds``, ``basis_step``, ``world_step``.
+    """
+    from bohmpower.cw.interacting import InteractingEnsemble
     from bohmpower.model.sampling import sample_configurations
     from bohmpower.power.recorder import BLOCK_SIZE
 
     mth = atomic.method
     samples = atomic.trajectories.count if atomic.trajectories else 0
-    n_blocks = -(-samples // BLOCK_SIZE)
     width = min(BLOCK_SIZE, max(samples, 1))
     kind = "slater" if model.statistics == "fermion" else "product"
     X0 = sample_configurations(kind, model.orbitals, model.grid.x, atomic.trajectories.seed,
@@ -143,12 +147,40 @@ def _describe_interacting(atomic, model, warnings) -> str:
                               overlap_cutoff=mth.overlap_cutoff, norm_tolerance=1.0)
     ens.step()  # compiles the kernels
     before = dict(ens.timings)
-    for _ in range(3):
+    for _ in range(repeats):
         ens.step()
-    spent = {k: (ens.timings[k] - before[k]) / 3 for k in before}
+    spent = {k: (ens.timings[k] - before[k]) / repeats for k in before}
     basis_step = spent["basis"] + spent["matrices"]
-    per_world_step = spent["guidance"] / width
-    seconds = atomic.time.n_steps * (basis_step + per_world_step * samples)
+    world_step = spent["guidance"] / width
+    seconds = atomic.time.n_steps * (basis_step + world_step * samples)
+    return {"seconds": seconds, "basis_step": basis_step, "world_step": world_step}
+
+
+def run_command_seconds(config) -> float:
+    """The one-core run-time estimate of `bohmpower run` on ``config`` (a closed-system run file
+    with [method]), as `bohmpower check` prints it: ``cw_run_cost`` at zeroth order,
+    ``interacting_run_cost`` for the interacting scheme."""
+    from bohmpower.model import build_model
+
+    atomic = config.to_atomic() if config.units.system != "atomic" else config
+    if atomic.method is not None and atomic.method.scheme == "interacting":
+        model = build_model(atomic, command="check", units=config.unit_system)[0]
+        return interacting_run_cost(atomic, model)["seconds"]
+    return cw_run_cost(atomic)["seconds"]
+
+
+def _describe_interacting(atomic, model, warnings) -> str:
+    """Interacting scheme: one basis guides every block of worlds; its cost and the guidance cost per
+    world are measured on this machine from three steps of one block (calibration, not a model)."""
+    from bohmpower.cw.interacting import PAIR_CHUNK
+    from bohmpower.power.recorder import BLOCK_SIZE
+
+    mth = atomic.method
+    samples = atomic.trajectories.count if atomic.trajectories else 0
+    n_blocks = -(-samples // BLOCK_SIZE)
+    cost = interacting_run_cost(atomic, model)
+    seconds, basis_step, per_world_step = (cost["seconds"], cost["basis_step"],
+                                           cost["world_step"])
     n, n_x = model.n_particles, model.grid.n_x
     m = mth.basis_size
     # CWs and their propagation work space, the M x M x N x N overlaps and one-body terms, and the

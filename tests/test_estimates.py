@@ -79,3 +79,28 @@ def test_cw_estimate_is_within_1_5x_of_a_measured_run():
     solver.run()
     measured = time.process_time() - t0
     assert measured / 1.5 < cost["seconds"] < 1.5 * measured, (cost, measured)
+
+
+def test_run_logs_its_estimate_and_the_measured_ratio(tmp_path, caplog):
+    """`bohmpower run` logs the estimate `check` prints before it starts and measured / estimate at
+    its end (the interacting scheme's own cost model, ``estimates.interacting_run_cost``)."""
+    import logging
+    import re
+
+    from bohmpower.cli import main
+    from tests.conftest import run_dict, write_run_file
+    from tests.test_api import TINY
+
+    run = write_run_file(tmp_path / "run.toml", run_dict(**dict(
+        TINY, method={"scheme": "interacting", "exchange": True, "basis_size": 8})))
+    with caplog.at_level(logging.INFO):
+        assert main(["run", str(run), "-o", str(tmp_path / "r.h5")]) == 0
+    text = caplog.text
+    est = re.search(r"estimated run time .*: ([0-9.e+-]+) s", text)
+    num = r"([0-9.]+(?:e[+-]?[0-9]+)?)"
+    ratio = re.search(rf"measured {num} s against the estimate {num} s: measured / estimate = {num}",
+                      text)
+    assert est and ratio, text[-2000:]
+    measured, estimate, r = (float(g) for g in ratio.groups())
+    assert estimate == float(est.group(1)) and estimate > 0
+    assert abs(r / (measured / estimate) - 1) < 0.01
