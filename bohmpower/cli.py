@@ -320,7 +320,7 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
         from bohmpower.estimates import run_command_seconds
 
         # as `bohmpower check` prints it (one core), shared by the ranks
-        estimate = run_command_seconds(config) / comm.size
+        estimate = run_command_seconds(solver) / comm.size
         log.info("estimated run time (the run's kernels timed here, as bohmpower check, over %d "
                  "rank(s)): %.3g s", comm.size, estimate)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")

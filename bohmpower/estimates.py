@@ -38,7 +38,7 @@ def describe_estimates(config) -> str:
     return _describe_exact(atomic, model, warnings)
 
 
-def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter) -> dict:
+def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter, solver=None) -> dict:
     """Run time of the zeroth-order conditional-wavefunction run ``config`` on one core, from its own
     engine timed here.
 
@@ -49,7 +49,8 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter) -> dict:
     (time per step of the block) x samples / (worlds in the block).
 
     ``clock`` is the timer (wall time by default; ``time.process_time`` compares CPU times, which a
-    shared machine's load does not disturb).
+    shared machine's load does not disturb). ``solver``: the run's own CWSolver, when it exists
+    already (`bohmpower run`), instead of building another.
 
     Returns
     -------
@@ -67,7 +68,7 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter) -> dict:
     t0 = clock()
     _max_op()  # what run() imports (mpi4py when installed), paid once by every `bohmpower run`
     t_import = clock() - t0
-    solver = CWSolver(config, workers=1)
+    solver = solver if solver is not None else CWSolver(config, workers=1)
     m = solver.model
     samples = max(1, solver.n_samples)
     width = min(BLOCK_SIZE, samples)
@@ -156,17 +157,14 @@ def interacting_run_cost(atomic, model, repeats: int = 3) -> dict:
     return {"seconds": seconds, "basis_step": basis_step, "world_step": world_step}
 
 
-def run_command_seconds(config) -> float:
-    """The one-core run-time estimate of `bohmpower run` on ``config`` (a closed-system run file
-    with [method]), as `bohmpower check` prints it: ``cw_run_cost`` at zeroth order,
-    ``interacting_run_cost`` for the interacting scheme."""
-    from bohmpower.model import build_model
-
-    atomic = config.to_atomic() if config.units.system != "atomic" else config
-    if atomic.method is not None and atomic.method.scheme == "interacting":
-        model = build_model(atomic, command="check", units=config.unit_system)[0]
-        return interacting_run_cost(atomic, model)["seconds"]
-    return cw_run_cost(atomic)["seconds"]
+def run_command_seconds(solver) -> float:
+    """The one-core run-time estimate of `bohmpower run`, as `bohmpower check` prints it, timed on
+    the run's own :class:`~bohmpower.driver.CWSolver` (a closed system): ``cw_run_cost`` at zeroth
+    order, ``interacting_run_cost`` for the interacting scheme."""
+    config = solver.config  # only unit-free keys are read (counts, steps, seed, method)
+    if config.method.scheme == "interacting":
+        return interacting_run_cost(config, solver.model)["seconds"]
+    return cw_run_cost(config, solver=solver)["seconds"]
 
 
 def _describe_interacting(atomic, model, warnings) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bohmpower.config import parse_config
-from bohmpower.cw.interacting import InteractingEnsemble
+from bohmpower.cw.interacting import InteractingEnsemble, pseudo_inverse
 from bohmpower.driver import ExactSolver
 from bohmpower.exact.observables import FrameSetup, frame
 from bohmpower.model import build_model
@@ -42,17 +42,14 @@ def projection_error(ens, psi: np.ndarray, dx: float) -> float:
     phi = ens.basis.psi[ens.live]
     if phi.shape[1] != 2:
         return float("nan")
-    ov = np.einsum("aix,bjx->abij", phi.conj(), phi) * dx
     sign = -1.0 if ens.antisymmetric else 0.0
-    # <Phi_a|Phi_b>: 2 det O for the antisymmetrised pair (two terms each side), prod O_ll otherwise
-    s = (1.0 - sign) * (ov[..., 0, 0] * ov[..., 1, 1] + sign * ov[..., 0, 1] * ov[..., 1, 0])
-    # <Phi_a|Psi> with Phi_a = phi_1(x) phi_2(y) (+ sign phi_2(x) phi_1(y))
+    # <Phi_a|Phi_b> for Phi_a = phi_1(x) phi_2(y) (- phi_2(x) phi_1(y)): the engine's S (det O or
+    # prod O_ll) times N! (the two terms on each side)
+    s = ens.s * ens.factorial
     t1 = np.einsum("ax,xy,ay->a", phi[:, 0].conj(), psi, phi[:, 1].conj(), optimize=True)
     t2 = np.einsum("ax,xy,ay->a", phi[:, 1].conj(), psi, phi[:, 0].conj(), optimize=True)
-    beta = (t1 + sign * t2) * dx * dx
-    lam, vec = np.linalg.eigh(0.5 * (s + s.conj().T))
-    keep = lam > 1e-13 * lam[-1]
-    proj = np.sum(np.abs(vec[:, keep].conj().T @ beta) ** 2 / lam[keep])
+    beta = (t1 + sign * t2) * dx * dx  # <Phi_a|Psi>
+    proj = float(np.real(np.vdot(beta, pseudo_inverse(s, 1e-13)[0] @ beta)))
     norm2 = float(np.sum(np.abs(psi) ** 2) * dx * dx)
     return float(np.sqrt(max(norm2 - proj, 0.0)))
 
@@ -91,9 +88,7 @@ class OrbitalProducts:
         self.a = o_plus @ b @ o_plus.T
 
     def _pinv(self, o):
-        lam, vec = np.linalg.eigh(0.5 * (o + o.conj().T))
-        keep = lam > self.cutoff * lam[-1]
-        return (vec[:, keep] / lam[keep]) @ vec[:, keep].conj().T
+        return pseudo_inverse(o, self.cutoff)[0]
 
     def _orbitals(self):
         ens = self.ens
@@ -155,11 +150,13 @@ def state_errors(case: str, m: int, dt_factor: float = 1.0, products: bool = Fal
             tens = tensor_span_error(ens, psi, model.grid.dx)
             err_p = (float(np.sqrt(np.sum(np.abs(prods.on_grid() - psi) ** 2) * vol)) if prods
                      else float("nan"))
-            rows.append({"t": t, "state_error": err, "projection_error": proj, "tensor_span_error": tens,
-                         "orbital_products_error": err_p, "energy_exact": fe.globals["energy"]
-                         / fe.globals["norm"], "energy": ens.energy, "rank": ens.rank})
+            rows.append({"t": t, "state_error": err, "projection_error": proj,
+                         "tensor_span_error": tens, "orbital_products_error": err_p,
+                         "energy_exact": fe.globals["energy"] / fe.globals["norm"],
+                         "energy": ens.energy, "rank": ens.rank})
             r = rows[-1]
-            print(f"M={m:4d} t={t:5.1f}  ||Psi_r - Psi|| = {err:.3f} (span {proj:.3f}, V x V {tens:.3f}, all products {err_p:.3f})  <H> {r['energy']:.4f} "
+            print(f"M={m:4d} t={t:5.1f}  ||Psi_r - Psi|| = {err:.3f} (span {proj:.3f}, V x V "
+                  f"{tens:.3f}, all products {err_p:.3f})  <H> {r['energy']:.4f} "
                   f"(exact {r['energy_exact']:.4f})   rank S {ens.rank}", flush=True)
         if step == cfg.time.n_steps:
             break
@@ -183,7 +180,8 @@ def main() -> None:
                     help="relative eigenvalue cutoff of O's pseudo-inverse in the prototype")
     ap.add_argument("--dt-factor", type=float, default=1.0, help="divide time.dt by this")
     args = ap.parse_args()
-    out = {m: state_errors(args.case, m, args.dt_factor, args.products, args.products_cutoff) for m in args.sizes}
+    out = {m: state_errors(args.case, m, args.dt_factor, args.products, args.products_cutoff)
+           for m in args.sizes}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
