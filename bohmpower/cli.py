@@ -187,6 +187,7 @@ def cmd_exact(args) -> int:
         result = solver.run(observers=(lambda step, t, fr: progress.update(1),))
     finally:
         progress.close()
+    run_wall = time.perf_counter() - t0
     path = io.write_exact_result(output, result, config, overwrite=args.overwrite)
     wall = time.perf_counter() - t0
     g = result.globals
@@ -202,7 +203,18 @@ def cmd_exact(args) -> int:
                  "estimate of each)", tm["observables"], tm["nodes"], len(result.time), tm["rest"],
                  tm["setup"], wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
+    _record_overhead("exact", run_wall + cost["first_calls"])
     return 0
+
+
+def _record_overhead(command: str, modelled: float) -> None:
+    """Keep this command's fixed cost (its whole wall time less the part the kernels' estimate
+    models: the run, and the first calls the in-run estimate paid) for `check` on this machine."""
+    from bohmpower.estimates import process_elapsed, record_command_overhead
+
+    total = process_elapsed()
+    if total is not None:
+        record_command_overhead(command, total - modelled)
 
 
 def _default_output(run_file: Path, suffix: str) -> Path:
@@ -320,7 +332,8 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
         from bohmpower.estimates import run_command_seconds
 
         # as `bohmpower check` prints it (one core), shared by the ranks
-        estimate = run_command_seconds(solver) / comm.size
+        kernels, paid = run_command_seconds(solver)
+        estimate = kernels / comm.size
         log.info("estimated run time (the run's kernels timed here, as bohmpower check, over %d "
                  "rank(s)): %.3g s", comm.size, estimate)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")
@@ -345,6 +358,9 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     if estimate is not None:
         log.info("measured %.3g s against the estimate %.3g s: measured / estimate = %.3g",
                  result.wall_time, estimate, result.wall_time / max(estimate, 1e-9))
+        if not args.resume:
+            scheme = "run:interacting" if config.method.scheme == "interacting" else "run"
+            _record_overhead(scheme, result.wall_time + paid)
     rate = result.samples / max(result.wall_time, 1e-9)
     log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
              "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,

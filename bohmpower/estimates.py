@@ -1,10 +1,82 @@
-"""Memory and run-time estimates printed by ``bohmpower check`` (nothing is propagated)."""
+"""Memory and run-time estimates printed by ``bohmpower check`` (nothing is propagated).
+
+An estimate is the run's kernels timed here (``exact_run_cost``, ``cw_run_cost``,
+``interacting_run_cost``) plus the command's fixed cost around them: the interpreter and the imports,
+the set-up before the first step, the in-run estimate and the result file. That fixed part is
+measured by the commands themselves: every ``bohmpower exact`` and ``bohmpower run`` records it at its
+end (``record_command_overhead``) in a per-machine file (``BOHMPOWER_CACHE_DIR``, default
+``~/.cache/bohmpower``), and ``check`` adds the median of the last records of that command
+(``command_overhead``); before any run on the machine it times the imports in a child process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+#: Records of each command's fixed cost kept in the per-machine file (the median is used).
+OVERHEAD_RECORDS = 9
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("BOHMPOWER_CACHE_DIR") or Path.home() / ".cache" / "bohmpower"
+    return Path(root) / "command_overhead.json"
+
+
+def process_elapsed() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where that is not known."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = float(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def record_command_overhead(command: str, seconds: float) -> None:
+    """Keep the fixed cost of one finished command ("exact" or "run") for later estimates: the
+    process's whole wall time less the kernels' share the estimate models. Never fails a run."""
+    if not (np.isfinite(seconds) and seconds >= 0):
+        return
+    path = _cache_file()
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        rows = [float(v) for v in data.get(command, [])][-(OVERHEAD_RECORDS - 1):]
+        data[command] = rows + [round(float(seconds), 3)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def command_overhead(command: str) -> tuple[float, str]:
+    """The fixed cost of ``command`` on this machine [s] and where it comes from: the median of the
+    last recorded runs, or, before any, the imports of a run timed in a child process."""
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        data = {}
+    rows = data.get(command, []) if isinstance(data, dict) else []
+    if rows:
+        return float(np.median(rows)), f"median of this machine's last {len(rows)} run(s)"
+    source = "the imports of a run, timed in a child process: no run recorded on this machine yet"
+    if isinstance(data, dict) and data.get("imports"):
+        return float(data["imports"][-1]), source
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import bohmpower.driver, bohmpower.io"],
+                   capture_output=True, check=False)
+    seconds = round(time.perf_counter() - t0, 3)  # as it is kept
+    record_command_overhead("imports", seconds)
+    return seconds, source
 
 
 
@@ -107,6 +179,7 @@ def _describe_cw(atomic, model, warnings) -> str:
     per_world = n * n if exchange else n
     samples = atomic.trajectories.count if atomic.trajectories else 0
     cost = cw_run_cost(atomic)
+    fixed, source = command_overhead("run")
     block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
     lines = [
         "conditional-wavefunction estimates:",
@@ -114,9 +187,11 @@ def _describe_cw(atomic, model, warnings) -> str:
         f"({'exchange: N^2' if exchange else 'no exchange: N'}), {samples} samples, "
         f"{atomic.time.n_steps:,} steps",
         f"  memory: about {block_bytes / 2**20:.0f} MiB per block of {BLOCK_SIZE} worlds",
-        f"  run time: about {_human(cost['seconds'])} on one core (divide by the number of MPI ranks; "
-        f"timed here: {cost['world_step'] * 1e6:.1f} us per world and step, on a block of "
-        f"{cost['width']} worlds)",
+        f"  run time: about {_human(cost['seconds'] + fixed)} on one core: kernels "
+        f"{_human(cost['seconds'])} (divide by the number of MPI ranks; timed here: "
+        f"{cost['world_step'] * 1e6:.1f} us per world and step, on a block of {cost['width']} "
+        f"worlds) + the command's fixed cost {_human(fixed)} (imports, set-up, result file; "
+        f"{source})",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
@@ -157,14 +232,17 @@ def interacting_run_cost(atomic, model, repeats: int = 3) -> dict:
     return {"seconds": seconds, "basis_step": basis_step, "world_step": world_step}
 
 
-def run_command_seconds(solver) -> float:
-    """The one-core run-time estimate of `bohmpower run`, as `bohmpower check` prints it, timed on
-    the run's own :class:`~bohmpower.driver.CWSolver` (a closed system): ``cw_run_cost`` at zeroth
-    order, ``interacting_run_cost`` for the interacting scheme."""
+def run_command_seconds(solver) -> tuple[float, float]:
+    """The one-core run-time estimate of `bohmpower run`'s kernels, as `bohmpower check` prints it,
+    timed on the run's own :class:`~bohmpower.driver.CWSolver` (a closed system): ``cw_run_cost``
+    at zeroth order, ``interacting_run_cost`` for the interacting scheme; and the part of it that
+    the timing itself has paid (imports, numba loading: ``start``), which the run does not pay
+    again."""
     config = solver.config  # only unit-free keys are read (counts, steps, seed, method)
     if config.method.scheme == "interacting":
-        return interacting_run_cost(config, solver.model)["seconds"]
-    return cw_run_cost(config, solver=solver)["seconds"]
+        return interacting_run_cost(config, solver.model)["seconds"], 0.0
+    cost = cw_run_cost(config, solver=solver)
+    return cost["seconds"], cost["start"]
 
 
 def _describe_interacting(atomic, model, warnings) -> str:
@@ -177,6 +255,7 @@ def _describe_interacting(atomic, model, warnings) -> str:
     samples = atomic.trajectories.count if atomic.trajectories else 0
     n_blocks = -(-samples // BLOCK_SIZE)
     cost = interacting_run_cost(atomic, model)
+    fixed, source = command_overhead("run:interacting")  # its in-run estimate steps the basis
     seconds, basis_step, per_world_step = (cost["seconds"], cost["basis_step"],
                                            cost["world_step"])
     n, n_x = model.n_particles, model.grid.n_x
@@ -189,9 +268,11 @@ def _describe_interacting(atomic, model, warnings) -> str:
         f"  basis: {m} worlds x {n} CWs of {n_x} points, held by every MPI rank "
         f"(it guides all {samples} samples, {n_blocks} block(s)); {atomic.time.n_steps:,} steps",
         f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis and its matrices)",
-        f"  run time: about {_human(seconds)} on one core (measured here per step: basis "
-        f"{basis_step * 1e3:.1f} ms, guidance {per_world_step * 1e6:.0f} us per world; with P "
-        "ranks the pair matrix, most of the basis part, and the guidance divide by P)",
+        f"  run time: about {_human(seconds + fixed)} on one core: kernels {_human(seconds)} "
+        f"(measured here per step: basis {basis_step * 1e3:.1f} ms, guidance "
+        f"{per_world_step * 1e6:.0f} us per world; with P ranks the pair matrix, most of the basis "
+        f"part, and the guidance divide by P) + the command's fixed cost {_human(fixed)} "
+        f"(imports, set-up, result file; {source})",
     ]
     lines.extend(f"  warning: {w}" for w in warnings)
     return "\n".join(lines)
@@ -272,8 +353,17 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
             if step is not None:
                 traj.record(step, step * solver.dt, psi, None)
 
-        traj_step, extra_t = best(move)
-        t_setup += max(extra_t, 0.0)
+        # Frames store trajectories and windows close in the recorder: time a whole span of
+        # steps (save_every and the window, at most 200) so their share is in the mean.
+        span = int(min(tc.n_steps, max(repeats, tc.save_every, solver.window_steps), 200))
+        t1 = clock()
+        move()  # step 0: the recorder's first call
+        extra_t = clock() - t1
+        t1 = clock()
+        for _ in range(span):
+            move()
+        traj_step = (clock() - t1) / span
+        t_setup += max(extra_t - traj_step, 0.0)
     call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
     node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
     frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
@@ -292,6 +382,7 @@ def _describe_exact(atomic, model, warnings) -> str:
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
     cost = exact_run_cost(atomic)
+    fixed, source = command_overhead("exact")
     if cost["samples"]:
         with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
         traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "
@@ -305,10 +396,11 @@ def _describe_exact(atomic, model, warnings) -> str:
         _phase_line(model),
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
         f"{cost['n_nodes']:,} window-quadrature nodes",
-        f"  run time: about {_human(cost['seconds'])} on {atomic.numerics.fft_workers} FFT "
-        f"thread(s), {with_traj} (timed here: step {cost['step'] * 1e3:.2f} ms, "
-        f"{traj_part}observables {cost['node'] * 1e3:.1f} ms at a node, "
-        f"{cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s)",
+        f"  run time: about {_human(cost['seconds'] + fixed)} on {atomic.numerics.fft_workers} FFT "
+        f"thread(s), {with_traj}: kernels {_human(cost['seconds'])} (timed here: step "
+        f"{cost['step'] * 1e3:.2f} ms, {traj_part}observables {cost['node'] * 1e3:.1f} ms at a "
+        f"node, {cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s) + the "
+        f"command's fixed cost {_human(fixed)} (imports, set-up, result file; {source})",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")

@@ -77,10 +77,10 @@ TERMS = ("energy", "power", "interaction", "quantum", "quantum_flux", "quantum_n
          "field_work")
 
 
-def run_files(name: str, samples: int, sizes: list[int]) -> tuple[dict, dict]:
+def run_files(name: str, samples: int, sizes: list[int], seed: int = acc.SEED) -> tuple[dict, dict]:
     exact, cw, _ = case_dicts(name)
     base = copy.deepcopy(cw)
-    base["trajectories"] = {"count": samples, "seed": acc.SEED, "store": 2}
+    base["trajectories"] = {"count": samples, "seed": int(seed), "store": 2}
     runs = {"zeroth_order": base}
     for m in sizes:
         d = copy.deepcopy(base)
@@ -107,16 +107,18 @@ def summarise(cmp) -> dict:
     return out
 
 
-def study(name: str, scratch: Path, samples: int, sizes: list[int], reuse: bool) -> dict:
+def study(name: str, scratch: Path, samples: int, sizes: list[int], reuse: bool,
+          seed: int = acc.SEED) -> dict:
     folder = scratch / name
     folder.mkdir(parents=True, exist_ok=True)
-    exact, runs = run_files(name, samples, sizes)
+    exact, runs = run_files(name, samples, sizes, seed)
     pe = folder / "exact.toml"
     pe.write_text(acc.to_toml(exact))
     he = pe.with_suffix(".h5")
     if not (reuse and he.exists()):
         acc._bohmpower("exact", pe, "-o", he, "--overwrite", "-q")
-    rec = {"case": name, "title": case_dicts(name)[2], "samples": samples, "runs": {}}
+    rec = {"case": name, "title": case_dicts(name)[2], "samples": samples, "seed": seed,
+           "runs": {}}
     for tag, d in runs.items():
         p = folder / f"{tag}.toml"
         p.write_text(acc.to_toml(d))
@@ -189,6 +191,8 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="*", type=int, default=[8, 16, 32, 64])
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--seed", type=int, default=acc.SEED,
+                    help="seed of the samples and of the basis worlds (default: the accuracy study's)")
     ap.add_argument("--figure-only", nargs="*", type=Path, default=None,
                     help="draw the figure from these icwf_convergence.json files and stop")
     args = ap.parse_args()
@@ -197,7 +201,7 @@ def main() -> None:
         figure(records, REPO / "docs" / "figures" / "icwf_convergence.png")
         return
     args.scratch.mkdir(parents=True, exist_ok=True)
-    records = [study(n, args.scratch, args.samples, args.sizes, args.reuse)
+    records = [study(n, args.scratch, args.samples, args.sizes, args.reuse, args.seed)
                for n in (args.only or CASES)]
     (args.scratch / "icwf_convergence.json").write_text(json.dumps(records, indent=1))
     text = "\n\n".join(table(r) for r in records)

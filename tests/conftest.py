@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 # Tests and benchmarks time and compare at one thread (SPEC.md "Benchmarks").
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The commands' fixed-cost records (bohmpower.estimates) go to a throwaway folder, not ~/.cache.
+os.environ.setdefault("BOHMPOWER_CACHE_DIR", tempfile.mkdtemp(prefix="bohmpower-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -104,3 +104,72 @@ def test_run_logs_its_estimate_and_the_measured_ratio(tmp_path, caplog):
     measured, estimate, r = (float(g) for g in ratio.groups())
     assert estimate == float(est.group(1)) and estimate > 0
     assert abs(r / (measured / estimate) - 1) < 0.01
+
+
+def test_the_commands_fixed_cost_is_kept_per_machine_as_the_median_of_the_last_runs(
+        tmp_path, monkeypatch):
+    """`check` adds to the kernels' estimate the command's fixed cost (imports, set-up, in-run
+    estimate, result file), the median of what the last runs of that command recorded; before any
+    run it times the imports in a child process (and keeps that too)."""
+    from bohmpower import estimates
+
+    monkeypatch.setenv("BOHMPOWER_CACHE_DIR", str(tmp_path))
+    seconds, source = estimates.command_overhead("exact")
+    assert 0.05 < seconds < 60 and "child process" in source
+    assert estimates.command_overhead("exact")[0] == seconds  # kept, not timed again
+    for v in [3.0, 1.0, 2.0, float("nan"), -1.0]:  # NaN and negative values are not records
+        estimates.record_command_overhead("exact", v)
+    assert estimates.command_overhead("exact") == (2.0, "median of this machine's last 3 run(s)")
+    for v in range(20):
+        estimates.record_command_overhead("exact", 100.0 + v)
+    value, source = estimates.command_overhead("exact")
+    assert value == 100.0 + 15 and "last 9 run(s)" in source  # the last 9: 111 .. 119
+    assert estimates.command_overhead("run")[1].startswith("the imports")  # per command
+    (tmp_path / "command_overhead.json").write_text("{not json")
+    assert estimates.command_overhead("exact")[0] > 0  # a damaged file is no failure
+    up = estimates.process_elapsed()
+    assert up is None or 0 < up < 1e6
+
+
+def test_check_predicts_the_whole_command_with_its_fixed_cost(tmp_path):
+    """The whole `bohmpower exact` process, as a user times it, against the estimate `check` prints
+    for it: a short run (most of it imports, set-up and the result file, as in example 03), run once
+    to record the machine's fixed cost, then estimated and run again. CPU time of the child
+    processes (one thread each): the load of a shared machine moves wall times, not the model."""
+    import json
+    import os
+    import re
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import run_dict, write_run_file
+
+    run = write_run_file(tmp_path / "run.toml", run_dict(
+        particles={"count": 2, "mass": 1.0, "statistics": "fermion"},
+        grid={"x_min": -20.0, "x_max": 20.0, "points": 96, "boundary": "periodic"},
+        time={"dt": 0.02, "t_end": 2.0, "save_every": 20},
+        initial={"packet": [{"center": -3.0, "width": 1.0, "wavenumber": 0.6},
+                            {"center": 3.0, "width": 1.0, "wavenumber": -0.3}]},
+        interaction={"kind": "soft_coulomb", "softening": 1.0},
+        volume=[{"name": "left", "x_min": -10.0, "x_max": 0.0}]))
+    env = dict(os.environ, BOHMPOWER_CACHE_DIR=str(tmp_path / "cache"))
+
+    def child(*args) -> tuple[float, str]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([sys.executable, "-m", "bohmpower", *args], env=env,
+                             capture_output=True, text=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                out.stdout + out.stderr)
+
+    child("exact", str(run), "-o", str(tmp_path / "a.h5"))
+    records = json.loads((tmp_path / "cache" / "command_overhead.json").read_text())
+    assert len(records["exact"]) == 1 and records["exact"][0] > 0.2  # at least the imports
+    text = child("check", str(run))[1]
+    m = re.search(r"run time: about ([0-9.]+) s .*fixed cost ([0-9.]+) s .*median of this "
+                  r"machine's last 1 run", text)
+    assert m, text
+    estimate = float(m.group(1))
+    measured = child("exact", str(run), "-o", str(tmp_path / "b.h5"))[0]
+    assert measured / 1.5 < estimate < 1.5 * measured, (estimate, measured, text)
