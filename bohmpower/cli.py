@@ -115,8 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-disagreement", action="store_true", help=argparse.SUPPRESS)
     _common(p)
 
-    p = sub.add_parser("plot", help="standard figures of a result file")
-    p.add_argument("result_file", type=Path)
+    p = sub.add_parser("plot", help="standard figures of a result file, or I(V) of a sweep folder")
+    p.add_argument("result_file", type=Path,
+                   help="result file, or the folder of a `bohmpower sweep` (I(V) beside Landauer, "
+                   "the steady-state power per volume)")
     p.add_argument("-o", "--output", type=Path, help="figure file; its suffix (.png, .pdf, .svg) sets the format (default: OUT.png)")
     p.add_argument("--volumes", metavar="A,B",
                    help="the volumes to draw (default: all, left to right)")
@@ -176,7 +178,9 @@ def cmd_exact(args) -> int:
         log.warning("warning: %s", w)
     from bohmpower.estimates import exact_run_cost
 
+    t_est = time.perf_counter()
     cost = exact_run_cost(config, solver=solver)  # as `bohmpower check` prints it
+    t_est = time.perf_counter() - t_est
     # the first calls' one-off time (numba loading, plans) is paid here, not again by the run
     estimate = cost["seconds"] - cost["first_calls"]
     log.info("estimated run time (the run's kernels timed here, as bohmpower check): %.1f s",
@@ -203,13 +207,13 @@ def cmd_exact(args) -> int:
                  "estimate of each)", tm["observables"], tm["nodes"], len(result.time), tm["rest"],
                  tm["setup"], wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
-    _record_overhead("exact", run_wall + cost["first_calls"])
+    _record_overhead("exact", run_wall + t_est)
     return 0
 
 
 def _record_overhead(command: str, modelled: float) -> None:
-    """Keep this command's fixed cost (its whole wall time less the part the kernels' estimate
-    models: the run, and the first calls the in-run estimate paid) for `check` on this machine."""
+    """Keep this command's fixed cost (its whole wall time less the run and less its own estimate,
+    which `check` adds as it measures them) for `check` on this machine."""
     from bohmpower.estimates import process_elapsed, record_command_overhead
 
     total = process_elapsed()
@@ -332,8 +336,9 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
         from bohmpower.estimates import run_command_seconds
 
         # as `bohmpower check` prints it (one core), shared by the ranks
-        kernels, paid = run_command_seconds(solver)
-        estimate = kernels / comm.size
+        t_est = time.perf_counter()
+        estimate = run_command_seconds(solver) / comm.size
+        t_est = time.perf_counter() - t_est
         log.info("estimated run time (the run's kernels timed here, as bohmpower check, over %d "
                  "rank(s)): %.3g s", comm.size, estimate)
     progress = _progress(solver.n_samples, args.quiet or not root, "samples")
@@ -359,8 +364,7 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
         log.info("measured %.3g s against the estimate %.3g s: measured / estimate = %.3g",
                  result.wall_time, estimate, result.wall_time / max(estimate, 1e-9))
         if not args.resume:
-            scheme = "run:interacting" if config.method.scheme == "interacting" else "run"
-            _record_overhead(scheme, result.wall_time + paid)
+            _record_overhead("run", result.wall_time + t_est)
     rate = result.samples / max(result.wall_time, 1e-9)
     log.info("done in %.1f s: %d samples (%.2f samples/s) on %d rank(s), load imbalance %.2f "
              "(max/mean busy time); %d discarded, %d with crossings", result.wall_time,
@@ -551,8 +555,12 @@ def cmd_compare(args) -> int:
 
 def cmd_plot(args) -> int:
     from bohmpower import io
-    from bohmpower.plot import plot_result
+    from bohmpower.plot import plot_result, plot_sweep
 
+    if Path(args.result_file).is_dir():  # a sweep folder: I(V) and the power map
+        out = plot_sweep(args.result_file, args.output)
+        log.info("figure: %s", out)
+        return 0
     figure = args.output or Path(args.result_file).with_suffix(".png")
     io.check_output_path(figure, True, inputs=(args.result_file,))
     out = plot_result(args.result_file, args.output, volumes=args.volumes, terms=args.terms,

@@ -1,8 +1,9 @@
 """Memory and run-time estimates printed by ``bohmpower check`` (nothing is propagated).
 
 An estimate is the run's kernels timed here (``exact_run_cost``, ``cw_run_cost``,
-``interacting_run_cost``) plus the command's fixed cost around them: the interpreter and the imports,
-the set-up before the first step, the in-run estimate and the result file. That fixed part is
+``interacting_run_cost``), plus the command's own estimate (a run times the same kernels at its start:
+as long as this timing took), plus the command's fixed cost around them: the interpreter and the
+imports, the set-up before the first step and the result file (``command_seconds``). That fixed part is
 measured by the commands themselves: every ``bohmpower exact`` and ``bohmpower run`` records it at its
 end (``record_command_overhead``) in a per-machine file (``BOHMPOWER_CACHE_DIR``, default
 ``~/.cache/bohmpower``), and ``check`` adds the median of the last records of that command
@@ -145,12 +146,21 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter, solver=None)
     samples = max(1, solver.n_samples)
     width = min(BLOCK_SIZE, samples)
     ids = np.arange(width)
+    def build_block(block_ids):
+        X0 = sample_configurations(solver.kind, m.orbitals, m.grid.x, solver.seed, block_ids)
+        rec = BlockRecorder(block_ids, solver.volumes, solver.time, solver.window_steps,
+                            m.grid.x, solver.n_store, solver.identical)
+        ens = solver._ensemble(X0, block_ids)
+        rec.record(0, ens.state)
+        return ens, rec
+
+    # The first block's set-up also loads kernels (paid once per run): a second one, built after
+    # it, is what every further block costs.
     t0 = clock()
-    X0 = sample_configurations(solver.kind, m.orbitals, m.grid.x, solver.seed, ids)
-    rec = BlockRecorder(ids, solver.volumes, solver.time, solver.window_steps, m.grid.x,
-                        solver.n_store, solver.identical)
-    ens = solver._ensemble(X0, ids)
-    rec.record(0, ens.state)
+    ens, rec = build_block(ids)
+    build_first = clock() - t0
+    t0 = clock()
+    build_block(ids + width)
     build = clock() - t0
     n_steps = solver.time.n_steps
     k = min(repeats, max(1, n_steps - 1))
@@ -164,7 +174,8 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter, solver=None)
         rec.record(min(step, n_steps), ens.state)
     block_step = (clock() - t0) / k
     n_blocks = -(-samples // BLOCK_SIZE)
-    start = t_import + max(first - block_step, 0.0)  # once: numba loading, plans
+    # once: numba loading, plans
+    start = t_import + max(first - block_step, 0.0) + max(build_first - build, 0.0)
     seconds = start + n_blocks * build + n_steps * block_step * samples / width
     return {"seconds": seconds, "block_step": block_step, "world_step": block_step / width,
             "width": width, "samples": samples, "n_steps": n_steps, "start": start,
@@ -178,8 +189,10 @@ def _describe_cw(atomic, model, warnings) -> str:
     exchange = bool(atomic.method.exchange)
     per_world = n * n if exchange else n
     samples = atomic.trajectories.count if atomic.trajectories else 0
+    t0 = time.perf_counter()
     cost = cw_run_cost(atomic)
-    fixed, source = command_overhead("run")
+    total, fixed, source = command_seconds(cost["seconds"], cost["start"],
+                                           time.perf_counter() - t0, "run")
     block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
     lines = [
         "conditional-wavefunction estimates:",
@@ -187,11 +200,11 @@ def _describe_cw(atomic, model, warnings) -> str:
         f"({'exchange: N^2' if exchange else 'no exchange: N'}), {samples} samples, "
         f"{atomic.time.n_steps:,} steps",
         f"  memory: about {block_bytes / 2**20:.0f} MiB per block of {BLOCK_SIZE} worlds",
-        f"  run time: about {_human(cost['seconds'] + fixed)} on one core: kernels "
+        f"  run time: about {_human(total)} on one core: kernels "
         f"{_human(cost['seconds'])} (divide by the number of MPI ranks; timed here: "
         f"{cost['world_step'] * 1e6:.1f} us per world and step, on a block of {cost['width']} "
         f"worlds) + the command's fixed cost {_human(fixed)} (imports, set-up, result file; "
-        f"{source})",
+        f"{source}) + its own estimate {_human(total - cost['seconds'] - fixed)}",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
@@ -232,17 +245,24 @@ def interacting_run_cost(atomic, model, repeats: int = 3) -> dict:
     return {"seconds": seconds, "basis_step": basis_step, "world_step": world_step}
 
 
-def run_command_seconds(solver) -> tuple[float, float]:
+def run_command_seconds(solver) -> float:
     """The one-core run-time estimate of `bohmpower run`'s kernels, as `bohmpower check` prints it,
     timed on the run's own :class:`~bohmpower.driver.CWSolver` (a closed system): ``cw_run_cost``
-    at zeroth order, ``interacting_run_cost`` for the interacting scheme; and the part of it that
-    the timing itself has paid (imports, numba loading: ``start``), which the run does not pay
-    again."""
+    at zeroth order, ``interacting_run_cost`` for the interacting scheme."""
     config = solver.config  # only unit-free keys are read (counts, steps, seed, method)
     if config.method.scheme == "interacting":
-        return interacting_run_cost(config, solver.model)["seconds"], 0.0
-    cost = cw_run_cost(config, solver=solver)
-    return cost["seconds"], cost["start"]
+        return interacting_run_cost(config, solver.model)["seconds"]
+    return cw_run_cost(config, solver=solver)["seconds"]
+
+
+def command_seconds(kernels: float, first_calls: float, timing: float, command: str
+                    ) -> tuple[float, float, str]:
+    """The whole command's time: its kernels (``first_calls`` of them, numba loading and plans, paid
+    by the timing already), the fixed cost recorded on this machine (``command_overhead``), and the
+    in-run estimate, which times the same kernels as this one did (``timing`` seconds, first calls
+    included). Returns the total, the fixed cost and where it comes from."""
+    fixed, source = command_overhead(command)
+    return kernels + fixed + max(timing - first_calls, 0.0), fixed, source
 
 
 def _describe_interacting(atomic, model, warnings) -> str:
@@ -254,8 +274,9 @@ def _describe_interacting(atomic, model, warnings) -> str:
     mth = atomic.method
     samples = atomic.trajectories.count if atomic.trajectories else 0
     n_blocks = -(-samples // BLOCK_SIZE)
+    t0 = time.perf_counter()
     cost = interacting_run_cost(atomic, model)
-    fixed, source = command_overhead("run:interacting")  # its in-run estimate steps the basis
+    total, fixed, source = command_seconds(cost["seconds"], 0.0, time.perf_counter() - t0, "run")
     seconds, basis_step, per_world_step = (cost["seconds"], cost["basis_step"],
                                            cost["world_step"])
     n, n_x = model.n_particles, model.grid.n_x
@@ -268,11 +289,12 @@ def _describe_interacting(atomic, model, warnings) -> str:
         f"  basis: {m} worlds x {n} CWs of {n_x} points, held by every MPI rank "
         f"(it guides all {samples} samples, {n_blocks} block(s)); {atomic.time.n_steps:,} steps",
         f"  memory: about {basis_bytes / 2**20:.0f} MiB (basis and its matrices)",
-        f"  run time: about {_human(seconds + fixed)} on one core: kernels {_human(seconds)} "
+        f"  run time: about {_human(total)} on one core: kernels {_human(seconds)} "
         f"(measured here per step: basis {basis_step * 1e3:.1f} ms, guidance "
         f"{per_world_step * 1e6:.0f} us per world; with P ranks the pair matrix, most of the basis "
         f"part, and the guidance divide by P) + the command's fixed cost {_human(fixed)} "
-        f"(imports, set-up, result file; {source})",
+        f"(imports, set-up, result file; {source}) + its own estimate "
+        f"{_human(total - seconds - fixed)}",
     ]
     lines.extend(f"  warning: {w}" for w in warnings)
     return "\n".join(lines)
@@ -381,8 +403,10 @@ def _describe_exact(atomic, model, warnings) -> str:
 
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
+    t0 = time.perf_counter()
     cost = exact_run_cost(atomic)
-    fixed, source = command_overhead("exact")
+    total, fixed, source = command_seconds(cost["seconds"], cost["first_calls"],
+                                           time.perf_counter() - t0, "exact")
     if cost["samples"]:
         with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
         traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "
@@ -396,11 +420,12 @@ def _describe_exact(atomic, model, warnings) -> str:
         _phase_line(model),
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
         f"{cost['n_nodes']:,} window-quadrature nodes",
-        f"  run time: about {_human(cost['seconds'] + fixed)} on {atomic.numerics.fft_workers} FFT "
+        f"  run time: about {_human(total)} on {atomic.numerics.fft_workers} FFT "
         f"thread(s), {with_traj}: kernels {_human(cost['seconds'])} (timed here: step "
         f"{cost['step'] * 1e3:.2f} ms, {traj_part}observables {cost['node'] * 1e3:.1f} ms at a "
         f"node, {cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s) + the "
-        f"command's fixed cost {_human(fixed)} (imports, set-up, result file; {source})",
+        f"command's fixed cost {_human(fixed)} (imports, set-up, result file; {source}) + its "
+        f"own estimate {_human(total - cost['seconds'] - fixed)}",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")

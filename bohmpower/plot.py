@@ -281,3 +281,100 @@ def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
     fig.savefig(output, dpi=110, format=fmt)
     plt.close(fig)
     return output
+
+
+#: Steady-state power terms a sweep figure draws per volume against the bias.
+SWEEP_TERMS = ("field_work", "quantum", "boundary_flux", "power")
+
+
+def plot_sweep(directory, output=None, n_curve: int = 41) -> Path:
+    """The figure of a bias sweep (``bohmpower sweep``; ``bohmpower plot DIR``).
+
+    Left: I(V), the exit current of every point with its standard error over the worlds, the surface
+    currents, and the Landauer current of the same device on ``n_curve`` biases (a line through the
+    points' own Landauer values). Middle: the steady-state power terms of the whole device against
+    the bias, with I V from the exit current beside the field work (energy conservation). Right: the
+    power map, the field work per unit length of each volume (colour) against x and the bias. Written
+    to ``output`` (default ``DIR/<stem>.iv.png``; the suffix sets the format).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import tomllib
+
+    import matplotlib.pyplot as plt
+
+    from bohmpower.config import parse_config
+    from bohmpower.devices.engine import DEVICE_VOLUME
+    from bohmpower.devices.sweep import landauer_curve, read_sweep
+
+    sw = read_sweep(directory)
+    output = Path(output) if output else Path(directory) / f"{sw['stem']}.iv.png"
+    fmt = figure_format(output)
+    bias, u = sw["bias"], sw["units"]
+    config = parse_config(tomllib.loads(sw["config"]), sw["base_dir"])
+    lo, hi = float(bias.min()), float(bias.max())
+    fine = np.linspace(lo, hi, n_curve) if hi > lo else bias
+    curve = landauer_curve(config, fine)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
+    ax = axes[0]
+    ax.plot(fine, curve, "k-", lw=1.2, label="Landauer")
+    ax.plot(bias, sw["model_current"], "k:", lw=1, label="injection model (packet-averaged)")
+    ax.errorbar(bias, sw["exit_current"], yerr=sw["exit_current_stderr"], fmt="o", color="C3",
+                capsize=3, label="exits (± 1 s.e.)")
+    shift = 0.01 * (hi - lo if hi > lo else max(abs(hi), 1e-30))  # side by side, not on top
+    for j, xs in enumerate(sw["surface"]):
+        ax.errorbar(bias + (j + 1) * shift, sw["current"][:, j], yerr=sw["current_stderr"][:, j],
+                    fmt=".", color=f"C{j}", alpha=0.7, capsize=2,
+                    label=f"crossings at x = {xs:.4g} {_label(u['length'])}")
+    ax.set_xlabel(_axis("bias", u["bias"]))
+    ax.set_ylabel(_axis("current", u["current"]))
+    ax.set_title("I(V)", fontsize=10)
+    ax.legend(fontsize=7)
+    vols = sw["volumes"]
+    ax = axes[1]
+    if DEVICE_VOLUME in vols:
+        d = vols[DEVICE_VOLUME]
+        for i, q in enumerate(SWEEP_TERMS):
+            ax.errorbar(bias, d[q], yerr=d[q + "_stderr"], fmt="o-", ms=4, color=f"C{i}",
+                        capsize=3, label=TERM_LABELS[q] if q != "power" else "P_Ω (-> 0)")
+        ax.plot(bias, sw["exit_current"] * bias, "k--", lw=1, label="I V (exits)")
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_title(f"{DEVICE_VOLUME}: steady-state power", fontsize=10)
+        ax.set_ylabel(_axis("power", u.get("power", "")))
+        ax.legend(fontsize=7)
+    ax.set_xlabel(_axis("bias", u["bias"]))
+    ax = axes[2]
+    parts = sorted((v["x_min"], v["x_max"], n) for n, v in vols.items() if n != DEVICE_VOLUME)
+    if parts and len(bias) > 0:
+        edges_b = _cell_edges(bias)
+        top = max(abs(vols[n]["field_work"]).max() / (b - a) for a, b, n in parts) or 1.0
+        for a, b, n in parts:
+            dens = vols[n]["field_work"] / (b - a)
+            mesh = ax.pcolormesh([a, b], edges_b, dens[:, None], cmap="RdBu_r", vmin=-top,
+                                 vmax=top, shading="flat")
+            ax.text(0.5 * (a + b), edges_b[0], n, ha="center", va="bottom", fontsize=7,
+                    rotation=90 if (b - a) < 0.1 * (parts[-1][1] - parts[0][0]) else 0)
+        fig.colorbar(mesh, ax=ax, label=_axis("P_J per length",
+                                              f"{u.get('power', '')}/{u['length']}"))
+        ax.set_xlabel(_axis("x", u["length"]))
+        ax.set_ylabel(_axis("bias", u["bias"]))
+        ax.set_title("power map: field work per length of each volume", fontsize=10)
+    else:
+        ax.text(0.5, 0.5, "no volumes in the run file:\nno power map", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    fig.suptitle(f"bias sweep {sw['stem']} ({len(bias)} points)", fontsize=11)
+    fig.savefig(output, format=fmt, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def _cell_edges(values: np.ndarray) -> np.ndarray:
+    """Edges of cells centred on sorted ``values`` (a single value: +-5 %, or +-1 around 0)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        h = 0.05 * abs(v[0]) or 1.0
+        return np.array([v[0] - h, v[0] + h])
+    mid = 0.5 * (v[1:] + v[:-1])
+    return np.concatenate(([2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]))

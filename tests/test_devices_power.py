@@ -132,3 +132,47 @@ def test_sweep_runs_one_result_per_bias_and_resumes(tmp_path, capsys):
     assert [f.stat().st_mtime_ns for f in files] == stamp
     assert [line.split(";")[0] for line in again.splitlines()] == \
         [line.split(";")[0] for line in first.splitlines()]
+
+
+def test_sweep_figure_and_read_back(tmp_path, capsys):
+    """`bohmpower sweep` draws I(V) beside the Landauer curve and the power map
+    (``plot.plot_sweep``); `bohmpower plot DIR` draws it again. ``read_sweep`` gives the points by
+    bias, and the Landauer curve, computed afresh at the points' biases, is the points' own Landauer
+    current (the same integral on the same potential). A folder without points, or with two sweeps,
+    is refused with a message."""
+    import shutil
+
+    from bohmpower.cli import main
+    from bohmpower.config import load_config
+    from bohmpower.devices.sweep import landauer_curve, read_sweep
+    from bohmpower.errors import ConfigError
+    from tests.conftest import write_run_file
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 2
+    d["time"]["t_end"] = 2100.0
+    d["steady_state"]["warm_up"] = 980.0
+    d["volume"] = VOLUMES
+    run_file = write_run_file(tmp_path / "dev.toml", d)
+    out = tmp_path / "iv"
+    assert main(["sweep", str(run_file), "--bias", "0.03:0.01:2", "-o", str(out), "--quiet"]) == 0
+    assert "figure:" in capsys.readouterr().out
+    figure = out / "dev.iv.png"
+    assert figure.stat().st_size > 10_000
+    sw = read_sweep(out)
+    assert list(sw["bias"]) == pytest.approx([0.01, 0.03])  # sorted by bias
+    assert sw["current"].shape == (2, sw["surface"].size)
+    assert set(sw["volumes"]) == {"left", "drop", "right", DEVICE_VOLUME}
+    assert sw["units"]["current"] == "1/atomic_unit_of_time"
+    np.testing.assert_allclose(landauer_curve(load_config(run_file), sw["bias"]),
+                               sw["landauer_current"], rtol=1e-10)
+    # the Landauer current grows with the bias (it can fail: the curve is the device's)
+    assert sw["landauer_current"][1] > 2 * sw["landauer_current"][0] > 0
+    figure.unlink()
+    assert main(["plot", str(out), "-o", str(tmp_path / "again.pdf")]) == 0
+    assert (tmp_path / "again.pdf").stat().st_size > 5_000
+    with pytest.raises(ConfigError, match="no sweep points"):
+        read_sweep(tmp_path)
+    shutil.copy(out / "dev.bias0.01.h5", out / "other.bias0.01.h5")
+    with pytest.raises(ConfigError, match="2 sweeps"):
+        read_sweep(out)

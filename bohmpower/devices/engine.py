@@ -594,6 +594,20 @@ class OpenResult:
         return out
 
 
+def landauer_of_cells(edges, values, mass: float, left, right, degeneracy: int = 1,
+                      n_energies: int = 4001):
+    """The Landauer current J = (g/h) int T (f_L - f_R) dE of a potential given as cells
+    (``landauer.device_potential``) between the reservoirs ``left`` and ``right``; returns J, the
+    transmission T(E) as a function and the band bottom max(U_L, U_R) [atomic units]."""
+
+    def t_of(e):
+        return transmission(e, edges, values, mass, left.band_bottom, right.band_bottom)[0]
+
+    bottom = max(left.band_bottom, right.band_bottom)
+    j, _, _ = landauer_current(t_of, left.mu, right.mu, left.kt, bottom, degeneracy, n_energies)
+    return j, t_of, bottom
+
+
 def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 1,
                        n_energies: int = 4001, refine: int = 2) -> dict:
     """The Landauer current of the run's own potential, and the injection model's expectation.
@@ -609,12 +623,8 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     """
     left, right = injection.reservoirs
     edges, values = device_potential(model, left.x_inject, right.x_inject, t, refine)
-
-    def t_of(e):
-        return transmission(e, edges, values, model.mass, left.band_bottom, right.band_bottom)[0]
-
-    bottom = max(left.band_bottom, right.band_bottom)
-    j, _, _ = landauer_current(t_of, left.mu, right.mu, left.kt, bottom, degeneracy, n_energies)
+    j, t_of, bottom = landauer_of_cells(edges, values, model.mass, left, right, degeneracy,
+                                        n_energies)
     # the same integral over the injected energies only (each side's cells)
     e_w = np.linspace(bottom, max(left.band_bottom, right.band_bottom) + injection.energy_max,
                       n_energies)

@@ -3,8 +3,13 @@
 Each point is the run file with the bias of its ``linear_drop`` field set to the point's value (one
 such field is required), written to ``<stem>.bias<value>.h5`` in the output directory. A point whose
 result file exists is not run again (so an interrupted sweep resumes where it stopped), and its
-current is read back from the file. The sweep prints I(V) beside the Landauer current. Points run one
-after the other (each one's worlds over the ranks, as in ``bohmpower run``).
+current is read back from the file. The sweep prints I(V) beside the Landauer current and draws
+``<stem>.iv.png`` (``bohmpower plot DIR`` draws it again: ``plot.plot_sweep``). Points run one after the
+other (each one's worlds over the ranks, as in ``bohmpower run``).
+
+``read_sweep`` reads a sweep folder back (every point's currents and steady-state power per volume);
+``landauer_curve`` is the Landauer current of the same device on a fine grid of biases, the line the
+points are drawn against.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from bohmpower.config import parse_config
 from bohmpower.errors import ConfigError
 
-__all__ = ["parse_bias_range", "point_config", "sweep"]
+__all__ = ["landauer_curve", "parse_bias_range", "point_config", "read_sweep", "sweep"]
 
 
 def parse_bias_range(text: str) -> np.ndarray:
@@ -47,6 +52,123 @@ def point_config(config, bias: float):
 
 def point_path(directory: Path, stem: str, bias: float) -> Path:
     return Path(directory) / f"{stem}.bias{bias:.6g}.h5"
+
+
+#: Steady-state quantities of a volume that read_sweep collects (with their _stderr).
+SWEEP_POWER = ("local_energy", "power", "field_work", "quantum", "boundary_flux")
+
+
+def read_sweep(directory: Path) -> dict:
+    """Every point of the sweep in ``directory`` (its ``<stem>.bias<value>.h5`` files), by bias.
+
+    Returns
+    -------
+    dict: ``stem``; ``bias`` (P,); ``exit_current``, ``exit_current_stderr``, ``landauer_current``,
+    ``model_current`` (P,); ``surface`` (S,) and ``current``, ``current_stderr`` (P, S);
+    ``volumes``: name -> {``x_min``, ``x_max``, and per quantity of :data:`SWEEP_POWER` its values
+    and ``<q>_stderr`` (P,)}; ``units`` (bias, current, length, power, energy); ``config`` (the first
+    point's resolved run file, TOML) and ``base_dir``. Everything in the run file's units.
+    """
+    import h5py
+
+    directory = Path(directory)
+    files = sorted(directory.glob("*.bias*.h5"))
+    if not directory.is_dir() or not files:
+        raise ConfigError(str(directory), "holds no sweep points (<stem>.bias<value>.h5): run "
+                          "`bohmpower sweep RUN.toml --bias a:b:n -o DIR` first")
+    stems = sorted({f.name.split(".bias")[0] for f in files})
+    if len(stems) > 1:
+        raise ConfigError(str(directory), f"holds the points of {len(stems)} sweeps "
+                          f"({', '.join(stems)}): give each sweep its own folder (-o DIR)")
+    rows = []
+    for path in files:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ConfigError(str(path), f"not a readable result file ({exc}); remove it and run "
+                              "the sweep again (that point is then recomputed)") from None
+        with f:
+            if f.attrs.get("method") != "open" or "steady_state" not in f:
+                raise ConfigError(str(path), "not an open-system result (no /steady_state)")
+            sg = f["steady_state"]
+            row = {"bias": float(sg.attrs["bias"]), "config": str(f.attrs["config"]),
+                   "units": {"bias": str(sg.attrs["bias_units"]),
+                             "current": str(sg["current"].attrs["units"]),
+                             "length": str(sg["surface"].attrs["units"])},
+                   "surface": np.asarray(sg["surface"][()], dtype=float),
+                   "current": np.asarray(sg["current"][()], dtype=float),
+                   "current_stderr": np.asarray(sg["current_stderr"][()], dtype=float)}
+            for k in ("exit_current", "exit_current_stderr", "landauer_current", "model_current"):
+                row[k] = float(sg[k][()])
+            vols = {}
+            if "volumes" in sg:
+                for name, g in sg["volumes"].items():
+                    v = {"x_min": float(g.attrs["x_min"]), "x_max": float(g.attrs["x_max"])}
+                    for q in SWEEP_POWER:
+                        v[q] = float(g[q][()])
+                        v[q + "_stderr"] = float(g[q + "_stderr"][()])
+                    vols[name] = v
+                    row["units"]["power"] = str(g["power"].attrs["units"])
+                    row["units"]["energy"] = str(g["local_energy"].attrs["units"])
+            row["volumes"] = vols
+        rows.append(row)
+    rows.sort(key=lambda r: r["bias"])
+    out = {"stem": stems[0], "bias": np.array([r["bias"] for r in rows]),
+           "units": rows[0]["units"], "config": rows[0]["config"], "base_dir": directory,
+           "surface": rows[0]["surface"]}
+    for k in ("exit_current", "exit_current_stderr", "landauer_current", "model_current"):
+        out[k] = np.array([r[k] for r in rows])
+    for k in ("current", "current_stderr"):
+        out[k] = np.stack([r[k] for r in rows])
+    names = [n for n in rows[0]["volumes"] if all(n in r["volumes"] for r in rows)]
+    out["volumes"] = {n: {"x_min": rows[0]["volumes"][n]["x_min"],
+                          "x_max": rows[0]["volumes"][n]["x_max"],
+                          **{q: np.array([r["volumes"][n][q] for r in rows])
+                             for q in SWEEP_POWER + tuple(x + "_stderr" for x in SWEEP_POWER)}}
+                      for n in names}
+    return out
+
+
+def landauer_curve(config, biases) -> np.ndarray:
+    """The Landauer current of the run's device at each bias (run-file units in and out): the same
+    transfer-matrix integral as each point's ``landauer_current`` (``engine.landauer_of_cells``).
+    The device is built once, at the first non-zero bias: the linear_drop's potential is
+    proportional to its bias, so each point scales it, and the band bottoms with it."""
+    import dataclasses
+
+    from bohmpower.devices.engine import build_open_model, landauer_of_cells
+    from bohmpower.devices.landauer import device_potential
+
+    biases = np.asarray(biases, dtype=float)
+    reference = next((float(b) for b in biases if b != 0.0), 1.0)
+    cfg = point_config(config, reference)
+    model, injection, _ = build_open_model(cfg)
+    atomic = cfg.to_atomic()
+    t = float(atomic.time.t_end)
+    left, right = injection.reservoirs
+    x_a, x_b = left.x_inject, right.x_inject
+    edges, u_all = device_potential(model, x_a, x_b, t, refine=2)
+    drop_model = dataclasses.replace(model, drives=[d for d in model.drives
+                                                    if d.kind == "linear_drop"])
+    u_drop = device_potential(drop_model, x_a, x_b, t, refine=2)[1] - np.asarray(
+        model.u0_at(0.5 * (edges[1:] + edges[:-1])), dtype=float)
+    at_ends = np.array([x_a, x_b])
+    end_all = np.asarray(model.u0_at(at_ends), dtype=float) + sum(
+        float(d.profile(t)) * np.asarray(d.potential(at_ends), dtype=float) for d in model.drives)
+    end_drop = sum(float(d.profile(t)) * np.asarray(d.potential(at_ends), dtype=float)
+                   for d in drop_model.drives)
+    e_f = float(atomic.reservoirs.fermi_energy)
+    out = []
+    for bias in biases:
+        scale = float(bias) / reference - 1.0  # the drop's share beyond the reference bias
+        values = u_all + scale * u_drop
+        ends = end_all + scale * end_drop
+        res = [dataclasses.replace(r, band_bottom=float(u), mu=float(u) + e_f)
+               for r, u in zip((left, right), ends, strict=True)]
+        j = landauer_of_cells(edges, values, model.mass, res[0], res[1],
+                              atomic.reservoirs.degeneracy)[0]
+        out.append(config.unit_system.from_atomic(j, "frequency"))
+    return np.asarray(out, dtype=float)
 
 
 def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, log=print) -> list:
@@ -85,4 +207,9 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
             rows.append(row)
             log(f"bias {row[0]:.6g}: current {row[1]:.6g} +- {row[2]:.3g} {row[4]} (Landauer "
                 f"{row[3]:.6g}); {path.name} ({status})")
+    if root:
+        from bohmpower.plot import plot_sweep
+
+        figure = plot_sweep(directory)
+        log(f"figure: {figure} (I(V) beside Landauer, the steady-state power per volume)")
     return rows
