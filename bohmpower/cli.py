@@ -285,6 +285,8 @@ def cmd_run(args) -> int:
 
 def _run_open(args, comm, config, run_file, output) -> int:
     """An open-system run ([reservoirs]; docs/devices.md)."""
+    import numpy as np
+
     from bohmpower import io
     from bohmpower.devices.engine import OpenSolver
 
@@ -313,6 +315,16 @@ def _run_open(args, comm, config, run_file, output) -> int:
         log.info("current at %s: %s +- %s (Landauer %s)", us.quantity(s, "length"),
                  us.quantity(j, "frequency"), us.quantity(se, "frequency"),
                  us.quantity(result.landauer["current"], "frequency"))
+    d = result.drift
+    log.info("steady state: N(t) changes by %+.2g%% +- %.2g%% over the averaging window (z = "
+             "%+.1f); its transient ends %s (MSER); warm-up %s", 100 * d["relative"],
+             100 * d["stderr"], d["z"],
+             "at about " + us.quantity(result.detected_steady_state_time, "time")
+             if np.isfinite(result.detected_steady_state_time)
+             else "after the first half of the run (not detected)",
+             us.quantity(result.warm_up, "time"))
+    for w in result.warnings[len(solver.warnings):]:
+        log.warning("warning: %s", w)
     log.info("done in %.1f s: %d worlds; result: %s", result.wall_time, solver.n_samples, path)
     return 0
 

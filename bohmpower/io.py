@@ -506,6 +506,9 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
         for name, value, dim in (("warm_up", result.warm_up, "time"),
                                  ("averaging_time", result.averaging_time, "time"),
                                  ("steady_state_time", result.steady_state_time, "time"),
+                                 ("detected_steady_state_time",
+                                  getattr(result, "detected_steady_state_time", float("nan")),
+                                  "time"),
                                  ("bias", result.landauer["bias"], "energy"),
                                  ("mu_left", result.landauer["mu_left"], "energy"),
                                  ("mu_right", result.landauer["mu_right"], "energy"),
@@ -513,6 +516,9 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
             sg.attrs[name] = float(us.from_atomic(value, dim))
             sg.attrs[name + "_units"] = us.unit(dim)
         sg.attrs["degeneracy"] = int(result.degeneracy)
+        drift = getattr(result, "drift", {}) or {}
+        for key in ("relative", "stderr", "z"):  # steady.window_drift of N(t), dimensionless
+            sg.attrs["electrons_drift_" + key] = float(drift.get(key, float("nan")))
         sg.attrs["electrons_lost"] = int(result.lost)
         cur = result.current()
         surf = _coordinate(sg, "surface", us.from_atomic(result.surfaces, "length"),
