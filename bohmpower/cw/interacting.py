@@ -741,8 +741,13 @@ class InteractingEnsemble:
         if (not absorbing and abs(drift) > self.norm_tolerance) or (absorbing and drift > self.norm_tolerance):
             self._fail(
                 f"the norm of the reconstructed Psi drifted by {drift:+.3g} (tolerance "
-                f"{self.norm_tolerance:g}); raise method.basis_size, lower time.dt or change "
-                f"method.overlap_cutoff (now {self.overlap_cutoff:g}, S rank {self.rank})")
+                f"{self.norm_tolerance:g}; S rank {self.rank}, condition {self.condition:.2g}): "
+                + ("the pseudo-inverse keeps near-singular directions of S; raise "
+                   f"method.overlap_cutoff (now {self.overlap_cutoff:g}) to 1e-8, which held this "
+                   "norm to 1e-3 where 1e-12 ran away (docs/interacting.md, Limits), or lower "
+                   "time.dt" if self.overlap_cutoff < 1e-8 else
+                   f"raise method.basis_size, lower time.dt or change method.overlap_cutoff "
+                   f"(now {self.overlap_cutoff:g})"))
         edge = self.basis.max_spectral_edge
         if edge > SPECTRAL_EDGE_TOLERANCE and not self._edge_warned:
             self._edge_warned = True
