@@ -3,7 +3,7 @@
 An estimate is the run's kernels timed here (``exact_run_cost``, ``cw_run_cost``,
 ``interacting_run_cost``), plus the command's own estimate (a run times the same kernels at its start:
 as long as this timing took), plus the command's fixed cost around them: the interpreter and the
-imports, the set-up before the first step and the result file (``command_seconds``). That fixed part is
+imports, the set-up before the first step and the result file (``whole_command``). That fixed part is
 measured by the commands themselves: every ``bohmpower exact`` and ``bohmpower run`` records it at its
 end (``record_command_overhead``) in a per-machine file (``BOHMPOWER_CACHE_DIR``, default
 ``~/.cache/bohmpower``), and ``check`` adds the median of the last records of that command
@@ -154,14 +154,9 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter, solver=None)
         rec.record(0, ens.state)
         return ens, rec
 
-    # The first block's set-up also loads kernels (paid once per run): a second one, built after
-    # it, is what every further block costs.
     t0 = clock()
     ens, rec = build_block(ids)
     build_first = clock() - t0
-    t0 = clock()
-    build_block(ids + width)
-    build = clock() - t0
     n_steps = solver.time.n_steps
     k = min(repeats, max(1, n_steps - 1))
     t0 = clock()
@@ -173,6 +168,13 @@ def cw_run_cost(config, repeats: int = 12, clock=time.perf_counter, solver=None)
         ens.step()
         rec.record(min(step, n_steps), ens.state)
     block_step = (clock() - t0) / k
+    # The first block's set-up also loads kernels (paid once per run): a second one is what every
+    # further block costs. Built after the steps are timed, and dropped, so that the timed block
+    # runs alone as in the run.
+    del ens, rec
+    t0 = clock()
+    build_block(ids + width)
+    build = clock() - t0
     n_blocks = -(-samples // BLOCK_SIZE)
     # once: numba loading, plans
     start = t_import + max(first - block_step, 0.0) + max(build_first - build, 0.0)
@@ -189,10 +191,7 @@ def _describe_cw(atomic, model, warnings) -> str:
     exchange = bool(atomic.method.exchange)
     per_world = n * n if exchange else n
     samples = atomic.trajectories.count if atomic.trajectories else 0
-    t0 = time.perf_counter()
-    cost = cw_run_cost(atomic)
-    total, fixed, source = command_seconds(cost["seconds"], cost["start"],
-                                           time.perf_counter() - t0, "run")
+    cost, total, rest = whole_command(lambda: cw_run_cost(atomic), "run", "start")
     block_bytes = min(BLOCK_SIZE, max(samples, 1)) * per_world * n_x * 16 * 3
     lines = [
         "conditional-wavefunction estimates:",
@@ -203,8 +202,7 @@ def _describe_cw(atomic, model, warnings) -> str:
         f"  run time: about {_human(total)} on one core: kernels "
         f"{_human(cost['seconds'])} (divide by the number of MPI ranks; timed here: "
         f"{cost['world_step'] * 1e6:.1f} us per world and step, on a block of {cost['width']} "
-        f"worlds) + the command's fixed cost {_human(fixed)} (imports, set-up, result file; "
-        f"{source}) + its own estimate {_human(total - cost['seconds'] - fixed)}",
+        f"worlds){rest}",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")
@@ -255,14 +253,21 @@ def run_command_seconds(solver) -> float:
     return cw_run_cost(config, solver=solver)["seconds"]
 
 
-def command_seconds(kernels: float, first_calls: float, timing: float, command: str
-                    ) -> tuple[float, float, str]:
-    """The whole command's time: its kernels (``first_calls`` of them, numba loading and plans, paid
-    by the timing already), the fixed cost recorded on this machine (``command_overhead``), and the
-    in-run estimate, which times the same kernels as this one did (``timing`` seconds, first calls
-    included). Returns the total, the fixed cost and where it comes from."""
+def whole_command(cost_of, command: str, first_calls: str | None = None
+                  ) -> tuple[dict, float, str]:
+    """Time ``cost_of()`` (one of the ``*_run_cost`` functions) and add to its kernels' estimate
+    the rest of the command: the fixed cost recorded on this machine (``command_overhead``) and the
+    in-run estimate, which times the same kernels as this call did (its duration, less the
+    ``first_calls`` entry of the cost: numba loading and plans, which the kernels' estimate holds
+    already). Returns the cost dict, the whole command's seconds and the line's closing words."""
+    t0 = time.perf_counter()
+    cost = cost_of()
+    timing = time.perf_counter() - t0
     fixed, source = command_overhead(command)
-    return kernels + fixed + max(timing - first_calls, 0.0), fixed, source
+    own = max(timing - (cost[first_calls] if first_calls else 0.0), 0.0)
+    total = cost["seconds"] + fixed + own
+    return cost, total, (f" + the command's fixed cost {_human(fixed)} (imports, set-up, result "
+                         f"file; {source}) + its own estimate {_human(own)}")
 
 
 def _describe_interacting(atomic, model, warnings) -> str:
@@ -274,9 +279,7 @@ def _describe_interacting(atomic, model, warnings) -> str:
     mth = atomic.method
     samples = atomic.trajectories.count if atomic.trajectories else 0
     n_blocks = -(-samples // BLOCK_SIZE)
-    t0 = time.perf_counter()
-    cost = interacting_run_cost(atomic, model)
-    total, fixed, source = command_seconds(cost["seconds"], 0.0, time.perf_counter() - t0, "run")
+    cost, total, rest = whole_command(lambda: interacting_run_cost(atomic, model), "run")
     seconds, basis_step, per_world_step = (cost["seconds"], cost["basis_step"],
                                            cost["world_step"])
     n, n_x = model.n_particles, model.grid.n_x
@@ -292,9 +295,7 @@ def _describe_interacting(atomic, model, warnings) -> str:
         f"  run time: about {_human(total)} on one core: kernels {_human(seconds)} "
         f"(measured here per step: basis {basis_step * 1e3:.1f} ms, guidance "
         f"{per_world_step * 1e6:.0f} us per world; with P ranks the pair matrix, most of the basis "
-        f"part, and the guidance divide by P) + the command's fixed cost {_human(fixed)} "
-        f"(imports, set-up, result file; {source}) + its own estimate "
-        f"{_human(total - seconds - fixed)}",
+        f"part, and the guidance divide by P){rest}",
     ]
     lines.extend(f"  warning: {w}" for w in warnings)
     return "\n".join(lines)
@@ -403,10 +404,7 @@ def _describe_exact(atomic, model, warnings) -> str:
 
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
-    t0 = time.perf_counter()
-    cost = exact_run_cost(atomic)
-    total, fixed, source = command_seconds(cost["seconds"], cost["first_calls"],
-                                           time.perf_counter() - t0, "exact")
+    cost, total, rest = whole_command(lambda: exact_run_cost(atomic), "exact", "first_calls")
     if cost["samples"]:
         with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
         traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "
@@ -423,9 +421,7 @@ def _describe_exact(atomic, model, warnings) -> str:
         f"  run time: about {_human(total)} on {atomic.numerics.fft_workers} FFT "
         f"thread(s), {with_traj}: kernels {_human(cost['seconds'])} (timed here: step "
         f"{cost['step'] * 1e3:.2f} ms, {traj_part}observables {cost['node'] * 1e3:.1f} ms at a "
-        f"node, {cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s) + the "
-        f"command's fixed cost {_human(fixed)} (imports, set-up, result file; {source}) + its "
-        f"own estimate {_human(total - cost['seconds'] - fixed)}",
+        f"node, {cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s){rest}",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")

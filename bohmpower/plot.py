@@ -346,7 +346,7 @@ def plot_sweep(directory, output=None, n_curve: int = 41) -> Path:
     ax.set_xlabel(_axis("bias", u["bias"]))
     ax = axes[2]
     parts = sorted((v["x_min"], v["x_max"], n) for n, v in vols.items() if n != DEVICE_VOLUME)
-    if parts and len(bias) > 0:
+    if parts:
         edges_b = _cell_edges(bias)
         top = max(abs(vols[n]["field_work"]).max() / (b - a) for a, b, n in parts) or 1.0
         for a, b, n in parts:

@@ -753,6 +753,8 @@ class OpenSolver:
             logger.warning("%d electron(s) removed for a non-finite velocity", lost)
         ref = self.reference
         dt = float(a.time.dt)
+        from bohmpower.devices.steady import steady_state_tests
+
         drift, detected, notes = steady_state_tests(frames * dt, cat[5], float(a.steady_state.warm_up),
                                                     self.config.unit_system)
         return OpenResult(
@@ -766,34 +768,6 @@ class OpenSolver:
             warnings=list(self.warnings) + notes, power=power, power_time=p_steps * dt,
             drift=drift, detected_steady_state_time=detected,
         )
-
-
-def steady_state_tests(times, electrons, warm_up: float, us) -> tuple[dict, float, list]:
-    """The two steady-state tests of ``devices.steady`` on N(t) (frames x worlds): the drift of N
-    over the averaging window and the end of its transient; returns them and the warnings they
-    call for (times in atomic units, ``us`` for the messages)."""
-    from bohmpower.devices.steady import DRIFT_Z, mser_truncation, window_drift
-
-    drift = window_drift(times, electrons, warm_up)
-    mean_n = np.asarray(electrons, dtype=float).mean(axis=1)
-    batch = int(max(1, min(5, mean_n.size // 20)))
-    idx = mser_truncation(mean_n, batch)
-    detected = float("nan") if idx is None else float(times[idx])
-    notes = []
-    if np.isfinite(drift["z"]) and abs(drift["z"]) > DRIFT_Z:
-        notes.append(
-            f"not in steady state: the number of electrons in a world still changes by "
-            f"{drift['relative']:+.1%} +- {drift['stderr']:.1%} over the averaging window "
-            f"(z = {drift['z']:+.1f}; steady state means 0), so the averages hold part of the "
-            "transient (P_Omega > 0 while the device fills); lengthen steady_state.warm_up and "
-            "time.t_end"
-            + ("" if idx is not None else "; N(t) has not settled in the first half of the run "
-               "(MSER)"))
-    if idx is not None and detected > warm_up * (1 + 1e-9):
-        notes.append(
-            f"the transient of N(t) ends at about {us.quantity(detected, 'time')} (MSER), after "
-            f"steady_state.warm_up = {us.quantity(warm_up, 'time')}: set warm_up >= that")
-    return drift, detected, notes
 
 
 def describe_open(config) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DRIFT_Z", "mser_truncation", "window_drift"]
+__all__ = ["DRIFT_Z", "mser_truncation", "steady_state_tests", "window_drift"]
 
 #: |z| of the drift of N over the averaging window above which a run warns.
 DRIFT_Z = 3.0
@@ -77,3 +77,29 @@ def window_drift(times: np.ndarray, electrons: np.ndarray, warm_up: float) -> di
     se = float(rel.std(ddof=1) / np.sqrt(w)) if w > 1 else float("nan")
     z = value / se if se > 0 else float("nan")
     return {"relative": value, "stderr": se, "z": z, "frames": int(inside.sum())}
+
+
+def steady_state_tests(times, electrons, warm_up: float, us) -> tuple[dict, float, list]:
+    """The two steady-state tests of ``devices.steady`` on N(t) (frames x worlds): the drift of N
+    over the averaging window and the end of its transient; returns them and the warnings they
+    call for (times in atomic units, ``us`` for the messages)."""
+    drift = window_drift(times, electrons, warm_up)
+    mean_n = np.asarray(electrons, dtype=float).mean(axis=1)
+    batch = int(max(1, min(5, mean_n.size // 20)))
+    idx = mser_truncation(mean_n, batch)
+    detected = float("nan") if idx is None else float(times[idx])
+    notes = []
+    if np.isfinite(drift["z"]) and abs(drift["z"]) > DRIFT_Z:
+        notes.append(
+            f"not in steady state: the number of electrons in a world still changes by "
+            f"{drift['relative']:+.1%} +- {drift['stderr']:.1%} over the averaging window "
+            f"(z = {drift['z']:+.1f}; steady state means 0), so the averages hold part of the "
+            "transient (P_Omega > 0 while the device fills); lengthen steady_state.warm_up and "
+            "time.t_end"
+            + ("" if idx is not None else "; N(t) has not settled in the first half of the run "
+               "(MSER)"))
+    if idx is not None and detected > warm_up * (1 + 1e-9):
+        notes.append(
+            f"the transient of N(t) ends at about {us.quantity(detected, 'time')} (MSER), after "
+            f"steady_state.warm_up = {us.quantity(warm_up, 'time')}: set warm_up >= that")
+    return drift, detected, notes

@@ -136,7 +136,7 @@ def landauer_curve(config, biases) -> np.ndarray:
     proportional to its bias, so each point scales it, and the band bottoms with it."""
     import dataclasses
 
-    from bohmpower.devices.engine import build_open_model, landauer_of_cells
+    from bohmpower.devices.engine import _potential, build_open_model, landauer_of_cells
     from bohmpower.devices.landauer import device_potential
 
     biases = np.asarray(biases, dtype=float)
@@ -146,25 +146,23 @@ def landauer_curve(config, biases) -> np.ndarray:
     atomic = cfg.to_atomic()
     t = float(atomic.time.t_end)
     left, right = injection.reservoirs
-    x_a, x_b = left.x_inject, right.x_inject
-    edges, u_all = device_potential(model, x_a, x_b, t, refine=2)
-    drop_model = dataclasses.replace(model, drives=[d for d in model.drives
-                                                    if d.kind == "linear_drop"])
-    u_drop = device_potential(drop_model, x_a, x_b, t, refine=2)[1] - np.asarray(
-        model.u0_at(0.5 * (edges[1:] + edges[:-1])), dtype=float)
-    at_ends = np.array([x_a, x_b])
-    end_all = np.asarray(model.u0_at(at_ends), dtype=float) + sum(
-        float(d.profile(t)) * np.asarray(d.potential(at_ends), dtype=float) for d in model.drives)
-    end_drop = sum(float(d.profile(t)) * np.asarray(d.potential(at_ends), dtype=float)
-                   for d in drop_model.drives)
+    ends = np.array([left.x_inject, right.x_inject])
+    edges, u_all = device_potential(model, ends[0], ends[1], t, refine=2)
+    drops = [d for d in model.drives if d.kind == "linear_drop"]
+
+    def drop_at(x):  # the linear_drop's part of U0 + q phi at the reference bias
+        return sum(float(d.profile(t)) * np.asarray(d.potential(x), dtype=float) for d in drops)
+
+    u_drop = drop_at(0.5 * (edges[1:] + edges[:-1]))  # device_potential's cell midpoints
+    end_all, end_drop = _potential(model, ends, t), drop_at(ends)  # the band bottoms
     e_f = float(atomic.reservoirs.fermi_energy)
     out = []
     for bias in biases:
         scale = float(bias) / reference - 1.0  # the drop's share beyond the reference bias
         values = u_all + scale * u_drop
-        ends = end_all + scale * end_drop
+        bottoms = end_all + scale * end_drop
         res = [dataclasses.replace(r, band_bottom=float(u), mu=float(u) + e_f)
-               for r, u in zip((left, right), ends, strict=True)]
+               for r, u in zip((left, right), bottoms, strict=True)]
         j = landauer_of_cells(edges, values, model.mass, res[0], res[1],
                               atomic.reservoirs.degeneracy)[0]
         out.append(config.unit_system.from_atomic(j, "frequency"))
