@@ -323,6 +323,16 @@ def _run_open(args, comm, config, run_file, output) -> int:
              if np.isfinite(result.detected_steady_state_time)
              else "after the first half of the run (not detected)",
              us.quantity(result.warm_up, "time"))
+    noise = result.noise()
+    if noise["periods"]:
+        log.info("shot noise: Fano factor %.4g +- %.2g of the transmitted counts (%d attempt periods "
+                 "x %d worlds); the injection model expects %.4g, the two-terminal formula %.4g",
+                 noise["fano"], noise["fano_stderr"], noise["periods"], solver.n_samples,
+                 noise["fano_model"], noise["fano_quantum"])
+        if abs(noise["fano_model"] - noise["fano_quantum"]) > 0.1 * abs(noise["fano_quantum"]):
+            log.info("  (the injected electrons are independent: where both reservoirs feed the "
+                     "same energies, or at a finite temperature, the model's noise is not the "
+                     "fermions' one; docs/devices.md, shot noise)")
     for w in result.warnings[len(solver.warnings):]:
         log.warning("warning: %s", w)
     log.info("done in %.1f s: %d worlds; result: %s", result.wall_time, solver.n_samples, path)

@@ -553,6 +553,7 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
                  long_name_="electrons injected in the averaging window, per reservoir")
         _dataset(sg, "electrons", result.electrons.mean(axis=1), "dimensionless", dims=(t,),
                  long_name_="mean number of electrons in a world, N(t)")
+        _write_noise(sg, result, us)
         e = _coordinate(sg, "energy", us.from_atomic(result.landauer["energies"], "energy"),
                         us.unit("energy"), long_name_="energies of the transmission curve")
         _dataset(sg, "transmission", result.landauer["transmission"], "dimensionless", dims=(e,),
@@ -562,6 +563,45 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
         dg = f.create_group("diagnostics")
         dg.attrs["warnings"] = "\n".join(result.warnings)
     return path
+
+
+def _write_noise(sg, result, us) -> None:
+    """Shot noise (``OpenResult.noise``, ``devices.noise``): attrs on /steady_state, the transmitted
+    counts per world and counted attempt period, and the cells' measured and model transmissions."""
+    from bohmpower.devices.injection import LEFT, RIGHT
+
+    n = result.noise()
+    for key, name in (("fano", "fano_factor"), ("fano_stderr", "fano_factor_stderr"),
+                      ("fano_if_transmitted", "fano_if_transmitted"), ("fano_model", "fano_model"),
+                      ("fano_quantum", "fano_quantum"), ("mean_count", "noise_mean_count"),
+                      ("mean_count_model", "noise_mean_count_model")):
+        sg.attrs[name] = float(n[key])
+    sg.attrs["noise_periods"] = int(n["periods"])
+    sg.attrs["noise_undecided"] = int(n["undecided"])
+    sg.attrs["attempt_period"] = float(us.from_atomic(n["period"], "time"))
+    sg.attrs["attempt_period_units"] = us.unit("time")
+    k = n["periods"]
+    fates = result.fates
+    if fates is None:
+        return
+    world = _dimension(sg, "world", fates.shape[0])
+    period = _dimension(sg, "period", k)
+    counts = fates[:, :k, :, LEFT, RIGHT].sum(axis=2) - fates[:, :k, :, RIGHT, LEFT].sum(axis=2)
+    _dataset(sg, "transmitted_counts", counts.astype(np.int64), "dimensionless",
+             dims=(world, period), long_name_="electrons injected in each counted attempt period "
+             "that were transmitted, left-to-right minus right-to-left")
+    cell = _dimension(sg, "cell", fates.shape[2])
+    side = sg["side"]
+    decided = fates[:, :k].sum(axis=(0, 1))  # (cell, origin, exit)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        measured = np.stack([decided[:, LEFT, RIGHT] / decided[:, LEFT].sum(axis=1),
+                             decided[:, RIGHT, LEFT] / decided[:, RIGHT].sum(axis=1)])
+    _dataset(sg, "cell_transmission", measured, "dimensionless", dims=(side, cell),
+             long_name_="fraction of each cell's decided electrons of the counted periods that "
+             "were transmitted")
+    _dataset(sg, "cell_transmission_model", np.stack(result.landauer["packet_transmission"]),
+             "dimensionless", dims=(side, cell),
+             long_name_="packet-averaged transmission of each cell (injection model)")
 
 
 def _write_steady_power(parent, result, us) -> None:
@@ -791,6 +831,12 @@ def describe_result(path: Path) -> str:
                              f"{se:.3g} {ru}")
             lines.append(f"    Landauer current {float(sg['landauer_current'][()]):.6g} {ru} "
                          f"(injection model {float(sg['model_current'][()]):.6g})")
+            if int(sg.attrs.get("noise_periods", 0)):
+                lines.append(f"    shot noise: Fano factor {sg.attrs['fano_factor']:.4g} +- "
+                             f"{sg.attrs['fano_factor_stderr']:.2g} over "
+                             f"{int(sg.attrs['noise_periods'])} attempt periods (injection model "
+                             f"{sg.attrs['fano_model']:.4g}, two-terminal formula "
+                             f"{sg.attrs['fano_quantum']:.4g})")
             if "volumes" in sg:
                 lines.append("    steady-state averages per volume (+- standard error over worlds):")
                 for name, vg in sg["volumes"].items():

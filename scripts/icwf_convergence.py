@@ -19,7 +19,9 @@ compare``). Written:
   (``SCRATCH/icwf_convergence.png`` when only some of the three cases ran; ``--figure-only`` draws
   the docs' figure from the JSON files of several partial runs).
 
-``--only CASE``, ``--sizes 8 16 32``, ``--samples M``, ``--reuse`` (skip runs whose file exists).
+``--only CASE``, ``--sizes 8 16 32``, ``--samples M``, ``--reuse`` (skip runs whose file exists),
+``--seed S`` (other samples and basis worlds), ``--overlap-cutoff C`` (the interacting runs'
+``[method] overlap_cutoff``).
 ``--only`` also takes the controls of the accuracy study (``n2_free``, ``n2_weak``, ``n3_free``,
 ``n3_weak``: no or weak interaction), where both settings should agree with the exact solver.
 """
@@ -77,7 +79,8 @@ TERMS = ("energy", "power", "interaction", "quantum", "quantum_flux", "quantum_n
          "field_work")
 
 
-def run_files(name: str, samples: int, sizes: list[int], seed: int = acc.SEED) -> tuple[dict, dict]:
+def run_files(name: str, samples: int, sizes: list[int], seed: int = acc.SEED,
+              overlap_cutoff: float | None = None) -> tuple[dict, dict]:
     exact, cw, _ = case_dicts(name)
     base = copy.deepcopy(cw)
     base["trajectories"] = {"count": samples, "seed": int(seed), "store": 2}
@@ -85,6 +88,8 @@ def run_files(name: str, samples: int, sizes: list[int], seed: int = acc.SEED) -
     for m in sizes:
         d = copy.deepcopy(base)
         d["method"] = {"scheme": "interacting", "exchange": True, "basis_size": m}
+        if overlap_cutoff is not None:
+            d["method"]["overlap_cutoff"] = float(overlap_cutoff)
         runs[f"icwf_{m}"] = d
     return exact, runs
 
@@ -108,17 +113,17 @@ def summarise(cmp) -> dict:
 
 
 def study(name: str, scratch: Path, samples: int, sizes: list[int], reuse: bool,
-          seed: int = acc.SEED) -> dict:
+          seed: int = acc.SEED, overlap_cutoff: float | None = None) -> dict:
     folder = scratch / name
     folder.mkdir(parents=True, exist_ok=True)
-    exact, runs = run_files(name, samples, sizes, seed)
+    exact, runs = run_files(name, samples, sizes, seed, overlap_cutoff)
     pe = folder / "exact.toml"
     pe.write_text(acc.to_toml(exact))
     he = pe.with_suffix(".h5")
     if not (reuse and he.exists()):
         acc._bohmpower("exact", pe, "-o", he, "--overwrite", "-q")
     rec = {"case": name, "title": case_dicts(name)[2], "samples": samples, "seed": seed,
-           "runs": {}}
+           "overlap_cutoff": overlap_cutoff, "runs": {}}
     for tag, d in runs.items():
         p = folder / f"{tag}.toml"
         p.write_text(acc.to_toml(d))
@@ -193,6 +198,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--seed", type=int, default=acc.SEED,
                     help="seed of the samples and of the basis worlds (default: the accuracy study's)")
+    ap.add_argument("--overlap-cutoff", type=float, default=None,
+                    help="[method] overlap_cutoff of the interacting runs (default: the run file's)")
     ap.add_argument("--figure-only", nargs="*", type=Path, default=None,
                     help="draw the figure from these icwf_convergence.json files and stop")
     args = ap.parse_args()
@@ -201,7 +208,8 @@ def main() -> None:
         figure(records, REPO / "docs" / "figures" / "icwf_convergence.png")
         return
     args.scratch.mkdir(parents=True, exist_ok=True)
-    records = [study(n, args.scratch, args.samples, args.sizes, args.reuse, args.seed)
+    records = [study(n, args.scratch, args.samples, args.sizes, args.reuse, args.seed,
+                     args.overlap_cutoff)
                for n in (args.only or CASES)]
     (args.scratch / "icwf_convergence.json").write_text(json.dumps(records, indent=1))
     text = "\n\n".join(table(r) for r in records)

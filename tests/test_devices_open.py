@@ -210,6 +210,15 @@ def test_bohmpower_run_writes_the_steady_state_group_in_device_units(tmp_path):
         assert sg["exits"][()].sum() == atomic.exits.sum()
         assert sg["electrons"].shape == f["time"].shape
         assert np.all(sg["transmission"][()] <= 1 + 1e-12)
+        # shot noise (tests/test_devices_noise.py): the attempt period in fs, the counts per world
+        noise = atomic.noise()
+        assert sg.attrs["attempt_period_units"] == "fs"
+        np.testing.assert_allclose(sg.attrs["attempt_period"], noise["period"] * AU_TIME_FS,
+                                   rtol=1e-12)
+        assert sg["transmitted_counts"].shape == (3, noise["periods"])
+        assert sg.attrs["noise_periods"] == noise["periods"]
+        np.testing.assert_allclose(sg["cell_transmission_model"][()],
+                                   np.stack(atomic.landauer["packet_transmission"]))
 
 
 def test_a_potential_the_grid_does_not_resolve_is_named():

@@ -16,7 +16,9 @@ caps it (a memory guard).
 
 Observables: at every surface (the volumes' edges; the middle of the device without volumes) the net
 number of trajectory crossings (left to right +1, right to left -1) in each of ``batches`` equal time
-bins of [warm_up, t_end]; exits by origin and side in the same window; injections; N(t) at the frames.
+bins of [warm_up, t_end]; exits by origin and side in the same window; injections; N(t) at the frames;
+every electron's fate (exit side) by its attempt period, energy cell and origin, for the shot noise
+(:mod:`bohmpower.devices.noise`).
 
 Steady-state energy and power per volume (docs/devices.md, "Local power"): after the warm-up, the
 per-electron velocity v, quantum potential Q (``velocity_and_quantum_potential``), energy e_k and field
@@ -53,6 +55,7 @@ from bohmpower.units import BOLTZMANN_HARTREE_PER_K
 
 from .injection import LEFT, RIGHT, Injection, Reservoir, packet_transmission
 from .landauer import device_potential, fermi, landauer_current, transmission
+from .noise import counted_periods, fano_factor, fano_model, fano_quantum
 
 __all__ = ["OpenEnsemble", "OpenResult", "OpenSolver", "build_open_model", "describe_open",
            "surfaces_of"]
@@ -217,7 +220,7 @@ def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) ->
     return worst
 
 
-_POOL = ("psi", "X", "v", "world", "side", "slot", "Q")
+_POOL = ("psi", "X", "v", "world", "side", "slot", "Q", "period", "cell")
 
 
 class OpenEnsemble:
@@ -276,6 +279,9 @@ class OpenEnsemble:
         for b in range(self.n_worlds):
             slot[qw == b] = np.arange(per_world[b])
         self.queue["slot"] = slot
+        # each electron's attempt period [k t0, (k + 1) t0): one attempt per cell (devices.noise)
+        self.queue["period"] = np.floor(self.queue["time"] / injection.period).astype(int)
+        self.n_periods = int(np.ceil(self.t_end / injection.period)) + 1
         self._next = 0
         self._k = {s: injection.wavenumbers(s) for s in (LEFT, RIGHT)}
         # the pool: rows 0 .. n-1 live
@@ -287,6 +293,8 @@ class OpenEnsemble:
         self.side = np.zeros(cap, dtype=int)
         self.slot = np.zeros(cap, dtype=int)
         self.Q = np.zeros(cap)
+        self.period = np.zeros(cap, dtype=int)
+        self.cell = np.zeros(cap, dtype=int)
         self.n = 0
         self._setup_power(volumes, per_world)
         nb, ns = self.n_worlds, self.surfaces.size
@@ -295,6 +303,10 @@ class OpenEnsemble:
         self.exits_total = np.zeros((nb, 2, 2), dtype=np.int64)
         self.injected = np.zeros((nb, 2), dtype=np.int64)       # window
         self.injected_total = np.zeros((nb, 2), dtype=np.int64)
+        # fates by attempt period: [world, period, cell, origin, exit side]; undecided (lost, or
+        # still present at t_end): [world, period, origin]
+        self.fates = np.zeros((nb, self.n_periods, injection.n_cells, 2, 2), dtype=np.int64)
+        self.undecided = np.zeros((nb, self.n_periods, 2), dtype=np.int64)
         self.electrons = np.zeros((self.frame_steps.size, nb))
         self.max_present = 0
         self.lost = 0  # electrons removed for a non-finite velocity
@@ -388,6 +400,8 @@ class OpenEnsemble:
         self.world[rows] = q["world"][i0:j]
         self.side[rows] = side
         self.slot[rows] = q["slot"][i0:j]
+        self.period[rows] = q["period"][i0:j]
+        self.cell[rows] = cell
         np.add.at(self.injected_total, (q["world"][i0:j], side), 1)
         if t > self.warm_up:
             np.add.at(self.injected, (q["world"][i0:j], side), 1)
@@ -449,6 +463,11 @@ class OpenEnsemble:
                     np.add.at(self.exits_total, idx, 1)
                     if in_window:
                         np.add.at(self.exits, idx, 1)
+                    np.add.at(self.fates, (self.world[:n][out], self.period[:n][out],
+                                           self.cell[:n][out], self.side[:n][out], exit_side), 1)
+            if bad.any():
+                np.add.at(self.undecided, (self.world[:n][bad], self.period[:n][bad],
+                                           self.side[:n][bad]), 1)
             self.lost += int(bad.sum())
             X[:] = np.where(bad, X, X_new)
             v[:] = v_new
@@ -475,6 +494,8 @@ class OpenEnsemble:
         self._record_power(0.0)
         for _ in range(self.n_steps):
             self.step()
+        n = self.n  # still in the device at t_end: their fates are unknown
+        np.add.at(self.undecided, (self.world[:n], self.period[:n], self.side[:n]), 1)
 
 
 @dataclass
@@ -526,6 +547,10 @@ class OpenResult:
     #: by ``steady.mser_truncation`` (NaN: not settled in the first half of the run).
     drift: dict = field(default_factory=dict)
     detected_steady_state_time: float = float("nan")
+    #: Electrons by attempt period (``devices.noise``): fates (n_worlds, n_periods, n_cells, origin,
+    #: exit side) and undecided (n_worlds, n_periods, origin; still present at t_end or lost).
+    fates: np.ndarray | None = None
+    undecided: np.ndarray | None = None
 
     @property
     def averaging_time(self) -> float:
@@ -555,6 +580,41 @@ class OpenResult:
         return {"mean": mean, "standard_error": se, "batch_standard_error": b_se,
                 "batches": batches, "exit_mean": float(net.mean()), "exit_standard_error": float(e_se)}
 
+    def noise(self) -> dict:
+        """Shot noise of the transmitted counts per attempt period (:mod:`devices.noise`).
+
+        Returns
+        -------
+        dict with ``fano`` and ``fano_stderr`` (jackknife over the worlds), ``periods`` (the K
+        counted periods), ``period`` (t0), ``samples`` (worlds x K), ``mean_count`` (<N> per period
+        and world), ``undecided`` (electrons of the counted periods whose fate is unknown),
+        ``mean_count_model`` (its expectation in the injection model, ``model_current`` t0 / g),
+        ``fano_if_transmitted`` (the same with every undecided electron counted as transmitted:
+        with ``fano`` it brackets what their fates can do), ``fano_model``, ``fano_quantum`` (the
+        references of ``landauer``) and ``z`` (of fano against fano_model). NaN where no period is
+        counted.
+        """
+        t0 = self.injection.period
+        k = counted_periods(t0, self.t_end, self.steady_state_time)
+        k = min(k, self.fates.shape[1]) if self.fates is not None else 0
+        out = {"periods": k, "period": t0, "samples": k * self.fates.shape[0] if k else 0,
+               "fano_model": self.landauer.get("fano_model", float("nan")),
+               "fano_quantum": self.landauer.get("fano_quantum", float("nan")),
+               "mean_count_model": self.landauer.get("model_current", float("nan")) * t0
+               / self.degeneracy}
+        if k == 0:
+            out.update(fano=float("nan"), fano_stderr=float("nan"), mean_count=float("nan"),
+                       undecided=0, fano_if_transmitted=float("nan"), z=float("nan"))
+            return out
+        f = self.fates[:, :k].sum(axis=2)
+        counts = f[:, :, LEFT, RIGHT] - f[:, :, RIGHT, LEFT]
+        fano, se = fano_factor(counts)
+        und = self.undecided[:, :k]
+        alt, _ = fano_factor(counts + und[:, :, LEFT] - und[:, :, RIGHT])
+        out.update(fano=fano, fano_stderr=se, mean_count=float(counts.mean()),
+                   undecided=int(und.sum()), fano_if_transmitted=alt,
+                   z=(fano - out["fano_model"]) / se if se > 0 else float("nan"))
+        return out
 
     DEVICE_VOLUME = DEVICE_VOLUME
 
@@ -624,6 +684,10 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     transmission <T>_j (:func:`devices.injection.packet_transmission`), i.e. what the injected ensemble
     converges to with infinitely many worlds; its difference from ``current`` is the injection
     model's systematic error (finite packet width and energy cells).
+    ``packet_transmission``: (left, right) arrays of those <T>_j.
+    ``fano_model``, ``fano_quantum``: the Fano factor of the transmitted counts that the injection
+    model expects, and the two-terminal formula of non-interacting fermions with the occupations
+    restricted to the injected energies (:mod:`devices.noise`).
     """
     left, right = injection.reservoirs
     edges, values = device_potential(model, left.x_inject, right.x_inject, t, refine)
@@ -632,15 +696,18 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     # the same integral over the injected energies only (each side's cells)
     e_w = np.linspace(bottom, max(left.band_bottom, right.band_bottom) + injection.energy_max,
                       n_energies)
-    occ = np.zeros(e_w.shape)
-    for res, sign in ((left, 1.0), (right, -1.0)):
+    f_window = []
+    for res in (left, right):
         kin = e_w - res.band_bottom
         inside = (kin > injection.energy_min) & (kin <= injection.energy_max)
-        occ += sign * np.where(inside, fermi(e_w, res.mu, res.kt), 0.0)
-    j_window = degeneracy / (2.0 * np.pi) * float(np.trapezoid(t_of(e_w) * occ, e_w))
+        f_window.append(np.where(inside, fermi(e_w, res.mu, res.kt), 0.0))
+    j_window = degeneracy / (2.0 * np.pi) * float(np.trapezoid(t_of(e_w) * (f_window[0] -
+                                                                             f_window[1]), e_w))
     j_model = 0.0
+    p_cells = []
     for side, sign in ((LEFT, 1.0), (RIGHT, -1.0)):
         t_j = packet_transmission(injection, t_of, side, n_k=241)
+        p_cells.append(t_j)
         j_model += sign * float(np.sum(injection.occupations(side) * t_j)) / injection.period
     # the same current on the grid's samples of the potential (what the split step sees), one cell
     # per grid point: where it differs, the potential is not resolved by the grid
@@ -659,6 +726,9 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
     e_plot = np.linspace(bottom, bottom + 1.5 * injection.energy_max, 601)
     return {"current": j, "window_current": j_window, "model_current": degeneracy * j_model,
             "grid_current": j_grid, "energies": e_plot,
+            "packet_transmission": tuple(p_cells),
+            "fano_model": fano_model(injection, *p_cells),
+            "fano_quantum": fano_quantum(t_of, e_w, *f_window),
             "transmission": t_of(e_plot), "mu_left": left.mu, "mu_right": right.mu,
             "kt": left.kt, "band_bottom": bottom, "bias": left.band_bottom - right.band_bottom}
 
@@ -731,7 +801,7 @@ class OpenSolver:
                 timings[k] += v
             parts.append((int(blk[0]), ens.crossings, ens.exits, ens.exits_total, ens.injected,
                           ens.injected_total, ens.electrons, ens.max_present, ens.lost,
-                          ens.power_sums()))
+                          ens.power_sums(), ens.fates, ens.undecided))
             if progress is not None:
                 progress(blk.size)
         if comm is not None:
@@ -743,6 +813,8 @@ class OpenSolver:
             raise NumericalError("no world was run")
         cat = [np.concatenate([p[i] for p in parts], axis=1 if i == 6 else 0) for i in range(1, 7)]
         lost = sum(p[8] for p in parts)
+        fates = np.concatenate([p[10] for p in parts])
+        undecided = np.concatenate([p[11] for p in parts])
         _, p_steps, est = power_estimators(self.volumes, float(a.time.dt), int(a.time.n_steps),
                                      float(a.steady_state.warm_up), int(a.steady_state.batches))
         for p in parts:
@@ -757,7 +829,7 @@ class OpenSolver:
 
         drift, detected, notes = steady_state_tests(frames * dt, cat[5], float(a.steady_state.warm_up),
                                                     self.config.unit_system)
-        return OpenResult(
+        result = OpenResult(
             config=self.config, model=self.model, injection=self.injection, sample_ids=ids,
             surfaces=self.surfaces, crossings=cat[0], exits=cat[1], exits_total=cat[2],
             injected=cat[3], injected_total=cat[4], electrons=cat[5], frame_times=frames * dt,
@@ -766,8 +838,17 @@ class OpenSolver:
             wall_time=_time.perf_counter() - start, landauer=ref, timings=timings,
             degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
             warnings=list(self.warnings) + notes, power=power, power_time=p_steps * dt,
-            drift=drift, detected_steady_state_time=detected,
+            drift=drift, detected_steady_state_time=detected, fates=fates, undecided=undecided,
         )
+        noise = result.noise()
+        if abs(noise["fano_if_transmitted"] - noise["fano"]) > noise["fano_stderr"]:
+            result.warnings.append(
+                f"{noise['undecided']} electron(s) injected in the {noise['periods']} attempt "
+                "periods counted for the shot noise were still in the device at t_end or lost; "
+                f"their fates could move the Fano factor from {noise['fano']:.4g} to "
+                f"{noise['fano_if_transmitted']:.4g}, more than its standard error "
+                f"{noise['fano_stderr']:.2g} (docs/devices.md, shot noise): lengthen time.t_end")
+        return result
 
 
 def describe_open(config) -> str:
