@@ -272,3 +272,47 @@ def test_worlds_do_not_depend_on_their_block_nor_on_the_rank_count(tmp_path):
             vg = f[f"steady_state/volumes/{name}"]
             for q in ("power", "field_work", "boundary_flux"):
                 np.testing.assert_allclose(vg[q][()], p_one[q][i], rtol=1e-9, atol=1e-15)
+
+
+#: A GaAs double barrier in device units (nm, eV, fs): sharp barriers (0.2 nm smoothing on a 0.39 nm
+#: grid) that a long time step turns into weight at the grid's cut-off.
+RTD_SHORT = {
+    "schema": "bohmpower-run/1",
+    "units": {"system": "device"},
+    "particles": {"count": 100, "mass": 0.067},
+    "grid": {"x_min": -150.0, "x_max": 150.0, "points": 768, "boundary": "absorbing",
+             "absorber_width": 40.0},
+    "time": {"dt": 0.5, "t_end": 700.0, "save_every": 40},
+    "potential": [{"kind": "double_barrier", "center": 0.0, "width": 2.0, "gap": 5.0,
+                   "height": 0.3, "smoothing": 0.2}],
+    "field": [{"kind": "linear_drop", "bias": 0.15, "x_left": -10.0, "x_right": 10.0,
+               "smoothing": 1.0}],
+    "trajectories": {"count": 2, "seed": 2026},
+    "reservoirs": {"fermi_energy": 0.03, "temperature": 77.0, "packet_width": 10.0,
+                   "energy_cells": 12},
+    "steady_state": {"warm_up": 150.0, "batches": 2},
+}
+
+
+def test_an_open_run_whose_time_step_pumps_the_grid_cut_off_stops_with_the_cause():
+    """At dt = 0.5 fs the grid's largest kinetic phase is 12 rad per step (check warns) and the
+    split step at the sharp barriers fills the top of the spectrum; the velocity field then
+    oscillates from point to point and trajectories stall (no electron passed the well in a
+    longer run). The run must stop, naming the step, the time in fs and time.dt; at dt = 0.1 fs
+    the same device stays resolved."""
+    from bohmpower.errors import NumericalError
+
+    d = copy.deepcopy(RTD_SHORT)
+    with pytest.raises(NumericalError) as err:
+        OpenSolver(parse_config(d, REPO)).run()
+    text = str(err.value)
+    assert " fs)" in text and "time.dt" in text and "top 10 %" in text and "world " in text
+    d["time"]["dt"] = 0.1
+    # past the time the long step failed (about 100 fs), with fewer cells (a shorter injection
+    # period) so that each is tried in the averaging window
+    d["time"]["t_end"] = 300.0
+    d["steady_state"]["warm_up"] = 100.0
+    d["reservoirs"]["energy_cells"] = 4
+    solver = OpenSolver(parse_config(d, REPO))
+    result = solver.run()
+    assert result.max_present > 0 and result.lost == 0

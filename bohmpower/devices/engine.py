@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bohmpower.config import Packet
-from bohmpower.cw.engine import propagator_arguments
+from bohmpower.cw.engine import (DEFAULT_SPECTRAL_EVERY, SPECTRAL_EDGE_TOLERANCE,
+                                 propagator_arguments, spectral_edge_weights, top_wavenumbers)
 from bohmpower.cw.guidance import PointPotentials, plain_ratios, velocity_and_quantum_potential
 from bohmpower.cw.propagator import ConditionalPropagator
 from bohmpower.errors import ConfigError, NumericalError
@@ -312,6 +313,9 @@ class OpenEnsemble:
         self.lost = 0  # electrons removed for a non-finite velocity
         self.step_index = 0
         self.timings = {"propagate": 0.0, "guidance": 0.0, "bookkeeping": 0.0}
+        self._top = top_wavenumbers(self.x.size)
+        #: Largest mean spectral-edge weight of the electrons seen at a check (``_check_spectrum``).
+        self.max_spectral_edge = 0.0
 
     # ------------------------------------------------------------------ pool
     def _grow(self, need: int) -> None:
@@ -484,10 +488,40 @@ class OpenEnsemble:
             raise ConfigError("particles.count", f"a world holds {peak} electrons at once, more than "
                               f"particles.count = {self.max_electrons} (in an open run the largest "
                               "number of electrons present at once); raise it")
+        if self.step_index % DEFAULT_SPECTRAL_EVERY == 0:
+            self._check_spectrum(t_new)
         self._record_power(t_new)
         hit = np.flatnonzero(self.frame_steps == self.step_index)
         if hit.size:
             self.electrons[hit[0]] = counts
+
+    def _check_spectrum(self, t: float) -> None:
+        """The CW engine's resolution check: the mean over the electrons present of the fraction of
+        |psi(k)|^2 in the top 10 % of the grid's wavenumbers must stay below
+        ``SPECTRAL_EDGE_TOLERANCE``. Weight there makes the velocity field j/rho oscillate from one
+        grid point to the next, and trajectories stall in it (measured: a GaAs double barrier at
+        dt = 0.5 fs, where the grid's largest kinetic phase was 12 rad per step, passed no electron
+        through the well while the wavefunctions did)."""
+        n = self.n
+        if not n:
+            return
+        edge = spectral_edge_weights(self.psi[:n, 0], self._top)
+        mean = float(np.mean(edge))
+        self.max_spectral_edge = max(self.max_spectral_edge, mean if np.isfinite(mean) else 0.0)
+        if np.isfinite(mean) and mean <= SPECTRAL_EDGE_TOLERANCE:
+            return
+        worst = int(np.nanargmax(np.where(np.isfinite(edge), edge, np.inf)))
+        side = ("left", "right")[int(self.side[worst])]
+        raise NumericalError(
+            self.step_index, t,
+            f"the electrons' wavefunctions carry {mean:.3g} of their weight (mean over the {n} "
+            f"present) in the top 10 % of the grid's wavenumbers, above {SPECTRAL_EDGE_TOLERANCE:g} "
+            f"(worst: world {int(self.ids[self.world[worst]])}, electron {int(self.slot[worst])} of "
+            f"that world, energy cell {int(self.cell[worst])} of the {side} reservoir): the velocity "
+            "field is no longer resolved. Likely cause: a time step too long for the grid, which "
+            "pumps weight to the cut-off at sharp potentials; if `bohmpower check` warns that the "
+            "grid's largest kinetic phase per step is above numerics.warn_phase, reduce time.dt as "
+            "it says; otherwise use more grid.points or smoother potential pieces")
 
     def run(self) -> None:
         """Step to t_end (N(t) at step 0 is 0: the device starts empty)."""
@@ -796,7 +830,10 @@ class OpenSolver:
             ens = OpenEnsemble(self.model, self.injection, blk, a.trajectories.seed, a.time.n_steps,
                                a.steady_state.warm_up, a.steady_state.batches, self.surfaces,
                                a.particles.count, frames, self.workers, volumes=self.volumes)
-            ens.run()
+            try:
+                ens.run()
+            except NumericalError as exc:
+                raise exc.in_units(self.config.unit_system) from None
             for k, v in ens.timings.items():
                 timings[k] += v
             parts.append((int(blk[0]), ens.crossings, ens.exits, ens.exits_total, ens.injected,
