@@ -27,23 +27,21 @@ sys.path.insert(0, str(REPO))
 from bohmpower.config import parse_config  # noqa: E402
 from bohmpower.devices.engine import OpenSolver  # noqa: E402
 
-#: The shot-noise device (tests/test_devices_noise.py runs it with fewer worlds).
-NOISE_RUN = {
-    "schema": "bohmpower-run/1",
-    "title": "shot noise of a single barrier",
-    "particles": {"count": 100},
-    "grid": {"x_min": -130.0, "x_max": 130.0, "points": 128, "boundary": "absorbing",
-             "absorber_width": 25.0},
-    "time": {"dt": 2.0, "t_end": 5000.0, "save_every": 25},
-    "potential": [{"kind": "barrier", "center": -12.0, "width": 6.0, "height": 0.045,
-                   "smoothing": 1.5}],
-    "field": [{"kind": "linear_drop", "bias": 0.06, "x_left": -4.0, "x_right": 26.0}],
-    "volume": [{"name": "device", "x_min": -30.0, "x_max": 30.0}],
-    "trajectories": {"count": 128, "seed": 7},
-    "reservoirs": {"fermi_energy": 0.05, "temperature": 0.0, "packet_width": 12.0,
-                   "energy_cells": 5, "energy_min": 0.01},
-    "steady_state": {"warm_up": 2500.0, "batches": 3},
-}
+sys.path.insert(0, str(REPO / "scripts"))
+from landauer_check import CASE  # noqa: E402
+
+#: The shot-noise device (tests/test_devices_noise.py runs it with fewer worlds): the single barrier
+#: of scripts/landauer_check.py on 128 points, moved into the flat left lead in front of the drop.
+NOISE_RUN = copy.deepcopy(CASE)
+NOISE_RUN["title"] = "shot noise of a single barrier"
+NOISE_RUN["particles"]["count"] = 100
+NOISE_RUN["grid"]["points"] = 128
+NOISE_RUN["time"].update(t_end=5000.0, save_every=25)
+NOISE_RUN["potential"][0].update(center=-12.0, height=0.045)
+NOISE_RUN["field"][0].update(bias=0.06, x_left=-4.0, x_right=26.0)
+NOISE_RUN["trajectories"].update(count=128, seed=7)
+NOISE_RUN["reservoirs"].update(energy_cells=5, energy_min=0.01)
+NOISE_RUN["steady_state"].update(warm_up=2500.0, batches=3)
 
 
 def noise_config(bias: float, worlds: int, seed: int = 7):
