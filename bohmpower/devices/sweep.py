@@ -202,9 +202,10 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
                 row = (float(bias), float(sg["exit_current"][()]),
                        float(sg["exit_current_stderr"][()]), float(sg["landauer_current"][()]),
                        sg["current"].attrs["units"], path)
+                model = float(sg["model_current"][()])
             rows.append(row)
             log(f"bias {row[0]:.6g}: current {row[1]:.6g} +- {row[2]:.3g} {row[4]} (Landauer "
-                f"{row[3]:.6g}); {path.name} ({status})")
+                f"{row[3]:.6g}, injection model {model:.6g}); {path.name} ({status})")
     if root:
         from bohmpower.plot import plot_sweep
 
