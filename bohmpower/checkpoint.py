@@ -51,6 +51,8 @@ VERSION = 2
 NUMERICS_VERSION = 1
 _IDENTITY_KEY = "identity/digest"
 _BLOCK_RE = re.compile(r"^block-(\d+)-(\d+)\.npz$")
+#: Blocks of worlds of an open-system run (``devices.engine``): their own name, their own contents.
+_OPEN_RE = re.compile(r"^open-(\d+)-(\d+)\.npz$")
 #: Default seconds between saves of an unfinished interacting-scheme unit (``UnitState``) when
 #: ``--checkpoint-interval`` is not given; it is also saved whenever the run is stopped.
 UNIT_STATE_INTERVAL = 600.0
@@ -235,22 +237,53 @@ class Checkpoint:
 
     def save_block(self, result: BlockResult) -> None:
         """Write one finished block atomically."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         arrays = {f"sums/{k}": np.asarray(v) for k, v in result.sums.as_dict().items()}
         for sid, d in result.stored.items():
             for name, arr in d.items():
                 arrays[f"stored/{sid}/{name}"] = arr
         arrays["crossed"] = np.asarray(result.crossed)
-        arrays[_IDENTITY_KEY] = np.asarray(self.digest)
-        name = f"block-{result.sums.first_id}-{result.sums.last_id}.npz"
+        self.save_arrays(f"block-{result.sums.first_id}-{result.sums.last_id}.npz", arrays)
+
+    def save_arrays(self, name: str, arrays: dict) -> None:
+        """Write the arrays to ``name`` in the folder atomically, stamped with the run identity."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = dict(arrays)
+        data[_IDENTITY_KEY] = np.asarray(self.digest)
 
         def write(tmp):
             # compressed (zip deflate, lossless: a resumed run still equals a straight run to the
             # bit); most of a block is the profiles' mean and M2, zero outside the kernels' reach
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+                np.savez_compressed(fh, **data)
 
         _atomic_write(self.dir / name, write)
+
+    def load_arrays(self, path: Path) -> dict:
+        """The arrays of one file of the folder, checked: readable and written by this run."""
+        try:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
+                              "resume again (its samples are recomputed)") from None
+        digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
+        if digest != self.digest:
+            raise ConfigError("--resume", f"{path} was written by another run (its run "
+                              "identity differs from this run's), so it is not merged; "
+                              "remove that file and resume again (its samples are "
+                              "recomputed), or choose another output")
+        return data
+
+    def open_block_files(self) -> dict[tuple[int, int], Path]:
+        """(first world id, last world id) -> file of every finished block of an open run."""
+        if not self.dir.is_dir():
+            return {}
+        out = {}
+        for p in sorted(self.dir.glob("open-*.npz")):
+            m = _OPEN_RE.match(p.name)
+            if m:
+                out[(int(m.group(1)), int(m.group(2)))] = p
+        return out
 
     def load_blocks(self) -> dict[int, BlockResult]:
         """Every finished block on disk, keyed by first sample id; a corrupted file is refused."""
@@ -273,18 +306,7 @@ class Checkpoint:
 
     def load_block(self, path: Path) -> BlockResult:
         """One block file, checked: written by this run, readable, finite."""
-        try:
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ConfigError("--resume", f"{path} is corrupted ({exc}); remove that file and "
-                              "resume again (its samples are recomputed)") from None
-        digest = str(data.pop(_IDENTITY_KEY)) if _IDENTITY_KEY in data else None
-        if digest != self.digest:
-            raise ConfigError("--resume", f"{path} was written by another run (its run "
-                              "identity differs from this run's), so it is not merged; "
-                              "remove that file and resume again (its samples are "
-                              "recomputed), or choose another output")
+        data = self.load_arrays(path)
         sums = BlockSums.from_dict({k[5:]: _scalar(v) for k, v in data.items()
                                     if k.startswith("sums/")})
         stored: dict = {}

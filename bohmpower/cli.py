@@ -283,16 +283,14 @@ def cmd_run(args) -> int:
         checkpoint.unlock()
 
 
-def _run_open(args, comm, config, run_file, output) -> int:
-    """An open-system run ([reservoirs]; docs/devices.md)."""
+def _run_open(args, comm, config, run_file, output, checkpoint) -> int:
+    """An open-system run ([reservoirs]; docs/devices.md): every finished block of worlds goes to
+    the checkpoint, which --resume reads back."""
     import numpy as np
 
     from bohmpower import io
     from bohmpower.devices.engine import OpenSolver
 
-    if args.resume:
-        raise ConfigError("--resume", "open-system runs ([reservoirs]) do not checkpoint yet; "
-                          "rerun without --resume")
     root = comm.rank == 0
     solver = OpenSolver(config, workers=args.workers)
     if root:
@@ -302,13 +300,20 @@ def _run_open(args, comm, config, run_file, output) -> int:
                  solver.n_samples, comm.size)
     progress = _progress(solver.n_samples, args.quiet or not root, "worlds")
     try:
-        result = solver.run(comm=comm, progress=progress.update)
+        result = solver.run(comm=comm, progress=progress.update, checkpoint=checkpoint,
+                            resume=args.resume, max_wall_time=args.max_wall_time,
+                            stop_requested=lambda: _STOP["signal"] is not None)
     finally:
         progress.close()
     if not root:
         return 0
     result.ranks = comm.size
-    path = io.write_open_result(output, result, config, overwrite=args.overwrite)
+    try:
+        path = io.write_open_result(output, result, config,
+                                    overwrite=args.overwrite or args.resume)
+    except StorageError as exc:
+        raise StorageError(f"{exc} with --resume: the checkpoint {checkpoint.dir} holds every "
+                           "finished block of worlds, so nothing is computed again") from None
     us = config.unit_system
     cur = result.current()
     for s, j, se in zip(result.surfaces, cur["mean"], cur["standard_error"], strict=True):
@@ -336,6 +341,10 @@ def _run_open(args, comm, config, run_file, output) -> int:
     for w in result.warnings[len(solver.warnings):]:
         log.warning("warning: %s", w)
     log.info("done in %.1f s: %d worlds; result: %s", result.wall_time, solver.n_samples, path)
+    if args.keep_checkpoint:
+        log.info("checkpoint kept in %s (%.1f MB)", checkpoint.dir, checkpoint.size() / 1e6)
+    else:
+        checkpoint.remove()
     return 0
 
 
@@ -344,7 +353,7 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     from bohmpower.driver import CWSolver
 
     if config.open_system:
-        return _run_open(args, comm, config, run_file, output)
+        return _run_open(args, comm, config, run_file, output, checkpoint)
     root = comm.rank == 0
     solver = CWSolver(config, workers=args.workers, discard_bad_samples=args.discard_bad_samples)
     if root:

@@ -316,3 +316,43 @@ def test_an_open_run_whose_time_step_pumps_the_grid_cut_off_stops_with_the_cause
     solver = OpenSolver(parse_config(d, REPO))
     result = solver.run()
     assert result.max_present > 0 and result.lost == 0
+
+
+def test_a_stopped_open_run_resumes_from_its_checkpoint_and_equals_a_straight_run(tmp_path):
+    """Every finished block of worlds goes to the checkpoint; a run stopped after its first block
+    (SIGTERM, --max-wall-time) resumes with the rest, even in other blocks, and gives the straight
+    run's counts exactly and its power to round-off. A block file of another run is refused."""
+    from bohmpower.checkpoint import Checkpoint, run_identity
+    from bohmpower.errors import StoppedEarly
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 3
+    d["time"]["t_end"] = 2100.0
+    d["steady_state"]["warm_up"] = 980.0
+    config = parse_config(d, REPO)
+    straight = OpenSolver(config, block_size=1).run()
+    cp = Checkpoint(tmp_path / "open.h5", run_identity(config))
+    calls = []
+
+    def stop_after_one_block():
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(StoppedEarly, match="--resume"):
+        OpenSolver(config, block_size=1).run(checkpoint=cp, stop_requested=stop_after_one_block)
+    assert sorted(cp.open_block_files()) == [(0, 0)]
+    resumed = OpenSolver(config, block_size=2).run(checkpoint=cp, resume=True)
+    assert sorted(cp.open_block_files()) == [(0, 0), (1, 2)]
+    for name in ("crossings", "exits", "exits_total", "injected_total", "electrons", "fates",
+                 "undecided"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(straight, name),
+                                      err_msg=name)
+    p_s, p_r = straight.steady_power(), resumed.steady_power()
+    for q in ("energy", "power", "field_work", "boundary_flux"):
+        np.testing.assert_allclose(p_r[q], p_s[q], rtol=1e-9, atol=1e-15, err_msg=q)
+    # a block of another run (another seed) is refused, naming the file
+    d2 = copy.deepcopy(d)
+    d2["trajectories"]["seed"] = 8
+    other = Checkpoint(tmp_path / "open.h5", run_identity(parse_config(d2, REPO)))
+    with pytest.raises(ConfigError, match="different run file|another run"):
+        OpenSolver(parse_config(d2, REPO), block_size=1).run(checkpoint=other, resume=True)

@@ -132,6 +132,25 @@ def test_sweep_runs_one_result_per_bias_and_resumes(tmp_path, capsys):
     assert [f.stat().st_mtime_ns for f in files] == stamp
     assert [line.split(";")[0] for line in again.splitlines()] == \
         [line.split(";")[0] for line in first.splitlines()]
+    assert not list(out.glob("*.checkpoint"))  # each point's checkpoint went with its result
+    # a sweep stopped inside a point (here: after the first of its two blocks of worlds) resumes
+    # inside it from POINT.h5.checkpoint and gives the point it would have given
+    from bohmpower.checkpoint import Checkpoint, run_identity
+    from bohmpower.devices.sweep import point_config
+    from bohmpower.errors import StoppedEarly
+
+    cfg = point_config(parse_config(d, REPO), 0.03)
+    files[1].unlink()
+    calls = []
+    with pytest.raises(StoppedEarly):
+        OpenSolver(cfg, block_size=1).run(
+            checkpoint=Checkpoint(files[1], run_identity(cfg)),
+            stop_requested=lambda: calls.append(1) or len(calls) > 1)
+    assert [p.name for p in out.glob("*.checkpoint/open-*.npz")] == ["open-0-0.npz"]
+    assert main(["sweep", str(run_file), "--bias", "0.01:0.03:2", "-o", str(out), "--quiet"]) == 0
+    resumed = capsys.readouterr().out
+    assert resumed.splitlines()[1].split(";")[0] == first.splitlines()[1].split(";")[0]
+    assert not list(out.glob("*.checkpoint"))
 
 
 def test_sweep_figure_and_read_back(tmp_path, capsys):

@@ -230,3 +230,33 @@ def test_resume_interleaving_disk_and_received_blocks_equals_one_rank_to_the_bit
     r = bohmpower(["run", path, "-o", out, "-q", "--resume"], ranks=2)
     assert r.returncode == 0, r.stderr
     assert_bitwise_equal_results(serial, out)
+
+
+@pytest.mark.mpi
+def test_an_open_run_stopped_on_two_ranks_resumes_and_equals_the_serial_run(tmp_path):
+    """An open-system run ([reservoirs]) checkpoints each finished block of worlds: 130 worlds make
+    blocks of 64, 64 and 2 (two rounds on two ranks); --max-wall-time stops it after the first
+    round (exit 75, two block files), --resume on two ranks runs only the last block, and the
+    result equals the serial run's; the checkpoint is removed after the result is written."""
+    import copy
+
+    from tests.test_devices_open import OPEN
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 130
+    d["time"]["t_end"] = 2100.0
+    d["steady_state"]["warm_up"] = 980.0
+    path = write_run_file(tmp_path / "open.toml", d)
+    r = bohmpower(["run", path, "-o", tmp_path / "serial.h5", "-q"])
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "stopped.h5"
+    ckpt = Path(str(out) + ".checkpoint")
+    r = bohmpower(["run", path, "-o", out, "-q", "--max-wall-time", "0.2"], ranks=2)
+    assert r.returncode == 75 and "--resume" in r.stderr, r.stderr
+    assert sorted(p.name for p in ckpt.glob("open-*.npz")) == ["open-0-63.npz", "open-64-127.npz"]
+    assert not out.exists()
+    r = bohmpower(["run", path, "-o", out, "--resume"], ranks=2)
+    assert r.returncode == 0, r.stderr
+    assert "128 of 130 worlds already done" in r.stderr
+    assert_same_results(tmp_path / "serial.h5", out)
+    assert not ckpt.exists()

@@ -767,6 +767,41 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
             "kt": left.kt, "band_bottom": bottom, "bias": left.band_bottom - right.band_bottom}
 
 
+#: What a block of worlds contributes besides its power sums (``OpenEnsemble`` attributes).
+_PART_ARRAYS = ("crossings", "exits", "exits_total", "injected", "injected_total", "electrons",
+                "fates", "undecided", "max_present", "lost")
+
+
+def _part_arrays(part: dict) -> dict:
+    """A block's contribution as flat arrays (a checkpoint file)."""
+    out = {k: np.asarray(part[k]) for k in _PART_ARRAYS + ("first", "last")}
+    for name, sums in part["power"].items():
+        for k, v in sums.as_dict().items():
+            out[f"power/{name}/{k}"] = np.asarray(v)
+    return out
+
+
+def _part_from_arrays(data: dict) -> dict:
+    """The inverse of :func:`_part_arrays`, checked finite."""
+    from bohmpower.errors import BadBlockError
+    from bohmpower.power.estimators import BlockSums
+
+    part = {k: data[k] for k in _PART_ARRAYS}
+    part["first"], part["last"] = int(data["first"]), int(data["last"])
+    power: dict = {}
+    for key, v in data.items():
+        if key.startswith("power/"):
+            _, name, k = key.split("/", 2)
+            power.setdefault(name, {})[k] = v.item() if v.ndim == 0 else v
+    part["power"] = {name: BlockSums.from_dict(d) for name, d in power.items()}
+    for name, d in power.items():
+        for k, v in d.items():
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+                raise BadBlockError(f"checkpoint block of worlds {part['first']}-{part['last']}: "
+                                    f"{name}/{k} is not finite; remove that file and resume again")
+    return part
+
+
 class OpenSolver:
     """An open-system run (``[reservoirs]``): worlds in blocks, ranks round-robin over blocks.
 
@@ -811,22 +846,80 @@ class OpenSolver:
                 f"{us.quantity(self.steady_state_time, 'time')} (the slowest energy cell's passage, "
                 "docs/devices.md): the averages still hold part of the transient")
 
-    def run(self, comm=None, progress=None) -> OpenResult:
-        """Run every world; returns the result on rank 0 (None on the other ranks)."""
-        from bohmpower.parallel import gather_to_root, my_blocks
+    def _finished_blocks(self, checkpoint, resume: bool, comm) -> dict:
+        """{(first, last): file} of the blocks of worlds a resumed run reads back (rank 0 checks
+        the checkpoint and writes its manifest; a refusal stops every rank alike)."""
+        from bohmpower.errors import BohmpowerError
+
+        done, refused = {}, None
+        if checkpoint is not None and comm.rank == 0:
+            try:
+                if resume and checkpoint.exists():
+                    checkpoint.check()
+                    done = {k: p for k, p in checkpoint.open_block_files().items()
+                            if k[1] < self.n_samples}
+                    logger.info("resuming: %d of %d worlds already done",
+                                sum(b - a + 1 for a, b in done), self.n_samples)
+                checkpoint.write_manifest(self.n_samples)
+            except BohmpowerError as exc:
+                refused = exc
+        why = comm.bcast(None if refused is None else str(refused), root=0)
+        if refused is not None:
+            raise refused
+        if why is not None:
+            raise BohmpowerError(why)
+        keys = comm.bcast(sorted(done), root=0)
+        return {k: done.get(k) for k in keys}
+
+    def run(self, comm=None, progress=None, checkpoint=None, resume: bool = False,
+            stop_requested=None, max_wall_time: float | None = None) -> OpenResult:
+        """Run every world; returns the result on rank 0 (None on the other ranks).
+
+        With a ``checkpoint`` (``checkpoint.Checkpoint``), every finished block of worlds is written
+        to it (``open-<first>-<last>.npz``, by the rank that ran it); with ``resume`` the blocks on
+        disk are read back instead of run again. ``stop_requested()`` true on any rank before a
+        round of blocks stops the run cleanly (``StoppedEarly``) with the finished blocks on disk,
+        and so does ``max_wall_time`` (seconds) before a round that would end past it.
+        Each world's result does not depend on its block, so a resumed run equals a straight one
+        (counts exactly, the power estimates to round-off: other blocks merge them).
+        """
+        from bohmpower.parallel import SerialComm, any_rank, gather_to_root, my_blocks
 
         start = _time.perf_counter()
         a = self.atomic
         ids = np.arange(self.n_samples)
-        size = comm.Get_size() if comm is not None else 1
+        comm = comm or SerialComm()
+        done = self._finished_blocks(checkpoint, resume, comm)
+        covered = np.zeros(ids.size, dtype=bool)
+        for first, last in done:
+            covered[first:last + 1] = True
+        todo_ids = ids[~covered]
+        if progress is not None and comm.rank == 0 and covered.any():
+            progress(int(covered.sum()))
         # every rank gets work even in small runs; each world's result does not depend on its block
-        bs = max(1, min(self.block_size, -(-ids.size // size)))
-        blocks = [ids[i:i + bs] for i in range(0, ids.size, bs)]
-        mine = my_blocks(blocks, comm) if comm is not None else blocks
+        bs = max(1, min(self.block_size, -(-todo_ids.size // comm.size))) if todo_ids.size else 1
+        runs = np.split(todo_ids, np.flatnonzero(np.diff(todo_ids) != 1) + 1) if todo_ids.size else []
+        blocks = [r[i:i + bs] for r in runs for i in range(0, r.size, bs)]
+        mine = my_blocks(blocks, comm)
+        n_rounds = -(-len(blocks) // comm.size)
         frames = np.asarray(a.time.frame_steps)
         parts = []
         timings = {"propagate": 0.0, "guidance": 0.0, "bookkeeping": 0.0}
-        for blk in mine:
+        round_time = 0.0
+        for i in range(n_rounds):
+            late = max_wall_time is not None and (
+                _time.perf_counter() - start + 1.2 * round_time > max_wall_time)
+            if any_rank(late or (stop_requested is not None and stop_requested()), comm):
+                from bohmpower.errors import StoppedEarly
+
+                raise StoppedEarly(
+                    "stopped before all worlds were run"
+                    + (f"; the finished blocks are in {checkpoint.dir}: run again with --resume"
+                       if checkpoint is not None else ""))
+            if i >= len(mine):
+                continue
+            blk = mine[i]
+            t_round = _time.perf_counter()
             ens = OpenEnsemble(self.model, self.injection, blk, a.trajectories.seed, a.time.n_steps,
                                a.steady_state.warm_up, a.steady_state.batches, self.surfaces,
                                a.particles.count, frames, self.workers, volumes=self.volumes)
@@ -836,27 +929,30 @@ class OpenSolver:
                 raise exc.in_units(self.config.unit_system) from None
             for k, v in ens.timings.items():
                 timings[k] += v
-            parts.append((int(blk[0]), ens.crossings, ens.exits, ens.exits_total, ens.injected,
-                          ens.injected_total, ens.electrons, ens.max_present, ens.lost,
-                          ens.power_sums(), ens.fates, ens.undecided))
+            part = {"first": int(blk[0]), "last": int(blk[-1]), "power": ens.power_sums(),
+                    **{k: getattr(ens, k) for k in _PART_ARRAYS}}
+            if checkpoint is not None:
+                checkpoint.save_arrays(f"open-{part['first']}-{part['last']}.npz",
+                                       _part_arrays(part))
+            parts.append(part)
+            round_time = max(round_time, _time.perf_counter() - t_round)
             if progress is not None:
                 progress(blk.size)
-        if comm is not None:
-            parts = gather_to_root(parts, comm)
-            if parts is None:
-                return None
-        parts.sort(key=lambda p: p[0])
+        parts = gather_to_root(parts, comm)
+        if parts is None:
+            return None
+        parts += [_part_from_arrays(checkpoint.load_arrays(path)) for path in done.values()]
+        parts.sort(key=lambda p: p["first"])
         if not parts:
-            raise NumericalError("no world was run")
-        cat = [np.concatenate([p[i] for p in parts], axis=1 if i == 6 else 0) for i in range(1, 7)]
-        lost = sum(p[8] for p in parts)
-        fates = np.concatenate([p[10] for p in parts])
-        undecided = np.concatenate([p[11] for p in parts])
+            raise NumericalError(0, 0.0, "no world was run")
+        cat = {k: np.concatenate([p[k] for p in parts], axis=1 if k == "electrons" else 0)
+               for k in _PART_ARRAYS if k not in ("max_present", "lost")}
+        lost = sum(int(p["lost"]) for p in parts)
         _, p_steps, est = power_estimators(self.volumes, float(a.time.dt), int(a.time.n_steps),
                                      float(a.steady_state.warm_up), int(a.steady_state.batches))
         for p in parts:
             for name, e in est.items():
-                e.merge(p[9][name])
+                e.merge(p["power"][name])
         power = {name: e.results() for name, e in est.items()}
         if lost:
             logger.warning("%d electron(s) removed for a non-finite velocity", lost)
@@ -864,18 +960,22 @@ class OpenSolver:
         dt = float(a.time.dt)
         from bohmpower.devices.steady import steady_state_tests
 
-        drift, detected, notes = steady_state_tests(frames * dt, cat[5], float(a.steady_state.warm_up),
+        drift, detected, notes = steady_state_tests(frames * dt, cat["electrons"],
+                                                    float(a.steady_state.warm_up),
                                                     self.config.unit_system)
         result = OpenResult(
             config=self.config, model=self.model, injection=self.injection, sample_ids=ids,
-            surfaces=self.surfaces, crossings=cat[0], exits=cat[1], exits_total=cat[2],
-            injected=cat[3], injected_total=cat[4], electrons=cat[5], frame_times=frames * dt,
+            surfaces=self.surfaces, crossings=cat["crossings"], exits=cat["exits"],
+            exits_total=cat["exits_total"], injected=cat["injected"],
+            injected_total=cat["injected_total"], electrons=cat["electrons"], frame_times=frames * dt,
             warm_up=float(a.steady_state.warm_up), t_end=float(a.time.t_end),
-            n_batches=int(a.steady_state.batches), max_present=max(p[7] for p in parts), lost=lost,
+            n_batches=int(a.steady_state.batches),
+            max_present=max(int(p["max_present"]) for p in parts), lost=lost,
             wall_time=_time.perf_counter() - start, landauer=ref, timings=timings,
             degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
             warnings=list(self.warnings) + notes, power=power, power_time=p_steps * dt,
-            drift=drift, detected_steady_state_time=detected, fates=fates, undecided=undecided,
+            drift=drift, detected_steady_state_time=detected, fates=cat["fates"],
+            undecided=cat["undecided"],
         )
         noise = result.noise()
         if abs(noise["fano_if_transmitted"] - noise["fano"]) > noise["fano_stderr"]:

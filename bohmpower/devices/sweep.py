@@ -174,6 +174,7 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
     import h5py
 
     from bohmpower import io
+    from bohmpower.checkpoint import Checkpoint, run_identity
     from bohmpower.devices.engine import OpenSolver
 
     if config.reservoirs is None:
@@ -187,10 +188,15 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
         path = point_path(directory, stem, bias)
         cfg = point_config(config, bias)
         if not path.exists():
-            result = OpenSolver(cfg, workers=workers).run(comm=comm)
+            # the point's finished blocks of worlds go to POINT.h5.checkpoint, so a sweep killed
+            # inside a point resumes inside it; removed once the point's result is written
+            checkpoint = Checkpoint(path, run_identity(cfg))
+            result = OpenSolver(cfg, workers=workers).run(comm=comm, checkpoint=checkpoint,
+                                                          resume=True)
             if root:
                 result.ranks = 1 if comm is None else comm.size
                 io.write_open_result(path, result, cfg)
+                checkpoint.remove()
             if comm is not None:
                 comm.Barrier()
             status = "run"
