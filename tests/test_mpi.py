@@ -260,3 +260,28 @@ def test_an_open_run_stopped_on_two_ranks_resumes_and_equals_the_serial_run(tmp_
     assert "128 of 130 worlds already done" in r.stderr
     assert_same_results(tmp_path / "serial.h5", out)
     assert not ckpt.exists()
+
+
+@pytest.mark.mpi
+def test_a_sweep_spreads_its_points_over_the_ranks_and_equals_the_serial_sweep(tmp_path):
+    """Three points on two ranks: rank 0 runs the first and the third point, rank 1 the second
+    (groups of ranks, one per point at most); every point's file equals the serial sweep's."""
+    import copy
+
+    from tests.test_devices_open import OPEN
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 2
+    d["time"]["t_end"] = 2100.0
+    d["steady_state"]["warm_up"] = 980.0
+    path = write_run_file(tmp_path / "dev.toml", d)
+    for ranks, out in ((1, "serial"), (2, "mpi")):
+        r = bohmpower(["sweep", path, "--bias", "0.01:0.03:3", "-o", tmp_path / out], ranks=ranks)
+        assert r.returncode == 0, r.stderr
+    assert "3 points on 2 groups of ranks" in r.stdout
+    names = sorted(p.name for p in (tmp_path / "serial").glob("dev.bias*.h5"))
+    assert len(names) == 3
+    assert sorted(p.name for p in (tmp_path / "mpi").glob("dev.bias*.h5")) == names
+    for name in names:
+        assert_same_results(tmp_path / "serial" / name, tmp_path / "mpi" / name)
+    assert r.stdout.count("(run)") == 3

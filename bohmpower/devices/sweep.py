@@ -170,7 +170,12 @@ def landauer_curve(config, biases) -> np.ndarray:
 
 
 def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, log=print) -> list:
-    """Run (or read back) every point; returns rows (bias, current, stderr, landauer, path)."""
+    """Run (or read back) every point; returns rows (bias, current, stderr, landauer, path).
+
+    Under MPI the ranks are split into groups, at most one per point (rank r in group r mod G),
+    and the points are dealt out to the groups (point i to group i mod G); each point's worlds
+    are spread over its group's ranks. A point's result does not depend on how many ranks ran it,
+    so the sweep's files do not depend on the rank count either."""
     import h5py
 
     from bohmpower import io
@@ -179,30 +184,52 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
 
     if config.reservoirs is None:
         raise ConfigError("reservoirs", "a sweep needs an open-system run file ([reservoirs])")
-    root = comm is None or comm.rank == 0
+    size = 1 if comm is None else comm.size
+    rank = 0 if comm is None else comm.rank
+    root = rank == 0
     directory = Path(directory)
     if root:
         directory.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for bias in biases:
+    n_groups = max(1, min(size, len(biases)))
+    color = rank % n_groups
+    split = comm.Split(color, rank) if n_groups > 1 else None
+    group = split if split is not None else comm
+    if group is not None and group.size == 1:
+        group = None  # one rank per point: it runs serially
+    if root and n_groups > 1:
+        log(f"sweep: {len(biases)} points on {n_groups} groups of ranks "
+            f"({size // n_groups}-{-(-size // n_groups)} rank(s) each)")
+    status = {}
+    for i in range(color, len(biases), n_groups):
+        bias = biases[i]
         path = point_path(directory, stem, bias)
         cfg = point_config(config, bias)
         if not path.exists():
             # the point's finished blocks of worlds go to POINT.h5.checkpoint, so a sweep killed
             # inside a point resumes inside it; removed once the point's result is written
             checkpoint = Checkpoint(path, run_identity(cfg))
-            result = OpenSolver(cfg, workers=workers).run(comm=comm, checkpoint=checkpoint,
+            result = OpenSolver(cfg, workers=workers).run(comm=group, checkpoint=checkpoint,
                                                           resume=True)
-            if root:
-                result.ranks = 1 if comm is None else comm.size
+            if group is None or group.rank == 0:
+                result.ranks = 1 if group is None else group.size
                 io.write_open_result(path, result, cfg)
                 checkpoint.remove()
-            if comm is not None:
-                comm.Barrier()
-            status = "run"
+            if group is not None:
+                group.Barrier()
+            status[i] = "run"
         else:
-            status = "exists, skipped"
+            status[i] = "exists, skipped"
+    if comm is not None:
+        statuses = comm.gather(status, root=0)
         if root:
+            status = {k: v for d in statuses for k, v in d.items()}
+        comm.Barrier()  # every point's file is written before rank 0 reads them
+    if split is not None:
+        split.Free()
+    rows = []
+    if root:
+        for i, bias in enumerate(biases):
+            path = point_path(directory, stem, bias)
             with h5py.File(path, "r") as f:
                 sg = f["steady_state"]
                 row = (float(bias), float(sg["exit_current"][()]),
@@ -211,7 +238,7 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
                 model = float(sg["model_current"][()])
             rows.append(row)
             log(f"bias {row[0]:.6g}: current {row[1]:.6g} +- {row[2]:.3g} {row[4]} (Landauer "
-                f"{row[3]:.6g}, injection model {model:.6g}); {path.name} ({status})")
+                f"{row[3]:.6g}, injection model {model:.6g}); {path.name} ({status[i]})")
     if root:
         from bohmpower.plot import plot_sweep
 
