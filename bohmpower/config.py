@@ -75,6 +75,9 @@ MAX_STEPS = 10**9
 #: resolution rules then judge what remains.
 FLOAT_LIMIT = 1e30
 FLOAT_TINY = 1e-30
+#: ``[steady_state] warm_up = "auto"``: the open-system solver sets the warm-up to its estimate of the
+#: time to steady state (``devices.engine.steady_state_time``).
+AUTO_WARM_UP = "auto"
 #: Largest grid.points (one conditional wavefunction of 2**24 complex points is 256 MiB).
 MAX_GRID_POINTS = 2**24
 #: Largest trajectories.count (sample ids and block lists are held in memory up front).
@@ -432,7 +435,8 @@ KEYS: tuple[KeySpec, ...] = (
        "packet +/- 3 packet_width outside the absorbing layers; > x_left",
        default_text="right layer's inner edge - 3 packet_width"),
     # -- [steady_state]
-    _f("steady_state", "warm_up", "time", None, ">= 0; < time.t_end", _nonneg,
+    _f("steady_state", "warm_up", "time", None,
+       '>= 0; < time.t_end; or "auto" (the estimated time to steady state)', _nonneg,
        default_text="time.t_end/2"),
     _i("steady_state", "batches", 5, "2 <= value <= 1000", lambda v: 2 <= v <= 1000),
     # -- [energy]
@@ -821,7 +825,7 @@ class ReservoirsConfig:
 class SteadyStateConfig:
     """``[steady_state]``: time averages over [warm_up, t_end] in ``batches`` batch means."""
 
-    warm_up: float | None = _d("steady_state", "warm_up")
+    warm_up: float | str | None = _d("steady_state", "warm_up")  # or AUTO_WARM_UP
     batches: int = _d("steady_state", "batches")
 
     def _sections(self) -> tuple[str, ...]:
@@ -913,8 +917,8 @@ class RunConfig:
             for f in dataclasses.fields(obj):
                 spec = specs.get(f.name)
                 value = getattr(obj, f.name)
-                if spec is None or spec.type != "float" or value is None:
-                    continue
+                if spec is None or spec.type != "float" or value is None or isinstance(value, str):
+                    continue  # (a float key that holds "auto" is resolved later)
                 changes[f.name] = us.to_atomic(value, spec.dimension)
             return dataclasses.replace(obj, **changes)
 
@@ -1473,7 +1477,12 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
     from bohmpower.units import BOLTZMANN_HARTREE_PER_K
 
     r = _read_keys(res_data, "reservoirs", SECTIONS["reservoirs"])
-    st = _read_keys(steady_data or {}, "steady_state", SECTIONS["steady_state"])
+    steady = dict(steady_data or {}) if isinstance(steady_data, dict) or steady_data is None \
+        else steady_data
+    auto = isinstance(steady, dict) and steady.get("warm_up") == AUTO_WARM_UP
+    if auto:  # resolved by the open-system solver, which knows the device (devices.engine)
+        del steady["warm_up"]
+    st = _read_keys(steady, "steady_state", SECTIONS["steady_state"])
     if grid.boundary != "absorbing":
         raise ConfigError("grid.boundary", 'an open-system run ([reservoirs]) needs boundary = '
                           '"absorbing": electrons leave through the absorbing layers')
@@ -1526,6 +1535,9 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
                           "a wider reservoirs.packet_width or a lower reservoirs.energy_max")
     # Injection window: every energy cell is attempted once per h/dE; the averaging time must hold
     # at least one attempt of each cell (docs/devices.md, "Injection").
+    if auto:
+        st["warm_up"] = AUTO_WARM_UP
+        return ReservoirsConfig(**r), SteadyStateConfig(**st)
     if st["warm_up"] is None:
         st["warm_up"] = 0.5 * time.t_end
     if not st["warm_up"] < time.t_end:
@@ -2012,7 +2024,8 @@ def describe(config: RunConfig) -> str:
             f"{res.temperature:.6g} K, degeneracy {res.degeneracy}, packet_width "
             f"{q(res.packet_width, 'length')}, {res.energy_cells} energy cells from "
             f"{q(res.energy_min, 'energy')} to {q(res.energy_max, 'energy')}, injected at {q(res.x_left, 'length')} and "
-            f"{q(res.x_right, 'length')}; steady state after {q(ss.warm_up, 'time')} in "
+            f"{q(res.x_right, 'length')}; steady state after "
+            f"{'the estimated time to it' if ss.warm_up == AUTO_WARM_UP else q(ss.warm_up, 'time')} in "
             f"{ss.batches} batches"
         )
     lines.append(

@@ -824,7 +824,8 @@ def describe_result(path: Path) -> str:
             lines.append(f"  open system: bias {sg.attrs['bias']:.6g} {sg.attrs['bias_units']}, "
                          f"kT {sg.attrs['kT']:.6g} {sg.attrs['kT_units']}, averages over "
                          f"{sg.attrs['averaging_time']:.6g} {sg.attrs['averaging_time_units']} "
-                         f"after {sg.attrs['warm_up']:.6g}")
+                         f"after a warm-up of {sg.attrs['warm_up']:.6g} "
+                         f"{sg.attrs.get('warm_up_units', sg.attrs['averaging_time_units'])}")
             for x, j, se in zip(sg["surface"][()], sg["current"][()], sg["current_stderr"][()],
                                 strict=True):
                 lines.append(f"    current at {x:.6g} {sg['surface'].attrs['units']}: {j:.6g} +- "

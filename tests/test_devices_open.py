@@ -356,3 +356,29 @@ def test_a_stopped_open_run_resumes_from_its_checkpoint_and_equals_a_straight_ru
     other = Checkpoint(tmp_path / "open.h5", run_identity(parse_config(d2, REPO)))
     with pytest.raises(ConfigError, match="different run file|another run"):
         OpenSolver(parse_config(d2, REPO), block_size=1).run(checkpoint=other, resume=True)
+
+
+def test_warm_up_auto_starts_the_averages_at_the_estimated_time_to_steady_state():
+    """``warm_up = "auto"`` survives the resolved run file, the solver sets it to its estimate of
+    the time to steady state (the slowest cell's passage), and a t_end that leaves less than one
+    injection period after it is refused with the t_end that would do."""
+    import tomllib
+
+    from bohmpower.devices.engine import steady_state_time
+
+    config = open_run(**{"steady_state.warm_up": "auto", "trajectories.count": 2})
+    assert config.steady_state.warm_up == "auto"
+    again = parse_config(tomllib.loads(config.to_toml()), REPO)
+    assert again == config
+    solver = OpenSolver(config)
+    expected = steady_state_time(solver.model, solver.injection, 2800.0)
+    assert 0 < expected < 2800.0 - solver.injection.period
+    assert solver.atomic.steady_state.warm_up == pytest.approx(expected)
+    assert solver.config.steady_state.warm_up == pytest.approx(expected)  # atomic units here
+    assert not any("shorter than the estimated time" in w for w in solver.warnings)
+    result = solver.run()
+    assert result.warm_up == pytest.approx(expected)
+    with pytest.raises(ConfigError, match=r"lengthen time\.t_end to at least"):
+        OpenSolver(open_run(**{"steady_state.warm_up": "auto", "time.t_end": 2100.0}))
+    with pytest.raises(ConfigError, match="must be a number"):
+        open_run(**{"steady_state.warm_up": "automatic"})

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bohmpower.config import Packet
+from bohmpower.config import AUTO_WARM_UP, Packet
 from bohmpower.cw.engine import (DEFAULT_SPECTRAL_EVERY, SPECTRAL_EDGE_TOLERANCE,
                                  propagator_arguments, spectral_edge_weights, top_wavenumbers)
 from bohmpower.cw.guidance import PointPotentials, plain_ratios, velocity_and_quantum_potential
@@ -828,6 +828,9 @@ class OpenSolver:
         self.volumes = power_volumes(self.model, self.injection)
         self.steady_state_time = steady_state_time(self.model, self.injection,
                                                    float(atomic.time.t_end))
+        if atomic.steady_state.warm_up == AUTO_WARM_UP:
+            self._set_warm_up(self.steady_state_time)
+            atomic = self.atomic
         ref = landauer_reference(self.model, self.injection, float(atomic.time.t_end),
                                  atomic.reservoirs.degeneracy)
         if abs(ref["grid_current"] - ref["current"]) > GRID_TOLERANCE * abs(ref["current"]):
@@ -845,6 +848,27 @@ class OpenSolver:
                 f"shorter than the estimated time to steady state "
                 f"{us.quantity(self.steady_state_time, 'time')} (the slowest energy cell's passage, "
                 "docs/devices.md): the averages still hold part of the transient")
+
+    def _set_warm_up(self, warm_up: float) -> None:
+        """``warm_up = "auto"``: the averaging window starts at ``warm_up`` [a.u.], the estimated
+        time to steady state, if it leaves at least one injection period before t_end."""
+        us = self.config.unit_system
+        a = self.atomic
+        t_end, period = float(a.time.t_end), float(self.injection.period)
+        if t_end - warm_up < period:
+            raise ConfigError(
+                "steady_state.warm_up",
+                f'"auto" takes the estimated time to steady state, '
+                f"{us.quantity(warm_up, 'time')} (the slowest energy cell's passage, "
+                f"docs/devices.md), which leaves t_end - warm_up = "
+                f"{us.quantity(max(t_end - warm_up, 0.0), 'time')}, less than one injection period "
+                f"h/dE = {us.quantity(period, 'time')}: lengthen time.t_end to at least "
+                f"{us.quantity(warm_up + period, 'time')}, or give warm_up as a time")
+        user = us.from_atomic(warm_up, "time")
+        self.config = dataclasses.replace(
+            self.config, steady_state=dataclasses.replace(self.config.steady_state, warm_up=user))
+        self.atomic = dataclasses.replace(
+            a, steady_state=dataclasses.replace(a.steady_state, warm_up=float(warm_up)))
 
     def _finished_blocks(self, checkpoint, resume: bool, comm) -> dict:
         """{(first, last): file} of the blocks of worlds a resumed run reads back (rank 0 checks
