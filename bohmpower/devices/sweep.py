@@ -33,7 +33,7 @@ def parse_bias_range(text: str) -> np.ndarray:
         if len(parts) != 3:
             raise ValueError
     except (ValueError, IndexError):
-        raise ConfigError("--bias", f"expected start:stop:count (e.g. 0:0.03:4), got {text!r}")
+        raise ConfigError("--bias", f"expected start:stop:count (e.g. 0:0.03:4), got {text!r}") from None
     if n < 1 or (n == 1 and a != b) or not (np.isfinite(a) and np.isfinite(b)):
         raise ConfigError("--bias", f"count must be >= 1 (1 only with start == stop), got {text!r}")
     return np.linspace(a, b, n)
