@@ -285,3 +285,24 @@ def test_a_sweep_spreads_its_points_over_the_ranks_and_equals_the_serial_sweep(t
     for name in names:
         assert_same_results(tmp_path / "serial" / name, tmp_path / "mpi" / name)
     assert r.stdout.count("(run)") == 3
+
+
+@pytest.mark.mpi
+def test_a_point_refused_on_one_rank_of_a_sweep_is_a_clean_error_on_every_rank(tmp_path):
+    """warm_up = "auto" leaves too short an average at the low bias only (its slow electrons take
+    longer): the rank of that point refuses it while the other rank runs its own point; the sweep
+    ends with exit 2 and one message naming the bias, instead of waiting forever, and keeps the
+    finished point."""
+    import copy
+
+    from tests.test_devices_open import OPEN
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 2
+    d["steady_state"]["warm_up"] = "auto"
+    path = write_run_file(tmp_path / "dev.toml", d)
+    r = bohmpower(["sweep", path, "--bias", "0.01:0.03:2", "-o", tmp_path / "iv"], ranks=2)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("error: steady_state.warm_up: at bias 0.01:") == 1, r.stderr
+    assert "lengthen time.t_end" in r.stderr
+    assert [p.name for p in (tmp_path / "iv").glob("*.h5")] == ["dev.bias0.03.h5"]

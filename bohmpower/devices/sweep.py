@@ -199,17 +199,21 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
     if root and n_groups > 1:
         log(f"sweep: {len(biases)} points on {n_groups} groups of ranks "
             f"({size // n_groups}-{-(-size // n_groups)} rank(s) each)")
-    status = {}
+    status, refused = {}, None
     for i in range(color, len(biases), n_groups):
         bias = biases[i]
         path = point_path(directory, stem, bias)
         cfg = point_config(config, bias)
         if not path.exists():
+            try:
+                solver = OpenSolver(cfg, workers=workers)
+            except ConfigError as exc:  # this bias's device refuses the run file (on every
+                refused = (i, exc.key, f"at bias {bias:g}: {exc.message}")  # rank of the group)
+                break
             # the point's finished blocks of worlds go to POINT.h5.checkpoint, so a sweep killed
             # inside a point resumes inside it; removed once the point's result is written
             checkpoint = Checkpoint(path, run_identity(cfg))
-            result = OpenSolver(cfg, workers=workers).run(comm=group, checkpoint=checkpoint,
-                                                          resume=True)
+            result = solver.run(comm=group, checkpoint=checkpoint, resume=True)
             if group is None or group.rank == 0:
                 result.ranks = 1 if group is None else group.size
                 io.write_open_result(path, result, cfg)
@@ -219,6 +223,15 @@ def sweep(config, biases, directory: Path, stem: str, comm=None, workers=None, l
             status[i] = "run"
         else:
             status[i] = "exists, skipped"
+    # a point refused on one group of ranks is refused on every rank (the other groups finish
+    # the points they are running first, so no finished point is lost), the first one by bias
+    refusals = [refused] if comm is None else comm.allgather(refused)
+    refusals = sorted(r for r in refusals if r is not None)
+    if refusals:
+        if split is not None:
+            split.Free()
+        raise ConfigError(refusals[0][1], refusals[0][2] + "; every finished point is kept "
+                          "and is not run again")
     if comm is not None:
         statuses = comm.gather(status, root=0)
         if root:
