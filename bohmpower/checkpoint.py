@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bohmpower.errors import BadBlockError, ConfigError, StorageError, is_out_of_space
+from bohmpower.errors import (BadBlockError, BohmpowerError, ConfigError, StorageError,
+                              is_out_of_space)
 from bohmpower.power.estimators import BlockSums
 from bohmpower.power.recorder import BLOCK_SIZE, BlockResult
 
@@ -153,6 +154,29 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
+
+
+def resume_on_root(checkpoint, resume: bool, comm, n_samples: int, finished, unit: str):
+    """Rank 0 checks the checkpoint a run resumes from (``finished()`` -> (done, count): what it
+    reads back, keyed, and how many samples that is) and writes its manifest; a refusal stops every
+    rank alike, or the others would wait for rank 0 forever. Returns (done on rank 0, {} elsewhere;
+    its sorted keys on every rank)."""
+    done, refused = {}, None
+    if checkpoint is not None and comm.rank == 0:
+        try:
+            if resume and checkpoint.exists():
+                checkpoint.check()
+                done, count = finished()
+                log.info("resuming: %d of %d %s already done", count, n_samples, unit)
+            checkpoint.write_manifest(n_samples)
+        except BohmpowerError as exc:
+            refused = exc
+    why = comm.bcast(None if refused is None else (refused.exit_code, str(refused)), root=0)
+    if refused is not None:
+        raise refused
+    if why is not None:
+        raise (ConfigError("", why[1]) if why[0] == 2 else BohmpowerError(why[1]))
+    return done, comm.bcast(sorted(done), root=0)
 
 
 class Checkpoint:

@@ -1477,11 +1477,10 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
     from bohmpower.units import BOLTZMANN_HARTREE_PER_K
 
     r = _read_keys(res_data, "reservoirs", SECTIONS["reservoirs"])
-    steady = dict(steady_data or {}) if isinstance(steady_data, dict) or steady_data is None \
-        else steady_data
+    steady = steady_data or {}
     auto = isinstance(steady, dict) and steady.get("warm_up") == AUTO_WARM_UP
     if auto:  # resolved by the open-system solver, which knows the device (devices.engine)
-        del steady["warm_up"]
+        steady = {k: v for k, v in steady.items() if k != "warm_up"}
     st = _read_keys(steady, "steady_state", SECTIONS["steady_state"])
     if grid.boundary != "absorbing":
         raise ConfigError("grid.boundary", 'an open-system run ([reservoirs]) needs boundary = '

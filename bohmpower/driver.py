@@ -565,33 +565,22 @@ class CWSolver:
         sorted by id (the same result to the bit, whatever the number of ranks).
         """
         from bohmpower.parallel import SerialComm, any_rank, my_blocks
+        from bohmpower.checkpoint import resume_on_root
         from bohmpower.power.recorder import OrderedMerge, blocks_of
 
         comm = comm or SerialComm()
         start = _time.perf_counter()
         blocks = blocks_of(self.n_samples)
-        done: dict = {}
-        refused = None
-        if checkpoint is not None and comm.rank == 0:
-            try:
-                if resume and checkpoint.exists():
-                    checkpoint.check()
-                    keys = {(int(b[0]), int(b[-1])) for b in blocks}
-                    # checked now, loaded again when merged: {first id: (file, samples)}
-                    done = {first: found for (first, last), found
-                            in checkpoint.finished_blocks().items() if (first, last) in keys}
-                    log.info("resuming: %d of %d samples already done",
-                             sum(n for _, n in done.values()), self.n_samples)
-                checkpoint.write_manifest(self.n_samples)
-            except BohmpowerError as exc:
-                refused = exc
-        # A refused checkpoint stops every rank alike (the others would wait for rank 0 forever).
-        why = comm.bcast(None if refused is None else (refused.exit_code, str(refused)), root=0)
-        if refused is not None:
-            raise refused
-        if why is not None:
-            raise (ConfigError("", why[1]) if why[0] == 2 else BohmpowerError(why[1]))
-        done_ids = comm.bcast(sorted(done), root=0)
+
+        def finished():
+            keys = {(int(b[0]), int(b[-1])) for b in blocks}
+            # checked now, loaded again when merged: {first id: (file, samples)}
+            found = {first: f for (first, last), f in checkpoint.finished_blocks().items()
+                     if (first, last) in keys}
+            return found, sum(n for _, n in found.values())
+
+        done, done_ids = resume_on_root(checkpoint, resume, comm, self.n_samples, finished,
+                                        "samples")
         if progress is not None and done:
             progress(sum(n for _, n in done.values()))
         todo = [b for b in blocks if int(b[0]) not in done_ids]

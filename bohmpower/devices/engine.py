@@ -870,31 +870,6 @@ class OpenSolver:
         self.atomic = dataclasses.replace(
             a, steady_state=dataclasses.replace(a.steady_state, warm_up=float(warm_up)))
 
-    def _finished_blocks(self, checkpoint, resume: bool, comm) -> dict:
-        """{(first, last): file} of the blocks of worlds a resumed run reads back (rank 0 checks
-        the checkpoint and writes its manifest; a refusal stops every rank alike)."""
-        from bohmpower.errors import BohmpowerError
-
-        done, refused = {}, None
-        if checkpoint is not None and comm.rank == 0:
-            try:
-                if resume and checkpoint.exists():
-                    checkpoint.check()
-                    done = {k: p for k, p in checkpoint.open_block_files().items()
-                            if k[1] < self.n_samples}
-                    logger.info("resuming: %d of %d worlds already done",
-                                sum(b - a + 1 for a, b in done), self.n_samples)
-                checkpoint.write_manifest(self.n_samples)
-            except BohmpowerError as exc:
-                refused = exc
-        why = comm.bcast(None if refused is None else str(refused), root=0)
-        if refused is not None:
-            raise refused
-        if why is not None:
-            raise BohmpowerError(why)
-        keys = comm.bcast(sorted(done), root=0)
-        return {k: done.get(k) for k in keys}
-
     def run(self, comm=None, progress=None, checkpoint=None, resume: bool = False,
             stop_requested=None, max_wall_time: float | None = None) -> OpenResult:
         """Run every world; returns the result on rank 0 (None on the other ranks).
@@ -907,13 +882,20 @@ class OpenSolver:
         Each world's result does not depend on its block, so a resumed run equals a straight one
         (counts exactly, the power estimates to round-off: other blocks merge them).
         """
+        from bohmpower.checkpoint import resume_on_root
         from bohmpower.parallel import SerialComm, any_rank, gather_to_root, my_blocks
 
         start = _time.perf_counter()
         a = self.atomic
         ids = np.arange(self.n_samples)
         comm = comm or SerialComm()
-        done = self._finished_blocks(checkpoint, resume, comm)
+        def finished():
+            found = {k: p for k, p in checkpoint.open_block_files().items()
+                     if k[1] < self.n_samples}
+            return found, sum(last - first + 1 for first, last in found)
+
+        found, keys = resume_on_root(checkpoint, resume, comm, self.n_samples, finished, "worlds")
+        done = {k: found.get(k) for k in keys}
         covered = np.zeros(ids.size, dtype=bool)
         for first, last in done:
             covered[first:last + 1] = True
