@@ -1485,9 +1485,10 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
     if grid.boundary != "absorbing":
         raise ConfigError("grid.boundary", 'an open-system run ([reservoirs]) needs boundary = '
                           '"absorbing": electrons leave through the absorbing layers')
-    if interaction.kind != "none":
-        raise ConfigError("interaction.kind", "open-system runs inject non-interacting electrons "
-                          'so far; use kind = "none" (interacting injection is not implemented yet)')
+    if interaction.kind == "harmonic":
+        raise ConfigError("interaction.kind", 'an open-system run takes kind = "soft_coulomb" or '
+                          '"none": a harmonic W grows with the distance, so electrons in the two '
+                          "leads would pull on each other more than on anything in the device")
     if method is not None and (method.scheme != "zeroth_order" or method.exchange):
         raise ConfigError("method", "open-system runs propagate each injected electron's own "
                           'wavefunction: use scheme = "zeroth_order" and exchange = false')

@@ -7,7 +7,13 @@ term and the boundary flux P_B per volume with their standard errors over the wo
 work over the whole device against the current times the bias (exit current and Landauer current).
 tests/test_devices_power.py runs the same case shrunk (128 points, 8 worlds).
 
+With ``--relative-permittivity`` the electrons interact (soft Coulomb of ``--softening``), and the
+interaction term P_C and the ``absorbed`` term (pair energy taken out by the contacts) are printed too
+(docs/devices.md, "Interacting electrons").
+
     python scripts/device_power_check.py [--worlds 256] [--biases 0.01,0.02,0.03]
+    python scripts/device_power_check.py --biases 0.02 --worlds 32 --points 128 --dt 2.8 \
+        --energy-cells 8 --warm-up 1750 --t-end 2800 --relative-permittivity 10 --softening 10
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--warm-up", type=float, default=4000.0)
     ap.add_argument("--t-end", type=float, default=5400.0)
+    ap.add_argument("--dt", type=float, default=None, help="time step (default: the case's)")
+    ap.add_argument("--energy-cells", type=int, default=None)
+    ap.add_argument("--relative-permittivity", type=float, default=None,
+                    help="interacting electrons: soft Coulomb with this eps_r")
+    ap.add_argument("--softening", type=float, default=10.0, help="soft Coulomb softening [bohr]")
+    ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     z_power, z_iv = [], []
     for bias in map(float, args.biases.split(",")):
@@ -47,7 +59,19 @@ def main() -> None:
         d["steady_state"]["warm_up"] = args.warm_up
         d["time"]["t_end"] = args.t_end
         d["volume"] = VOLUMES
+        if args.dt is not None:
+            d["time"]["dt"] = args.dt
+        if args.energy_cells is not None:
+            d["reservoirs"]["energy_cells"] = args.energy_cells
+        if args.seed is not None:
+            d["trajectories"]["seed"] = args.seed
+        if args.relative_permittivity is not None:
+            d["interaction"] = {"kind": "soft_coulomb", "softening": args.softening,
+                                "relative_permittivity": args.relative_permittivity}
         solver = OpenSolver(parse_config(d, "."))
+        for w in solver.warnings:
+            if "softening" in w:
+                print("  warning:", w)
         a = time.process_time()
         r = solver.run()
         cpu = time.process_time() - a
@@ -58,15 +82,16 @@ def main() -> None:
               f"averaging {sp['averaging_time']:.0f} a.u., cpu {cpu:.1f} s")
         print(f"  current: exits {c['exit_mean']:.5f}({c['exit_standard_error']:.5f}), surfaces "
               f"{np.array2string(c['mean'], precision=5)}, Landauer {r.landauer['current']:.5f}")
-        print("  volume        E_Omega           P_Omega            P_J                quantum"
-              "            P_B                z(P_Omega)")
+        print("  volume        E_Omega           P_Omega            P_J                P_C"
+              "                quantum            P_B                absorbed           z(P_Omega)")
         for i, name in enumerate(sp["volumes"]):
             def pm(q, i=i):
                 return f"{sp[q][i]:+.3e}({sp[q + '_stderr'][i]:.1e})"
             z = sp["power"][i] / sp["power_stderr"][i]
             z_power.append(z)
             print(f"  {name:12s}  {pm('energy')}  {pm('power')}  {pm('field_work')}  "
-                  f"{pm('quantum')}  {pm('boundary_flux')}  {z:+.2f}")
+                  f"{pm('interaction')}  {pm('quantum')}  {pm('boundary_flux')}  {pm('absorbed')}  "
+                  f"{z:+.2f}")
         i = sp["volumes"].index(DEVICE_VOLUME)
         pj, pj_se = sp["field_work"][i], sp["field_work_stderr"][i]
         iv, iv_se = c["exit_mean"] * v, c["exit_standard_error"] * v

@@ -289,3 +289,48 @@ def test_derivatives_of_gaussian():
     assert np.allclose(v3[:, idx, idx], val, rtol=0, atol=1e-14, equal_nan=True)
     assert np.allclose(d13[:, idx, idx], d1, rtol=0, atol=1e-13, equal_nan=True)
     assert np.allclose(d23[:, idx, idx], d2, rtol=0, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", [K.W_SOFT, K.W_HARMONIC])
+def test_pool_phase_kernel_matches_twin(kind):
+    rng = np.random.default_rng(30 + kind)
+    x = _grid(64)
+    group = np.array([2, 0, 2, 1, 0, 2])  # worlds of 2, 1 and 3 electrons, interleaved
+    X = rng.uniform(-20, 20, group.size)
+    p1, p2 = (1 / 1.5, 0.64) if kind == K.W_SOFT else (0.01, 0.0)
+    base = np.exp(-0.05j * rng.uniform(-1, 1, x.size) - 0.05 * rng.uniform(0, 1, x.size))
+    pa = np.zeros((group.size, x.size), complex)
+    pb = np.zeros_like(pa)
+    K.pool_phases_nb(group, X, x, base, kind, p1, p2, 0.05, 3, pa)
+    K.pool_phases_np(group, X, x, base, kind, p1, p2, 0.05, 3, pb)
+    assert np.max(np.abs(pa - pb)) < 1e-14
+    # the lone electron of world 1 feels no partner: its phase is the base phase
+    assert np.max(np.abs(pa[3] - base)) < 1e-15
+
+
+@pytest.mark.parametrize("backend", ["rocket", "scipy"])
+@pytest.mark.parametrize("inter", [SOFT, None])
+def test_pool_step_equals_the_world_layout_step(backend, inter):
+    """An open system's pool (one row per electron, worlds interleaved) steps every electron in the
+    zeroth-order conditional potential of its own world, as ``step`` does for worlds of N rows."""
+    rng = np.random.default_rng(8)
+    x = _grid(64)
+    prop = ConditionalPropagator(x, 1.0, 0.01 * x**2, 0.01 * (x / 40) ** 2,
+                                 None if inter is None else inter.w, None, None, 0.05)
+    prop.fft_backend = backend
+    n_b, n = 3, 3
+    psi = _rand(rng, (n_b, n, x.size))
+    X = rng.uniform(-10, 10, (n_b, n))
+    ref = psi.copy()
+    prop.step(ref, 0.3, np.arange(n), X)
+    order = rng.permutation(n_b * n)  # pool rows in any order
+    world, which = np.divmod(order, n)
+    pool = np.ascontiguousarray(psi[world, which][:, None, :])
+    prop.step_pool(pool, 0.3, world, X[world, which], n_b)
+    assert np.max(np.abs(pool[:, 0] - ref[world, which])) < ROUND
+    if inter is not None:  # and the interaction is there: without it the step differs
+        bare = ConditionalPropagator(x, 1.0, 0.01 * x**2, 0.01 * (x / 40) ** 2, None, None, None,
+                                     0.05)
+        alone = np.ascontiguousarray(psi[world, which][:, None, :])
+        bare.step_pool(alone, 0.3, world, X[world, which], n_b)
+        assert np.max(np.abs(alone - pool)) > 1e-3

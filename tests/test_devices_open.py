@@ -102,9 +102,10 @@ def test_refusals(change, key):
 
 def test_refusals_of_what_the_slice_does_not_do():
     d = copy.deepcopy(OPEN)
-    d["interaction"] = {"kind": "soft_coulomb"}
-    with pytest.raises(ConfigError, match="interacting injection"):
+    d["interaction"] = {"kind": "harmonic", "strength": 1e-4}
+    with pytest.raises(ConfigError, match="grows with the distance") as exc:
         parse_config(d, REPO)
+    assert exc.value.key == "interaction.kind"
     d = copy.deepcopy(OPEN)
     d["initial"] = {"packet": [{"center": 0.0, "width": 5.0, "energy": 0.01}]}
     with pytest.raises(ConfigError, match="empty device"):

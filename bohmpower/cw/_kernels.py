@@ -48,10 +48,13 @@ __all__ = [
     "mul_owner_phase_np",
     "owner_phases_nb",
     "owner_phases_np",
+    "pool_phases_nb",
+    "pool_phases_np",
     "stencil_eval_nb",
     "stencil_eval_np",
     "step_worlds_nb",
     "step_worlds_np",
+    "step_rows_nb",
     "trig_eval_np",
 ]
 
@@ -227,6 +230,35 @@ def owner_phases_np(x_mid, x, base_phase, kind, p1, p2, wpre, half_dt, phases):
 
 
 @njit(cache=True, error_model="numpy")
+def pool_phases_nb(group, x_mid, x, base_phase, kind, p1, p2, half_dt, n_groups, phases):
+    """phases[p] = exp(-i h [U0 + q phi + sum_{q != p, group[q] = group[p]} W(x - X_q)] - h Gamma).
+
+    The pool layout of an open system (devices.engine): row p is one electron, ``group[p]`` its
+    world, ``x_mid`` (P,) the positions. Each world's sum of pair potentials is accumulated once,
+    O(P M), and each electron's own row subtracted (no self-interaction), as in ``owner_phases_nb``.
+    """
+    n_p, m = x_mid.shape[0], x.shape[0]
+    wsum = np.zeros((n_groups, m))
+    for p in range(n_p):
+        g, xp = group[p], x_mid[p]
+        for i in range(m):
+            wsum[g, i] += _w(x[i] - xp, kind, p1, p2)
+    for p in range(n_p):
+        g, xp = group[p], x_mid[p]
+        for i in range(m):
+            c, s = _cis(-half_dt * (wsum[g, i] - _w(x[i] - xp, kind, p1, p2)))
+            phases[p, i] = base_phase[i] * complex(c, s)
+
+
+def pool_phases_np(group, x_mid, x, base_phase, kind, p1, p2, half_dt, n_groups, phases):
+    # the sum over the other electrons of the same world written out (no subtraction trick)
+    wr = _w_np(x[None, :] - x_mid[:, None], kind, p1, p2)
+    for p in range(x_mid.shape[0]):
+        others = (group == group[p]) & (np.arange(x_mid.shape[0]) != p)
+        phases[p] = base_phase * np.exp(-1j * half_dt * wr[others].sum(axis=0))
+
+
+@njit(cache=True, error_model="numpy")
 def mul_owner_phase_nb(psi, owner, phases):
     """psi[b, c] *= phases[b, owner[c]]  (in place; the scipy path's potential half step)."""
     n_b, n_c, m = psi.shape
@@ -337,6 +369,25 @@ if HAVE_ROCKET_FFT:
                 psi, owner, x_mid, x, base_phase, kin, kind, p1, p2, wpre, half_dt, b0, b1,
                 wrows[k], wsum[k], phase[k],
             )  # fmt: skip
+
+
+    @njit(cache=True, error_model="numpy")
+    def step_rows_nb(psi, phases, kin):
+        """psi[p, c] <- P_p F^-1 K F P_p psi[p, c] with a given phase row P_p = phases[p] per world."""
+        axes = np.zeros(1, dtype=np.int64)
+        n_p, n_c, m = psi.shape
+        for p in range(n_p):
+            ph = phases[p]
+            for c in range(n_c):
+                row = psi[p, c]
+                for i in range(m):
+                    row[i] *= ph[i]
+                _c2c(row, row, axes, True, 1.0, 1)
+                for i in range(m):
+                    row[i] *= kin[i]
+                _c2c(row, row, axes, False, 1.0, 1)
+                for i in range(m):
+                    row[i] *= ph[i]
 
 
 def step_worlds_np(psi, owner, x_mid, x, base_phase, kin, kind, p1, p2, wpre, half_dt):

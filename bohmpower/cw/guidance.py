@@ -521,7 +521,8 @@ class PointPotentials:
             return np.asarray(self.gamma_fn(X), dtype=float)
         return np.maximum(lagrange_interpolate(self.gamma, self.x_min, self.dx, X), 0.0)
 
-    def evaluate(self, X: np.ndarray, v: np.ndarray, Q: np.ndarray, t: float) -> dict:
+    def evaluate(self, X: np.ndarray, v: np.ndarray, Q: np.ndarray, t: float,
+                 present: np.ndarray | None = None) -> dict:
         """Every per-electron quantity of the state at worlds X (module Equations).
 
         Parameters
@@ -530,6 +531,9 @@ class PointPotentials:
             Positions [bohr], velocities [bohr / a.u. time], quantum potentials [hartree].
         t : float
             Time [a.u. time] (drive).
+        present : ndarray of bool, shape (B, N), optional
+            Electrons that exist (an open system's worlds hold different numbers, padded to N):
+            pairs with an absent electron carry no energy or force. None: all.
 
         Returns
         -------
@@ -546,6 +550,8 @@ class PointPotentials:
         if self.w is not None and n > 1:
             r = X[:, :, None] - X[:, None, :]
             off = ~np.eye(n, dtype=bool)
+            if present is not None:
+                off = off & present[:, :, None] & present[:, None, :]
             e = e + 0.5 * np.sum(np.where(off, self.w(r), 0.0), axis=2)
             F = np.where(off, -self.dw(r), 0.0)
             pair_force = F.sum(axis=2)

@@ -287,6 +287,43 @@ class ConditionalPropagator:
         else:
             raise ValueError(f"fft_backend must be 'rocket' or 'scipy', got {self.fft_backend!r}")
 
+    def step_pool(self, psi: np.ndarray, t: float, group: np.ndarray, X_mid: np.ndarray,
+                  n_groups: int) -> None:
+        """Advance a pool of electrons from several worlds, in place, from t to t + dt.
+
+        The layout of an open system (:mod:`bohmpower.devices.engine`), whose worlds hold different
+        numbers of electrons: row p of ``psi`` (P, 1, M) is one electron of world ``group[p]``
+        (0 .. n_groups - 1) at mid-step position ``X_mid[p]``, and it evolves in the zeroth-order
+        conditional potential of :meth:`step`, U0 + q phi + sum of W(x - X_q) over the other
+        electrons q of its own world, - i Gamma. For worlds of equal size this is :meth:`step` with
+        owner = arange(N) (tested).
+        """
+        if psi.dtype != np.complex128 or psi.ndim != 3 or not psi.flags.c_contiguous \
+                or psi.shape[2] != self.n_x:
+            raise ValueError(f"psi must be a C-contiguous complex128 array of shape (P, 1, {self.n_x})")
+        X_mid = np.ascontiguousarray(X_mid, dtype=float)
+        group = np.ascontiguousarray(group, dtype=np.int64)
+        if X_mid.shape != (psi.shape[0],) or group.shape != X_mid.shape:
+            raise ValueError(f"group and X_mid must have shape ({psi.shape[0]},)")
+        if self._kind == K.W_TABLE:
+            raise ValueError("step_pool evaluates the interaction kinds of Interaction only")
+        base = self.base_phase(t)
+        h = 0.5 * self.dt
+        if self._kind == K.W_NONE:
+            phases = np.broadcast_to(base, (psi.shape[0], self.n_x))
+        else:
+            phases = np.empty((psi.shape[0], self.n_x), dtype=complex)
+            K.pool_phases_nb(group, X_mid, self.x, base, self._kind, self._p1, self._p2, h,
+                             int(n_groups), phases)
+        if self.fft_backend == "rocket" and K.HAVE_ROCKET_FFT:
+            K.step_rows_nb(psi, np.ascontiguousarray(phases), self._kin)
+            return
+        psi *= phases[:, None, :]
+        out = sfft.fft(psi, axis=-1, overwrite_x=True, workers=self.workers)
+        out *= self._kin
+        out = sfft.ifft(out, axis=-1, overwrite_x=True, workers=self.workers, norm="forward")
+        psi[...] = out * phases[:, None, :]
+
     def _world_blocks(self, n_b: int, n: int):
         per_world = max(1, n * self.n_x * 8)
         size = max(1, _TABLE_BYTES // per_world) if self._kind == K.W_TABLE else n_b

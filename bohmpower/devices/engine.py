@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time as _time
 from dataclasses import dataclass, field
 
@@ -68,6 +69,8 @@ LEAD_FLATNESS = 1e-3
 #: Largest relative difference between the Landauer currents of the grid-sampled and of the
 #: continuum potential before the run warns that the potential is not resolved.
 GRID_TOLERANCE = 0.02
+#: Grid spacings the soft-Coulomb core (the softening length) should span (``build_open_model``).
+SOFTENING_SPACINGS = 4.0
 #: Worlds stepped together (one pool of electrons).
 DEFAULT_BLOCK = 64
 
@@ -128,6 +131,17 @@ def build_open_model(config):
         res.append(Reservoir(side, u_s, u_s + r.fermi_energy, kt, float(x)))
     inj = Injection(tuple(res), float(r.energy_max), int(r.energy_cells), float(r.packet_width),
                     float(model.mass), float(r.energy_min))
+    inter = atomic.interaction
+    dx = float(model.grid.dx)
+    if inter.kind == "soft_coulomb" and inter.softening < SOFTENING_SPACINGS * dx:
+        warnings.append(
+            f"interaction.soft_coulomb.softening = {us.quantity(inter.softening, 'length')} spans "
+            f"{inter.softening / dx:.2g} grid spacings, fewer than {SOFTENING_SPACINGS:g}: the pair "
+            "potential's core is cut off by the grid, and the conditional wavefunctions pick up "
+            "energy that shows in the quantum term (measured on the test device of docs/devices.md, "
+            "whole-device P_quantum: 3 standard errors off at 2.5 spacings, 6 at 1); use more "
+            f"grid.points (>= {2 * math.ceil(SOFTENING_SPACINGS * model.grid.n_x * dx / inter.softening / 2)}) "
+            "or a longer softening")
     return model, inj, warnings
 
 
@@ -266,6 +280,8 @@ class OpenEnsemble:
         self.lo, self.hi = float(model.grid.x_min) + width, float(model.grid.x_max) - width
         self.prop = ConditionalPropagator(**propagator_arguments(model, self.dt, workers))
         self._owner = np.zeros(1, dtype=np.int64)
+        #: Electrons of a world interact (zeroth-order conditional potentials, module Notes).
+        self.interacting = self.prop.w is not None
         # the injections of every world, merged in time order
         sched = [injection.schedule(sample_rng(seed, int(i)), self.t_end) for i in self.ids]
         world = np.concatenate([np.full(s["time"].size, b) for b, s in enumerate(sched)])
@@ -350,6 +366,8 @@ class OpenEnsemble:
                          float(self.model.grid.dx)])
         self.slot_X[q["world"], q["slot"]] = ends[q["side"]]
         self.potentials = PointPotentials.from_model(self.model)
+        #: Pair energy gained (injection) or lost (absorption) by each slot since the last record.
+        self.slot_jump = np.zeros_like(self.slot_X)
         self.start_step, self.power_steps, self.power = power_estimators(
             self.volumes, self.dt, self.n_steps, self.warm_up, self.n_batches)
         for est in self.power.values():
@@ -359,6 +377,7 @@ class OpenEnsemble:
         """Hand the state at t (step ``step_index``) to the estimators, from the warm-up on."""
         if self.power is None:
             return
+        jump, self.slot_jump = self.slot_jump, np.zeros_like(self.slot_jump)
         k = self.step_index - self.start_step
         if not 0 <= k <= self.power_steps:
             return
@@ -366,16 +385,49 @@ class OpenEnsemble:
         v = np.zeros(shape)
         e = np.zeros(shape)
         f = np.zeros(shape)
+        c = np.zeros(shape)
         n = self.n
         if n:
             w, s = self.world[:n], self.slot[:n]
-            X = self.X[:n, None]
-            ev = self.potentials.evaluate(X, self.v[:n, None], self.Q[:n, None], t)
+            # the electrons present, world by world, padded to the largest world (module Notes)
+            rank, width = self._rank_in_world()
+            pad = np.zeros((self.n_worlds, width))
+            Xp, vp, Qp = pad.copy(), pad.copy(), pad.copy()
+            Xp[w, rank], vp[w, rank], Qp[w, rank] = self.X[:n], self.v[:n], self.Q[:n]
+            present = np.zeros((self.n_worlds, width), dtype=bool)
+            present[w, rank] = True
+            ev = self.potentials.evaluate(Xp, vp, Qp, t, present=present)
             v[w, s] = self.v[:n]
-            e[w, s] = ev["e"][:, 0]
-            f[w, s] = ev["field_power"][:, 0]
+            e[w, s] = ev["e"][w, rank]
+            f[w, s] = ev["field_power"][w, rank]
+            c[w, s] = ev["pair_power"][w, rank]
         for est in self.power.values():
-            est.record(k, self.slot_X, v, e, f)
+            est.record(k, self.slot_X, v, e, f, pair_power=c,
+                       energy_jump=jump if self.interacting else None)
+
+    def _rank_in_world(self) -> tuple[np.ndarray, int]:
+        """Each live row's index among the live rows of its world, and the largest world's count."""
+        w = self.world[: self.n]
+        order = np.argsort(w, kind="stable")
+        counts = np.bincount(w, minlength=self.n_worlds)
+        starts = np.cumsum(counts) - counts
+        rank = np.empty(w.size, dtype=int)
+        rank[order] = np.arange(w.size) - starts[w[order]]
+        return rank, max(1, int(counts.max()) if counts.size else 1)
+
+    def _pair_jump(self, rows: np.ndarray, X_rows: np.ndarray, sign: float) -> None:
+        """Book on the partners of ``rows`` (same world, still present) the pair energy
+        sign * (1/2) W(X_k - X_j) that appears (injection, +) or disappears (absorption, -)."""
+        if self.power is None or not self.interacting or rows.size == 0:
+            return
+        n = self.n
+        others = np.ones(n, dtype=bool)
+        others[rows] = False
+        for j, xj in zip(rows, X_rows, strict=True):
+            k = np.flatnonzero(others & (self.world[:n] == self.world[j]))
+            if k.size:
+                half_w = 0.5 * np.asarray(self.potentials.w(self.X[k] - xj), dtype=float)
+                np.add.at(self.slot_jump, (self.world[k], self.slot[k]), sign * half_w)
 
     def power_sums(self) -> dict:
         """The estimators' block sums (``BlockSums``), to merge in block order."""
@@ -411,6 +463,8 @@ class OpenEnsemble:
             np.add.at(self.injected, (q["world"][i0:j], side), 1)
         self.v[rows], self.Q[rows] = self._velocity(self.psi[rows], self.X[rows], with_q=True)
         self.n += m
+        new = np.arange(self.n - m, self.n)
+        self._pair_jump(new, self.X[new], +1.0)
 
     def _remove(self, gone: np.ndarray) -> None:
         """Drop the rows ``gone`` (bool over the live rows), keeping the live rows contiguous."""
@@ -435,7 +489,10 @@ class OpenEnsemble:
             psi, X, v = self.psi[:n], self.X[:n], self.v[:n]
             dt = self.dt
             a = _time.perf_counter()
-            self.prop.step(psi, t, self._owner, (X + 0.5 * dt * v)[:, None])
+            if self.interacting:
+                self.prop.step_pool(psi, t, self.world[:n], X + 0.5 * dt * v, self.n_worlds)
+            else:
+                self.prop.step(psi, t, self._owner, (X + 0.5 * dt * v)[:, None])
             b = _time.perf_counter()
             v_star = self._velocity(psi, X + dt * v)
             X_new = X + 0.5 * dt * (v + v_star)
@@ -476,10 +533,13 @@ class OpenEnsemble:
             X[:] = np.where(bad, X, X_new)
             v[:] = v_new
             self.Q[:n] = q_new
+            gone = bad | out_l | out_r
             if self.power is not None:
                 # exits and losses stay parked where they are now, e = 0 from the next record on
                 self.slot_X[self.world[:n], self.slot[:n]] = X
-            self._remove(bad | out_l | out_r)
+                rows = np.flatnonzero(gone)
+                self._pair_jump(rows, X[rows], -1.0)
+            self._remove(gone)
             self.timings["bookkeeping"] += _time.perf_counter() - c
         counts = np.bincount(self.world[: self.n], minlength=self.n_worlds)
         peak = int(counts.max()) if counts.size else 0

@@ -89,6 +89,11 @@ energy in Omega, w E_Omega at the previous step, is booked as ``absorbed`` (ener
 layers), so that the quantum term of such a world stays free of the removal jump. A removed world must
 stay removed.
 
+**Energy jumps** (``energy_jump``, open systems): when an electron is injected or absorbed, the pair
+energy (1/2) W(X_k - X_j) of each partner k appears or disappears at once. The caller gives these jumps
+per electron; their Theta-weighted sum is booked as ``absorbed`` (a gain with a minus sign) at the
+step that ends at the record, so the quantum term, the balance, does not carry them.
+
 **Contributing worlds.** Besides mean and M2, each block keeps per volume quantity and per frame
 or window slot the sum of the fourth powers of the per-world values, sum_i y_i^4 (raw sums, added in
 block order under merging). With sum_i y_i^2 = M2 + M mean^2 they give the number of worlds that
@@ -598,6 +603,7 @@ class EnsembleEstimator:
         weight: np.ndarray | None = None,
         gamma_total: np.ndarray | None = None,
         quantum_source: np.ndarray | None = None,
+        energy_jump: np.ndarray | None = None,
     ) -> None:
         """Record step n of the current block's worlds.
 
@@ -622,6 +628,11 @@ class EnsembleEstimator:
         quantum_source : ndarray, shape (n_block, N)
             With ``quantum_split`` (required for step >= 1, ignored at step 0): d_t Q_k at fixed
             configuration [hartree / atomic time] over the step that ends here, at its midpoint.
+        energy_jump : ndarray, shape (n_block, N), optional
+            The part of each e_k's change over the step that ends here that no rate describes
+            [hartree]: in an open system, the pair energy an electron gains when a partner is
+            injected and loses when one is absorbed (devices.engine). Booked as ``absorbed``
+            (with a minus sign: energy brought in), so that the quantum balance is free of it.
         """
         b = self._block
         if b is None:
@@ -695,6 +706,9 @@ class EnsembleEstimator:
         cur["S"] = (TH[None] * P[: self._WVE - 1, None]).sum(axis=2)
         if self.quantum_split:
             cur["TH"] = TH
+        if energy_jump is not None and step > 0:
+            jump = np.where(alive, self._check(energy_jump, shape, "energy_jump").T, 0.0) * w
+            cur["J"] = (TH * jump[None]).sum(axis=1)
 
         W = self.window_steps
         if 0 < step <= self.n_windows * W:
@@ -739,6 +753,8 @@ class EnsembleEstimator:
             P0 = P0 * keep
             if "D" in prev:
                 prev = dict(prev, D=prev["D"] * keep)
+        if "J" in cur:  # energy brought into Omega by injections (absorbed: energy taken out)
+            b["acc"][2] -= cur["J"]
         # Trapezoid of the Theta-weighted integrands (exact split for sharp crossings added below).
         b["acc"][:3] += half * (S0[2:] + S1[2:])
         if self.quantum_split:
