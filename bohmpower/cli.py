@@ -594,6 +594,11 @@ def cmd_plot(args) -> int:
         return 0
     figure = args.output or Path(args.result_file).with_suffix(".png")
     io.check_output_path(figure, True, inputs=(args.result_file,))
+    if io.result_method(args.result_file) == "open":
+        from bohmpower.plot import plot_open_result
+
+        log.info("figure: %s", plot_open_result(args.result_file, args.output))
+        return 0
     out = plot_result(args.result_file, args.output, volumes=args.volumes, terms=args.terms,
                       t_range=tuple(args.t_range) if args.t_range else None, symlog=args.symlog)
     log.info("figure: %s", out)

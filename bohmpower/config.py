@@ -1493,10 +1493,11 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
         raise ConfigError("method", "open-system runs propagate each injected electron's own "
                           'wavefunction: use scheme = "zeroth_order" and exchange = false')
     for i, f in enumerate(fields):
-        if f.kind != "linear_drop" or f.time_profile != "constant":
-            raise ConfigError(f"field[{i}].kind", "open-system runs take a static bias: "
-                              'linear_drop fields with time_profile = "constant" only (the leads '
-                              "must stay flat and the bias fixed)")
+        if f.kind != "linear_drop" or f.time_profile not in ("constant", "turn_on"):
+            raise ConfigError(f"field[{i}].kind", "open-system runs take linear_drop fields with "
+                              'time_profile = "constant" (a static bias) or "turn_on" (a bias '
+                              "switched on, whose transient is recorded); the leads must stay flat "
+                              "and the bias must end fixed for the steady state")
     kt = us.from_atomic(BOLTZMANN_HARTREE_PER_K * r["temperature"], "energy")
     if r["energy_max"] is None:
         r["energy_max"] = r["fermi_energy"] + 10.0 * kt

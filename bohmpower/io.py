@@ -560,9 +560,45 @@ def write_open_result(path: Path, result, config, *, overwrite: bool = False,
                  long_name_="transfer-matrix transmission T(E) of the potential")
         if getattr(result, "power", None):
             _write_steady_power(sg.create_group("volumes"), result, us)
+        tr = result.transient() if hasattr(result, "transient") else {}
+        if tr:
+            _write_transient(f.create_group("transient"), result, tr, us, t)
         dg = f.create_group("diagnostics")
         dg.attrs["warnings"] = "\n".join(result.warnings)
     return path
+
+
+def _write_transient(tg, result, tr: dict, us, t) -> None:
+    """/transient (a bias switched on): currents per frame interval and the power record from
+    t = 0 (``OpenResult.transient``, docs/result-file.md)."""
+    from bohmpower.devices.engine import power_volumes
+
+    tg.attrs["description"] = ("the run from t = 0: currents in each interval between frames, the "
+                               "Ramo-Shockley current of the electrodes, the displacement current "
+                               "and E_Omega, P_Omega and its terms per volume (docs/devices.md)")
+    interval = _coordinate(tg, "interval", us.from_atomic(tr["t_start"], "time"), us.unit("time"),
+                           long_name_="start of the interval between frames")
+    _dataset(tg, "interval_end", us.from_atomic(tr["t_end"], "time"), us.unit("time"),
+             dims=(interval,), long_name_="end of the interval between frames")
+    _dataset(tg, "bias", us.from_atomic(tr["bias"], "energy"), us.unit("energy"), dims=(interval,),
+             long_name_="mu_L - mu_R at the middle of the interval")
+    surf = _coordinate(tg, "surface", us.from_atomic(result.surfaces, "length"), us.unit("length"),
+                       long_name_="where the current is counted")
+    rate = us.unit("frequency")
+    for name, dims, label in (
+        ("current", (surf, interval), "particle current through the surface, left to right"),
+        ("ramo_current", (interval,), "current the electrons induce in the electrodes "
+         "(Ramo-Shockley), sum_k w(X_k) v_k"),
+        ("displacement_current", (surf, interval), "ramo_current - current: what crosses the "
+         "surface as a changing field"),
+    ):
+        for key, text in ((name, label), (name + "_stderr", f"standard error of {name} over the "
+                                          "independent worlds")):
+            _dataset(tg, key, us.from_atomic(np.asarray(tr[key], dtype=float), "frequency"), rate,
+                     dims=dims, long_name_=text)
+    if "power" in tr:
+        _write_estimates(tg, power_volumes(result.model, result.injection), tr["power"], us, t,
+                         None)
 
 
 def _write_noise(sg, result, us) -> None:
@@ -749,6 +785,12 @@ def _write_profiles(fg, est: dict, us, t, x) -> None:
                  long_name_=("window average of the " if window else "") + long_name(name))
 
 
+def result_method(path: Path) -> str:
+    """The ``method`` attribute of a result file ("exact", "conditional_wavefunctions", "open")."""
+    with open_result(path) as f:
+        return str(f.attrs.get("method", ""))
+
+
 def open_result(path: Path) -> h5py.File:
     """Open a result file read-only, refusing anything that is not one (ResultFileError)."""
     path = Path(path)
@@ -832,6 +874,11 @@ def describe_result(path: Path) -> str:
                              f"{se:.3g} {ru}")
             lines.append(f"    Landauer current {float(sg['landauer_current'][()]):.6g} {ru} "
                          f"(injection model {float(sg['model_current'][()]):.6g})")
+            if "transient" in f:
+                tg = f["transient"]
+                lines.append(f"    transient from t = 0 in /transient: {tg['interval'].shape[0]} "
+                             "intervals of currents (particle, Ramo-Shockley, displacement) and "
+                             "the power per volume (bohmpower plot draws them)")
             if int(sg.attrs.get("noise_periods", 0)):
                 lines.append(f"    shot noise: Fano factor {sg.attrs['fano_factor']:.4g} +- "
                              f"{sg.attrs['fano_factor_stderr']:.2g} over "

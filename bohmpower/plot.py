@@ -287,6 +287,102 @@ def plot_result(path, output=None, volumes=None, terms=None, t_range=None,
 SWEEP_TERMS = ("field_work", "quantum", "boundary_flux", "power")
 
 
+def plot_open_result(path, output=None) -> Path:
+    """The figure of one open-system run (``bohmpower plot OUT.h5`` of a ``[reservoirs]`` run).
+
+    Left: N(t), the mean number of electrons in a world, with the warm-up marked. With a bias
+    switched on (``/transient``), middle: the particle current through every surface in each frame
+    interval and the Ramo-Shockley current of the electrodes, the bias on a second axis; right: the
+    power of the whole device in each interval, P_Omega and its terms, with V I_RS beside the field
+    work. Without: the steady-state power terms of every volume (bars, one standard error).
+    """
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bohmpower.devices.engine import DEVICE_VOLUME
+    from bohmpower.io import open_result
+
+    output = Path(output) if output else Path(path).with_suffix(".png")
+    fmt = figure_format(output)
+    with open_result(path) as f:
+        try:
+            t = f["time"][()]
+            tu = f["time"].attrs["units"]
+            sg = f["steady_state"]
+            n_t = sg["electrons"][()]
+            warm = float(sg.attrs["warm_up"])
+            tr = f.get("transient")
+            fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
+            ax = axes[0]
+            ax.plot(t, n_t, "k-")
+            ax.axvline(warm, color="0.5", ls="--", lw=0.8, label="warm-up")
+            ax.set_xlabel(_axis("t", tu))
+            ax.set_ylabel("electrons per world N(t)")
+            ax.legend(fontsize=7)
+            ax.set_title("filling of the device", fontsize=10)
+            if tr is not None:
+                mid = 0.5 * (tr["interval"][()] + tr["interval_end"][()])
+                cu = tr["current"].attrs["units"]
+                ax = axes[1]
+                for j, xs in enumerate(tr["surface"][()]):
+                    ax.plot(mid, tr["current"][j], ".-", lw=0.8, ms=3, color=f"C{j}",
+                            label=f"through x = {xs:.4g} {_label(tr['surface'].attrs['units'])}")
+                _band(ax, mid, tr["ramo_current"][()], tr["ramo_current_stderr"][()], "k",
+                      "Ramo-Shockley (electrodes)")
+                ax.set_xlabel(_axis("t", tu))
+                ax.set_ylabel(_axis("current", cu))
+                ax.legend(fontsize=7)
+                ax.set_title("transient current", fontsize=10)
+                twin = ax.twinx()
+                twin.plot(mid, tr["bias"][()], color="0.6", lw=1)
+                twin.set_ylabel(_axis("bias", tr["bias"].attrs["units"]), color="0.5")
+                ax = axes[2]
+                w = tr["volumes"][DEVICE_VOLUME]["window"]
+                starts = w["t_start"][()]
+                width = float(np.diff(tr["interval"][()])[0]) if mid.size > 1 else 1.0
+                centre = starts + 0.5 * width
+                for i, q in enumerate(("power",) + TERMS):
+                    if q in w:
+                        ax.plot(centre, w[q][()], "-", lw=1, color=f"C{i}",
+                                label=TERM_LABELS.get(q, q) if q != "power" else "P_Ω")
+                n = starts.size
+                ax.plot(centre, tr["bias"][:n] * tr["ramo_current"][:n], "k--", lw=1,
+                        label="V I_RS")
+                ax.axhline(0.0, color="0.6", lw=0.6)
+                ax.set_xlabel(_axis("t", tu))
+                ax.set_ylabel(_axis("power", w["power"].attrs["units"]))
+                ax.legend(fontsize=7)
+                ax.set_title(f"{DEVICE_VOLUME}: power in each interval", fontsize=10)
+            else:
+                axes[1].set_axis_off()
+                ax = axes[2]
+                vols = sg["volumes"]
+                names = list(vols)
+                for i, q in enumerate(("power",) + TERMS):
+                    if q not in vols[names[0]]:
+                        continue
+                    y = [float(vols[n][q][()]) for n in names]
+                    e = [float(vols[n][q + "_stderr"][()]) for n in names]
+                    ax.bar(np.arange(len(names)) + 0.12 * i, y, 0.12, yerr=e, color=f"C{i}",
+                           label=TERM_LABELS.get(q, q) if q != "power" else "P_Ω")
+                ax.set_xticks(np.arange(len(names)) + 0.3, names, fontsize=8)
+                ax.axhline(0.0, color="0.6", lw=0.6)
+                ax.set_ylabel(_axis("power", vols[names[0]]["power"].attrs["units"]))
+                ax.legend(fontsize=7)
+                ax.set_title("steady-state power per volume", fontsize=10)
+        except (KeyError, h5py.Error) as exc:
+            from bohmpower.errors import ResultFileError
+
+            raise ResultFileError(f"{path}: incomplete open-system result file ({exc})") from None
+    fig.suptitle(Path(path).name + " — open system", fontsize=11)
+    fig.savefig(output, format=fmt, dpi=110)
+    plt.close(fig)
+    return output
+
+
 def plot_sweep(directory, output=None, n_curve: int = 41) -> Path:
     """The figure of a bias sweep (``bohmpower sweep``; ``bohmpower plot DIR``).
 

@@ -48,6 +48,8 @@ def main() -> None:
                     help="interacting electrons: soft Coulomb with this eps_r")
     ap.add_argument("--softening", type=float, default=10.0, help="soft Coulomb softening [bohr]")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--t-on", type=float, default=None,
+                    help="switch the bias on over this time (turn_on) and print the transient")
     args = ap.parse_args()
     z_power, z_iv = [], []
     for bias in map(float, args.biases.split(",")):
@@ -68,6 +70,8 @@ def main() -> None:
         if args.relative_permittivity is not None:
             d["interaction"] = {"kind": "soft_coulomb", "softening": args.softening,
                                 "relative_permittivity": args.relative_permittivity}
+        if args.t_on is not None:
+            d["field"][0].update(time_profile="turn_on", t_on=args.t_on)
         solver = OpenSolver(parse_config(d, "."))
         for w in solver.warnings:
             if "softening" in w:
@@ -101,12 +105,43 @@ def main() -> None:
               f"{iv:.4e}({iv_se:.1e}), z = {z:+.2f}; Landauer I V {r.landauer['current'] * v:.4e} "
               f"(z = {(pj - r.landauer['current'] * v) / pj_se:+.2f}); share in the drop "
               f"{sp['field_work'][sp['volumes'].index('drop')] / pj:.3f}", flush=True)
+        if args.t_on is not None:
+            transient_summary(r, args.t_on)
         print(f"  net particle inflow into the device {sp['particle_flux'][i]:+.2e}"
               f"({sp['particle_flux_stderr'][i]:.1e}) per a.u. time (the transient left)",
               flush=True)
     print(f"max |z| of P_Omega over {len(z_power)} volumes x biases: "
           f"{np.max(np.abs(z_power)):.2f}; field work vs I V: z = "
           f"{', '.join(f'{z:+.2f}' for z in z_iv)}")
+
+
+def transient_summary(r, t_on: float) -> None:
+    """The transient record of a bias switched on (docs/devices.md, "Transients")."""
+    tr = r.transient()
+    width = tr["t_end"] - tr["t_start"]
+    steady = tr["t_start"] >= r.warm_up
+    per_world = r.ramo[:, steady].sum(axis=1) / width[steady].sum()
+    se = per_world.std(ddof=1) / np.sqrt(per_world.size)
+    c = r.current()
+    print(f"  Ramo-Shockley current in steady state {per_world.mean():.5f}({se:.5f}) against "
+          f"the exits {c['exit_mean']:.5f}({c['exit_standard_error']:.5f})")
+    disp = (r.ramo[:, None, steady].sum(axis=2)
+            - r.frame_crossings[:, :, steady].sum(axis=2)) / width[steady].sum()
+    z = disp.mean(axis=0) / (disp.std(axis=0, ddof=1) / np.sqrt(disp.shape[0]))
+    print(f"  displacement current in steady state, z per surface: "
+          f"{np.array2string(z, precision=2)}")
+    pj = tr["power"]["volumes"][DEVICE_VOLUME]["window/field_work"]
+    n = pj.size
+    on = tr["t_start"][:n] >= t_on
+    iv = tr["bias"][:n] * tr["ramo_current"][:n]
+    print(f"  after the switch-on: max |P_J - V I_RS| / max |P_J| = "
+          f"{np.max(np.abs(pj[on] - iv[on])) / np.max(np.abs(pj[on])):.2e}")
+    sw = tr["t_end"] <= t_on
+    dsw = tr["displacement_current"][:, sw]
+    print(f"  during the switch-on (t <= {t_on:g}): mean displacement current per surface "
+          f"{np.array2string(dsw.mean(axis=1), precision=5)}, particle current "
+          f"{np.array2string(tr['current'][:, sw].mean(axis=1), precision=5)}, Ramo "
+          f"{tr['ramo_current'][sw].mean():.5f}")
 
 
 if __name__ == "__main__":

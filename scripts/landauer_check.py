@@ -7,6 +7,7 @@ potential, at three biases and two temperatures. tests/test_devices_open.py runs
 shrunk (128 points, 8 worlds).
 
     python scripts/landauer_check.py [--worlds 64] [--points 256]
+    python scripts/landauer_check.py --scaling [--relative-permittivity 10 --softening 5]
 
 Prints one line per point and a summary; the cost per injected electron and per unit of simulated
 time is the measured process time.
@@ -49,6 +50,9 @@ def main() -> None:
     ap.add_argument("--temperatures", default="0,1000")
     ap.add_argument("--warm-up", type=float, default=2000.0)
     ap.add_argument("--t-end", type=float, default=3400.0)
+    ap.add_argument("--relative-permittivity", type=float, default=None,
+                    help="with --scaling: also run interacting electrons (soft Coulomb)")
+    ap.add_argument("--softening", type=float, default=5.0, help="soft Coulomb softening [bohr]")
     ap.add_argument("--scaling", action="store_true",
                     help="only the cost per electron and step against the pool size "
                          "(worlds 4, 16, 64, 256 at bias 0.02, 0 K)")
@@ -105,12 +109,16 @@ def scaling(args) -> None:
     """Process time per electron and step, and per world and unit of simulated time, against the
     number of electrons stepped together (a pool holds every electron of a block of worlds)."""
 
-    print("worlds  mean electrons in the pool  cpu[s]  us/electron/step  ms/world/fs  "
-          "ms/injected electron")
-    for n_w in (4, 16, 64, 256):
+    print("worlds  interaction  mean electrons in the pool  cpu[s]  us/electron/step  "
+          "ms/world/fs  ms/injected electron")
+    kinds = [None] + ([args.relative_permittivity] if args.relative_permittivity else [])
+    for n_w, eps_r in ((n, e) for n in (4, 16, 64, 256) for e in kinds):
         d = copy.deepcopy(CASE)
         d["trajectories"]["count"] = n_w
         d["grid"]["points"] = args.points
+        if eps_r is not None:  # side by side with the non-interacting run of the same worlds
+            d["interaction"] = {"kind": "soft_coulomb", "softening": args.softening,
+                                "relative_permittivity": eps_r}
         config = parse_config(d, ".")
         solver = OpenSolver(config, block_size=n_w)
         a = time.process_time()
@@ -119,7 +127,8 @@ def scaling(args) -> None:
         steps = config.time.n_steps
         pool = float(r.electrons.mean()) * n_w
         fs = config.time.t_end * 0.024188843265857
-        print(f"{n_w:6d}  {pool:26.1f}  {cpu:6.1f}  {cpu / (pool * steps) * 1e6:16.2f}  "
+        label = "none" if eps_r is None else f"eps_r={eps_r:g}"
+        print(f"{n_w:6d}  {label:11s}  {pool:26.1f}  {cpu:6.1f}  {cpu / (pool * steps) * 1e6:16.2f}  "
               f"{cpu / n_w / fs * 1e3:11.2f}  {cpu / r.injected_total.sum() * 1e3:20.2f}",
               flush=True)
 

@@ -107,6 +107,11 @@ def test_refusals_of_what_the_slice_does_not_do():
         parse_config(d, REPO)
     assert exc.value.key == "interaction.kind"
     d = copy.deepcopy(OPEN)
+    d["field"][0].update(time_profile="sine", frequency=0.001)
+    with pytest.raises(ConfigError, match='"turn_on"') as exc:
+        parse_config(d, REPO)
+    assert exc.value.key == "field[0].kind"
+    d = copy.deepcopy(OPEN)
     d["initial"] = {"packet": [{"center": 0.0, "width": 5.0, "energy": 0.01}]}
     with pytest.raises(ConfigError, match="empty device"):
         parse_config(d, REPO)

@@ -256,3 +256,93 @@ def test_a_soft_coulomb_core_the_grid_does_not_resolve_is_named():
     assert any("softening" in w and "grid.points (>= 208)" in w for w in warned), warned
     fine = OpenSolver(parse_config(_interacting(10.0, softening=10.0, worlds=1), REPO)).warnings
     assert not any("softening" in w for w in fine), fine
+
+
+def test_a_bias_switched_on_records_the_transient_current_displacement_current_and_power():
+    """turn_on over 700 a.u. (the bias from 0 to 0.02 hartree): the frame-by-frame record from
+    t = 0. Continuity: the net inflow through the drop's two edges up to each frame is the number
+    of electrons in it (exactly, world by world, so the means agree to round-off). Ramo-Shockley:
+    once the bias is on, the field's work over the device is the bias times the current the
+    electrons induce in the electrodes (P_J = V I_RS, per window, to round-off), and in steady
+    state I_RS is the exit current within its error bars, while the displacement current, I_RS
+    minus the particle current through a surface, averages to zero at every surface."""
+    d = copy.deepcopy(OPEN)
+    d["volume"] = VOLUMES
+    d["trajectories"]["count"] = 16
+    d["field"][0].update(time_profile="turn_on", t_on=700.0)
+    r = OpenSolver(parse_config(d, REPO)).run()
+    tr = r.transient()
+    assert tr["bias"][0] < 0.01 * r.landauer["bias"] and tr["bias"][-1] == pytest.approx(0.02)
+    p = tr["power"]["volumes"]
+    # continuity in the drop [-20, 20] (surfaces -32, -20, 20, 32)
+    np.testing.assert_array_equal(r.surfaces, [-32.0, -20.0, 20.0, 32.0])
+    width = tr["t_end"] - tr["t_start"]
+    inflow = np.cumsum((tr["current"][1] - tr["current"][2]) * width)
+    n_drop = p["drop"]["particles"]  # at the frames, 0 first: the device starts empty
+    assert n_drop[0] == 0
+    np.testing.assert_allclose(inflow[: n_drop.size - 1], n_drop[1:], atol=1e-12)
+    assert n_drop.max() > 1  # the test can fail: electrons do fill the drop
+    # Ramo-Shockley power theorem after the switch-on (windows = frame intervals)
+    pj = p[DEVICE_VOLUME]["window/field_work"]
+    on = tr["t_start"][: pj.size] >= 700.0
+    iv = tr["bias"][: pj.size] * tr["ramo_current"][: pj.size]
+    # (I_RS counts the electrons everywhere; P_J of whole_device misses the smoothed ramp's tail
+    # beyond its edges, where the field is 2.2e-6 of its peak: hence 1e-5, not round-off)
+    np.testing.assert_allclose(pj[on], iv[on], rtol=1e-5, atol=1e-14)
+    assert np.all(np.abs(pj[~on] - iv[~on]) < np.abs(pj[on]).max())  # while it switches: close
+    # steady state: I_RS is the DC current, the displacement current averages out
+    steady = tr["t_start"] >= r.warm_up
+    per_world = r.ramo[:, steady].sum(axis=1) / width[steady].sum()
+    i_rs, i_rs_se = per_world.mean(), per_world.std(ddof=1) / np.sqrt(per_world.size)
+    cur = r.current()
+    z = (i_rs - cur["exit_mean"]) / np.hypot(i_rs_se, cur["exit_standard_error"])
+    assert abs(z) < 4 and i_rs > 4 * i_rs_se, (i_rs, i_rs_se, cur["exit_mean"])
+    disp = (r.ramo[:, None, steady].sum(axis=2)
+            - r.frame_crossings[:, :, steady].sum(axis=2)) / width[steady].sum()
+    z_disp = disp.mean(axis=0) / (disp.std(axis=0, ddof=1) / np.sqrt(disp.shape[0]))
+    assert np.all(np.abs(z_disp) < 4), z_disp
+    # and the constant-bias run has no transient record
+    assert OpenSolver(parse_config(copy.deepcopy(OPEN), REPO)).transient is False
+
+
+def test_the_transient_in_the_result_file_reads_back_and_plots(tmp_path, capsys):
+    import pint
+    import xarray as xr
+
+    import bohmpower
+    from bohmpower.cli import main
+
+    d = copy.deepcopy(OPEN)
+    d["trajectories"]["count"] = 3
+    d["volume"] = VOLUMES
+    d["field"][0].update(time_profile="turn_on", t_on=700.0)
+    result = bohmpower.run(parse_config(d, REPO))
+    tr = result.transient()
+    path = bohmpower.save(result, tmp_path / "switch.h5")
+    ureg = pint.UnitRegistry()
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        for node in tree["transient"].subtree:
+            for dim in node.ds.dims:
+                assert not str(dim).startswith("phony"), (node.path, dim)
+            for name, var in node.ds.variables.items():
+                assert var.attrs.get("long_name"), (node.path, name)
+                ureg.parse_expression(var.attrs["units"])
+        node = tree["transient"]
+        assert node["current"].dims == ("surface", "interval")
+        for q in ("current", "ramo_current", "displacement_current", "bias"):
+            np.testing.assert_allclose(node[q].values, tr[q], rtol=1e-12)
+        w = tree[f"transient/volumes/{DEVICE_VOLUME}/window"]
+        np.testing.assert_allclose(w["field_work"].values,
+                                   tr["power"]["volumes"][DEVICE_VOLUME]["window/field_work"],
+                                   rtol=1e-12)
+    assert main(["info", str(path)]) == 0
+    assert "transient from t = 0" in capsys.readouterr().out
+    assert main(["plot", str(path)]) == 0
+    assert (tmp_path / "switch.png").stat().st_size > 10_000
+    # a constant bias: no /transient, and the figure shows the steady-state power instead
+    del d["field"][0]["time_profile"], d["field"][0]["t_on"]
+    path = bohmpower.save(bohmpower.run(parse_config(d, REPO)), tmp_path / "static.h5")
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        assert "transient" not in tree.children
+    assert main(["plot", str(path)]) == 0
+    assert (tmp_path / "static.png").stat().st_size > 10_000

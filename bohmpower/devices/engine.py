@@ -185,8 +185,10 @@ def power_volumes(model, injection: Injection) -> list:
     return vols + [Volume(DEVICE_VOLUME, float(lo), float(hi))]
 
 
-def power_estimators(volumes, dt: float, n_steps: int, warm_up: float, n_batches: int):
-    """The steady-state estimators of an open run (module Notes).
+def power_estimators(volumes, dt: float, n_steps: int, warm_up: float, n_batches: int,
+                     transient_steps: int | None = None):
+    """The steady-state estimators of an open run (module Notes), and with ``transient_steps`` the
+    transient one (frames and windows every ``transient_steps`` steps from t = 0).
 
     Returns
     -------
@@ -202,10 +204,35 @@ def power_estimators(volumes, dt: float, n_steps: int, warm_up: float, n_batches
     start = min(n_steps - 1, int(np.floor(warm_up / dt + 1e-9)))
     w_batch = max(1, (n_steps - start) // n_batches)
     steps = w_batch * n_batches
-    return start, steps, {
+    est = {
         "whole": EnsembleEstimator(volumes, dt, steps, steps, steps),
         "batches": EnsembleEstimator(volumes, dt, steps, w_batch, w_batch),
     }
+    if transient_steps:
+        est["transient"] = EnsembleEstimator(volumes, dt, n_steps, transient_steps, transient_steps)
+    return start, steps, est
+
+
+def is_transient(model) -> bool:
+    """A run with a time-dependent bias (a ``turn_on`` profile): the transient is recorded."""
+    return any(d.time_profile.kind != "constant" for d in model.drives)
+
+
+def ramo_weights(model, injection: Injection, x: np.ndarray) -> np.ndarray:
+    """The Ramo-Shockley weighting of the device's electrodes at positions x [1/bohr].
+
+    The leads are flat (screened), so the applied field lives between them, and the field of unit
+    bias is the weighting field: w(x) = sum_i F_i(x) / V with F_i = q E_i at full bias (the drives'
+    force shapes) and V = sum_i [g_i(x_L) - g_i(x_R)] their potential drop between the injection
+    points (docs/devices.md, "Transients"). An electron at X moving at v induces the particle current
+    w(X) v in the external circuit, and int w dx = 1 from lead to lead. Zero without a bias.
+    """
+    x = np.asarray(x, dtype=float)
+    ends = np.array([r.x_inject for r in injection.reservoirs])
+    v = sum(float(np.subtract(*np.asarray(d.potential(ends), dtype=float))) for d in model.drives)
+    if not model.drives or v == 0:
+        return np.zeros_like(x)
+    return sum(np.asarray(d.force(x), dtype=float) for d in model.drives) / v
 
 
 def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) -> float:
@@ -232,10 +259,19 @@ def steady_state_time(model, injection: Injection, t: float, n_x: int = 4001) ->
             v = np.sqrt(2.0 * np.maximum(ke[:end], 1e-300) / model.mass)
             tof = float(np.sum(h / v))
             worst = max(worst, 2.0 * tof if stop.size else tof)
-    return worst
+    # a bias switched on: the passages start when it is fully on
+    t_on = max((d.time_profile.t_on for d in model.drives if d.time_profile.kind == "turn_on"),
+               default=0.0)
+    return worst + float(t_on)
 
 
 _POOL = ("psi", "X", "v", "world", "side", "slot", "Q", "period", "cell")
+
+
+def transient_steps(frame_steps) -> int:
+    """Steps between frames (the transient record's window)."""
+    f = np.asarray(frame_steps, dtype=int)
+    return int(f[1] - f[0]) if f.size > 1 else 1
 
 
 class OpenEnsemble:
@@ -262,7 +298,8 @@ class OpenEnsemble:
 
     def __init__(self, model, injection: Injection, sample_ids, seed: int, n_steps: int,
                  warm_up: float, n_batches: int, surfaces, max_electrons: int, frame_steps,
-                 workers: int = 1, dt: float | None = None, volumes=()) -> None:
+                 workers: int = 1, dt: float | None = None, volumes=(),
+                 transient: bool = False) -> None:
         self.model = model
         self.inj = injection
         self.ids = np.asarray(sample_ids, dtype=int)
@@ -313,8 +350,17 @@ class OpenEnsemble:
         self.period = np.zeros(cap, dtype=int)
         self.cell = np.zeros(cap, dtype=int)
         self.n = 0
+        #: Transient record (a time-dependent bias): the third power estimator, from t = 0 with
+        #: windows between frames, and the Ramo-Shockley current (module Notes).
+        self.transient = bool(transient)
         self._setup_power(volumes, per_world)
         nb, ns = self.n_worlds, self.surfaces.size
+        n_bins = max(0, self.frame_steps.size - 1)
+        #: Net crossings of every surface between consecutive frames, from t = 0.
+        self.frame_crossings = np.zeros((nb, ns, n_bins), dtype=np.int64)
+        #: int of the Ramo-Shockley current over each frame interval (trapezoid on the steps).
+        self.ramo = np.zeros((nb, n_bins))
+        self._ramo_prev = np.zeros(nb)
         self.crossings = np.zeros((nb, ns, self.n_batches), dtype=np.int64)
         self.exits = np.zeros((nb, 2, 2), dtype=np.int64)       # window: [origin, exit side]
         self.exits_total = np.zeros((nb, 2, 2), dtype=np.int64)
@@ -360,7 +406,8 @@ class OpenEnsemble:
             return
         n_slots = max(1, int(per_world.max()) if per_world.size else 1)
         # parked positions: the grid end of each slot's reservoir (outside every volume)
-        self.slot_X = np.zeros((self.n_worlds, n_slots))
+        # (slots a world never fills stay parked at the left end)
+        self.slot_X = np.full((self.n_worlds, n_slots), float(self.model.grid.x_min))
         q = self.queue
         ends = np.array([float(self.model.grid.x_min), float(self.model.grid.x_max) -
                          float(self.model.grid.dx)])
@@ -369,7 +416,8 @@ class OpenEnsemble:
         #: Pair energy gained (injection) or lost (absorption) by each slot since the last record.
         self.slot_jump = np.zeros_like(self.slot_X)
         self.start_step, self.power_steps, self.power = power_estimators(
-            self.volumes, self.dt, self.n_steps, self.warm_up, self.n_batches)
+            self.volumes, self.dt, self.n_steps, self.warm_up, self.n_batches,
+            transient_steps(self.frame_steps) if self.transient else None)
         for est in self.power.values():
             est.begin_block(self.ids)
 
@@ -379,7 +427,8 @@ class OpenEnsemble:
             return
         jump, self.slot_jump = self.slot_jump, np.zeros_like(self.slot_jump)
         k = self.step_index - self.start_step
-        if not 0 <= k <= self.power_steps:
+        steady = 0 <= k <= self.power_steps
+        if not (steady or self.transient):
             return
         shape = self.slot_X.shape
         v = np.zeros(shape)
@@ -401,9 +450,30 @@ class OpenEnsemble:
             e[w, s] = ev["e"][w, rank]
             f[w, s] = ev["field_power"][w, rank]
             c[w, s] = ev["pair_power"][w, rank]
-        for est in self.power.values():
-            est.record(k, self.slot_X, v, e, f, pair_power=c,
-                       energy_jump=jump if self.interacting else None)
+        for name, est in self.power.items():
+            if name == "transient":
+                est.record(self.step_index, self.slot_X, v, e, f, pair_power=c,
+                           energy_jump=jump if self.interacting else None)
+            elif steady:
+                est.record(k, self.slot_X, v, e, f, pair_power=c,
+                           energy_jump=jump if self.interacting else None)
+        if self.transient:
+            self._record_ramo()
+
+    def _record_ramo(self) -> None:
+        """Add the step that ends now to the integral of the Ramo-Shockley current of its frame
+        interval: per world, I_RS = sum_k w(X_k) v_k (``ramo_weights``), trapezoid in time."""
+        n = self.n
+        now = np.zeros(self.n_worlds)
+        if n:
+            np.add.at(now, self.world[:n], ramo_weights(self.model, self.inj, self.X[:n])
+                      * self.v[:n])
+        i = self.step_index
+        if i > 0:
+            b = int(np.searchsorted(self.frame_steps, i, side="left")) - 1
+            if 0 <= b < self.ramo.shape[1]:
+                self.ramo[:, b] += 0.5 * self.dt * (self._ramo_prev + now)
+        self._ramo_prev = now
 
     def _rank_in_world(self) -> tuple[np.ndarray, int]:
         """Each live row's index among the live rows of its world, and the largest world's count."""
@@ -503,18 +573,22 @@ class OpenEnsemble:
             self.timings["propagate"] += b - a
             self.timings["guidance"] += c - b
             bad |= ~np.isfinite(v_new) | ~np.isfinite(q_new)
+            ok = ~bad
             in_window = t_new > self.warm_up + 1e-9 * self.dt
+            fb = int(np.searchsorted(self.frame_steps, self.step_index, side="left")) - 1
             if in_window:
                 span = (self.t_end - self.warm_up) / self.n_batches
                 batch = min(self.n_batches - 1,
                             max(0, int(np.ceil((t_new - self.warm_up) / span - 1e-9)) - 1))
-                ok = ~bad
-                for si, s in enumerate(self.surfaces):
-                    right = ok & (X < s) & (X_new >= s)
-                    left = ok & (X >= s) & (X_new < s)
-                    if right.any() or left.any():
-                        net = np.bincount(self.world[:n][right], minlength=self.n_worlds) - \
-                            np.bincount(self.world[:n][left], minlength=self.n_worlds)
+            for si, s in enumerate(self.surfaces):
+                right = ok & (X < s) & (X_new >= s)
+                left = ok & (X >= s) & (X_new < s)
+                if right.any() or left.any():
+                    net = np.bincount(self.world[:n][right], minlength=self.n_worlds) - \
+                        np.bincount(self.world[:n][left], minlength=self.n_worlds)
+                    if 0 <= fb < self.frame_crossings.shape[2]:
+                        self.frame_crossings[:, si, fb] += net
+                    if in_window:
                         self.crossings[:, si, batch] += net
             out_l = ~bad & (X_new <= self.lo)
             out_r = ~bad & (X_new >= self.hi)
@@ -645,6 +719,11 @@ class OpenResult:
     #: exit side) and undecided (n_worlds, n_periods, origin; still present at t_end or lost).
     fates: np.ndarray | None = None
     undecided: np.ndarray | None = None
+    #: Net crossings of every surface between consecutive frames, (n_worlds, n_s, n_frames - 1).
+    frame_crossings: np.ndarray | None = None
+    #: With a time-dependent bias: the integral of the Ramo-Shockley current over each frame
+    #: interval per world, (n_worlds, n_frames - 1); None otherwise.
+    ramo: np.ndarray | None = None
 
     @property
     def averaging_time(self) -> float:
@@ -708,6 +787,47 @@ class OpenResult:
         out.update(fano=fano, fano_stderr=se, mean_count=float(counts.mean()),
                    undecided=int(und.sum()), fano_if_transmitted=alt,
                    z=(fano - out["fano_model"]) / se if se > 0 else float("nan"))
+        return out
+
+    def transient(self) -> dict:
+        """Time-resolved current, displacement current and power from t = 0 (docs/devices.md,
+        "Transients"); every value a mean over the worlds with its standard error [atomic units].
+
+        Returns
+        -------
+        dict: ``t_start``, ``t_end`` (n_bins,; the frame intervals), ``bias`` (n_bins,; mu_L - mu_R
+        at the interval's middle), ``current`` (n_s, n_bins; net crossings per unit time),
+        ``ramo_current`` (n_bins,; the Ramo-Shockley current of the electrodes, ``ramo_weights``),
+        ``displacement_current`` (n_s, n_bins; ramo_current - current, the current that flows as
+        a changing field through the surface), each with ``<q>_stderr``; and with the transient
+        power estimator ``power``: the estimator's ``results()`` (frames and windows every
+        ``save_every`` steps). Empty when the run has a constant bias.
+        """
+        if self.ramo is None:
+            return {}
+        g = self.degeneracy
+        edges = self.frame_times
+        width = np.diff(edges)
+        n_w = self.frame_crossings.shape[0]
+        cur = g * self.frame_crossings / width  # (n_w, n_s, n_bins)
+        ramo = g * self.ramo / width  # (n_w, n_bins)
+        disp = ramo[:, None, :] - cur
+
+        def stats(a):
+            se = a.std(axis=0, ddof=1) / np.sqrt(n_w) if n_w > 1 else np.full(a.shape[1:], np.nan)
+            return a.mean(axis=0), se
+
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        ends = np.array([r.x_inject for r in self.injection.reservoirs])
+        bias = np.zeros(mid.size)
+        for d in self.model.drives:
+            drop = float(np.subtract(*np.asarray(d.potential(ends), dtype=float)))
+            bias = bias + drop * np.asarray(d.profile(mid), dtype=float)
+        out = {"t_start": edges[:-1], "t_end": edges[1:], "bias": bias}
+        for name, a in (("current", cur), ("ramo_current", ramo), ("displacement_current", disp)):
+            out[name], out[name + "_stderr"] = stats(a)
+        if "transient" in self.power:
+            out["power"] = self.power["transient"]
         return out
 
     DEVICE_VOLUME = DEVICE_VOLUME
@@ -829,7 +949,7 @@ def landauer_reference(model, injection: Injection, t: float, degeneracy: int = 
 
 #: What a block of worlds contributes besides its power sums (``OpenEnsemble`` attributes).
 _PART_ARRAYS = ("crossings", "exits", "exits_total", "injected", "injected_total", "electrons",
-                "fates", "undecided", "max_present", "lost")
+                "fates", "undecided", "frame_crossings", "ramo", "max_present", "lost")
 
 
 def _part_arrays(part: dict) -> dict:
@@ -886,6 +1006,7 @@ class OpenSolver:
         self.n_samples = int(atomic.trajectories.count)
         self.surfaces = surfaces_of(self.model, self.injection)
         self.volumes = power_volumes(self.model, self.injection)
+        self.transient = is_transient(self.model)
         self.steady_state_time = steady_state_time(self.model, self.injection,
                                                    float(atomic.time.t_end))
         if atomic.steady_state.warm_up == AUTO_WARM_UP:
@@ -988,7 +1109,8 @@ class OpenSolver:
             t_round = _time.perf_counter()
             ens = OpenEnsemble(self.model, self.injection, blk, a.trajectories.seed, a.time.n_steps,
                                a.steady_state.warm_up, a.steady_state.batches, self.surfaces,
-                               a.particles.count, frames, self.workers, volumes=self.volumes)
+                               a.particles.count, frames, self.workers, volumes=self.volumes,
+                               transient=self.transient)
             try:
                 ens.run()
             except NumericalError as exc:
@@ -1015,7 +1137,9 @@ class OpenSolver:
                for k in _PART_ARRAYS if k not in ("max_present", "lost")}
         lost = sum(int(p["lost"]) for p in parts)
         _, p_steps, est = power_estimators(self.volumes, float(a.time.dt), int(a.time.n_steps),
-                                     float(a.steady_state.warm_up), int(a.steady_state.batches))
+                                           float(a.steady_state.warm_up),
+                                           int(a.steady_state.batches),
+                                           transient_steps(frames) if self.transient else None)
         for p in parts:
             for name, e in est.items():
                 e.merge(p["power"][name])
@@ -1041,7 +1165,8 @@ class OpenSolver:
             degeneracy=int(a.reservoirs.degeneracy), steady_state_time=self.steady_state_time,
             warnings=list(self.warnings) + notes, power=power, power_time=p_steps * dt,
             drift=drift, detected_steady_state_time=detected, fates=cat["fates"],
-            undecided=cat["undecided"],
+            undecided=cat["undecided"], frame_crossings=cat["frame_crossings"],
+            ramo=cat["ramo"] if self.transient else None,
         )
         noise = result.noise()
         if abs(noise["fano_if_transmitted"] - noise["fano"]) > noise["fano_stderr"]:
