@@ -431,7 +431,9 @@ def plot_sweep(directory, output=None, n_curve: int = 41) -> Path:
     ax = axes[1]
     if DEVICE_VOLUME in vols:
         d = vols[DEVICE_VOLUME]
-        for i, q in enumerate(SWEEP_TERMS):
+        for i, q in enumerate(SWEEP_TERMS + ("interaction", "absorbed")):
+            if q in ("interaction", "absorbed") and not np.any(d[q]):
+                continue  # zero without interaction
             ax.errorbar(bias, d[q], yerr=d[q + "_stderr"], fmt="o-", ms=4, color=f"C{i}",
                         capsize=3, label=TERM_LABELS[q] if q != "power" else "P_Ω (-> 0)")
         ax.plot(bias, sw["exit_current"] * bias, "k--", lw=1, label="I V (exits)")

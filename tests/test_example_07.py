@@ -21,11 +21,20 @@ def _config(name: str):
     return parse_config(tomllib.loads((EXAMPLE / name).read_text()), EXAMPLE)
 
 
-@pytest.mark.parametrize("name", ["rtd_77K.toml", "rtd_300K.toml"])
+@pytest.mark.parametrize("name", ["rtd_77K.toml", "rtd_300K.toml", "rtd_77K_interacting.toml"])
 def test_example_07_run_files_pass_check(name, capsys):
     assert main(["check", str(EXAMPLE / name)]) == 0
     out = capsys.readouterr().out
     assert "open system" in out and "time.dt" not in out  # no phase warning at dt = 0.1 fs
+    assert "softening" not in out.split("open system")[1]  # the pair potential's core resolved
+
+
+def test_example_07_interacting_run_file_is_the_77K_one_with_interaction():
+    import dataclasses
+
+    plain, inter = _config("rtd_77K.toml"), _config("rtd_77K_interacting.toml")
+    assert inter.interaction.kind == "soft_coulomb"
+    assert dataclasses.replace(inter, interaction=plain.interaction, title=plain.title) == plain
 
 
 def test_example_07_landauer_curve_has_the_negative_differential_resistance():

@@ -55,7 +55,8 @@ def point_path(directory: Path, stem: str, bias: float) -> Path:
 
 
 #: Steady-state quantities of a volume that read_sweep collects (with their _stderr).
-SWEEP_POWER = ("local_energy", "power", "field_work", "quantum", "boundary_flux")
+SWEEP_POWER = ("local_energy", "power", "field_work", "interaction", "quantum", "boundary_flux",
+               "absorbed")
 
 
 def read_sweep(directory: Path) -> dict:
