@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bohmpower.config import parse_config
-from bohmpower.devices.engine import OpenSolver, build_open_model
+from bohmpower.devices.engine import DEVICE_VOLUME, OpenSolver, build_open_model
 from bohmpower.errors import ConfigError
 from bohmpower.model.sampling import sample_rng
 from tests.conftest import REPO
@@ -327,7 +327,8 @@ def test_an_open_run_whose_time_step_pumps_the_grid_cut_off_stops_with_the_cause
 def test_a_stopped_open_run_resumes_from_its_checkpoint_and_equals_a_straight_run(tmp_path):
     """Every finished block of worlds goes to the checkpoint; a run stopped after its first block
     (SIGTERM, --max-wall-time) resumes with the rest, even in other blocks, and gives the straight
-    run's counts exactly and its power to round-off. A block file of another run is refused."""
+    run's counts exactly and its power to round-off, the transient record of a bias switched on
+    included. A block file of another run is refused."""
     from bohmpower.checkpoint import Checkpoint, run_identity
     from bohmpower.errors import StoppedEarly
 
@@ -335,6 +336,7 @@ def test_a_stopped_open_run_resumes_from_its_checkpoint_and_equals_a_straight_ru
     d["trajectories"]["count"] = 3
     d["time"]["t_end"] = 2100.0
     d["steady_state"]["warm_up"] = 980.0
+    d["field"][0].update(time_profile="turn_on", t_on=300.0)
     config = parse_config(d, REPO)
     straight = OpenSolver(config, block_size=1).run()
     cp = Checkpoint(tmp_path / "open.h5", run_identity(config))
@@ -350,12 +352,16 @@ def test_a_stopped_open_run_resumes_from_its_checkpoint_and_equals_a_straight_ru
     resumed = OpenSolver(config, block_size=2).run(checkpoint=cp, resume=True)
     assert sorted(cp.open_block_files()) == [(0, 0), (1, 2)]
     for name in ("crossings", "exits", "exits_total", "injected_total", "electrons", "fates",
-                 "undecided"):
+                 "undecided", "frame_crossings"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(straight, name),
                                       err_msg=name)
+    np.testing.assert_allclose(resumed.ramo, straight.ramo, rtol=1e-12, atol=1e-15)
     p_s, p_r = straight.steady_power(), resumed.steady_power()
     for q in ("energy", "power", "field_work", "boundary_flux"):
         np.testing.assert_allclose(p_r[q], p_s[q], rtol=1e-9, atol=1e-15, err_msg=q)
+    t_s, t_r = (r.transient()["power"]["volumes"][DEVICE_VOLUME] for r in (straight, resumed))
+    for q in ("energy", "window/power", "window/field_work"):
+        np.testing.assert_allclose(t_r[q], t_s[q], rtol=1e-9, atol=1e-15, err_msg=q)
     # a block of another run (another seed) is refused, naming the file
     d2 = copy.deepcopy(d)
     d2["trajectories"]["seed"] = 8

@@ -1199,5 +1199,11 @@ def describe_open(config) -> str:
         (f"  Landauer current {q(ref['current'], 'frequency')} (injection model "
          f"{q(ref['model_current'], 'frequency')})"),
     ]
+    if solver.transient:
+        lines.append("  the bias is switched on: the transient from t = 0 is recorded (currents "
+                     "through the surfaces, in the circuit and displacement; power per volume)")
+    if solver.model.interaction is not None and solver.model.interaction.kind != "none":
+        lines.append("  interacting electrons: each evolves in the conditional potential of the "
+                     "electrons present in its world (zeroth order, docs/devices.md)")
     lines += [f"  warning: {w}" for w in solver.warnings]
     return "\n".join(lines)
