@@ -1489,6 +1489,11 @@ def _parse_open_system(res_data, steady_data, particles, grid, time, fields, int
         raise ConfigError("interaction.kind", 'an open-system run takes kind = "soft_coulomb" or '
                           '"none": a harmonic W grows with the distance, so electrons in the two '
                           "leads would pull on each other more than on anything in the device")
+    if interaction.kind != "none" and r["degeneracy"] == 2:
+        raise ConfigError("reservoirs.degeneracy", "degeneracy = 2 doubles the current of one spin "
+                          "species as an independent copy, which interacting electrons are not (the "
+                          "two species would repel each other): use degeneracy = 1 with "
+                          "[interaction], or kind = \"none\"")
     if method is not None and (method.scheme != "zeroth_order" or method.exchange):
         raise ConfigError("method", "open-system runs propagate each injected electron's own "
                           'wavefunction: use scheme = "zeroth_order" and exchange = false')

@@ -107,6 +107,12 @@ def test_refusals_of_what_the_slice_does_not_do():
         parse_config(d, REPO)
     assert exc.value.key == "interaction.kind"
     d = copy.deepcopy(OPEN)
+    d["interaction"] = {"kind": "soft_coulomb", "softening": 10.0, "relative_permittivity": 10.0}
+    d["reservoirs"]["degeneracy"] = 2
+    with pytest.raises(ConfigError, match="independent copy") as exc:
+        parse_config(d, REPO)
+    assert exc.value.key == "reservoirs.degeneracy"
+    d = copy.deepcopy(OPEN)
     d["field"][0].update(time_profile="sine", frequency=0.001)
     with pytest.raises(ConfigError, match='"turn_on"') as exc:
         parse_config(d, REPO)
