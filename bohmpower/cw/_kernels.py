@@ -275,6 +275,19 @@ def mul_owner_phase_np(psi, owner, phases):
 
 if HAVE_ROCKET_FFT:
 
+    @njit(cache=True, inline="always", error_model="numpy")
+    def _split_row(row, ph, kin, axes):
+        # potential half step, FFT, kinetic phase, inverse FFT, potential half step, in place
+        m = row.shape[0]
+        for i in range(m):
+            row[i] *= ph[i]
+        _c2c(row, row, axes, True, 1.0, 1)
+        for i in range(m):
+            row[i] *= kin[i]
+        _c2c(row, row, axes, False, 1.0, 1)
+        for i in range(m):
+            row[i] *= ph[i]
+
     @njit(cache=True, error_model="numpy")
     def _step_range(
         psi,
@@ -298,7 +311,7 @@ if HAVE_ROCKET_FFT:
         # half step, FFT, kinetic phase, inverse FFT, potential half step. The 1/M of the inverse
         # transform is folded into ``kin``.
         axes = np.zeros(1, dtype=np.int64)
-        n_c, m = psi.shape[1], psi.shape[2]
+        n_c = psi.shape[1]
         for b in range(b0, b1):
             if _removed(x_mid, b):
                 continue
@@ -314,15 +327,7 @@ if HAVE_ROCKET_FFT:
                         _owner_phase(base_phase, wsum, wrows[a], half_dt, phase)
                         last = a
                     ph = phase
-                row = psi[b, c]
-                for i in range(m):
-                    row[i] *= ph[i]
-                _c2c(row, row, axes, True, 1.0, 1)
-                for i in range(m):
-                    row[i] *= kin[i]
-                _c2c(row, row, axes, False, 1.0, 1)
-                for i in range(m):
-                    row[i] *= ph[i]
+                _split_row(psi[b, c], ph, kin, axes)
 
     @njit(cache=True, error_model="numpy")
     def step_worlds_nb(psi, owner, x_mid, x, base_phase, kin, kind, p1, p2, wpre, half_dt):
@@ -375,19 +380,11 @@ if HAVE_ROCKET_FFT:
     def step_rows_nb(psi, phases, kin):
         """psi[p, c] <- P_p F^-1 K F P_p psi[p, c] with a given phase row P_p = phases[p] per world."""
         axes = np.zeros(1, dtype=np.int64)
-        n_p, n_c, m = psi.shape
+        n_p, n_c = psi.shape[0], psi.shape[1]
         for p in range(n_p):
             ph = phases[p]
             for c in range(n_c):
-                row = psi[p, c]
-                for i in range(m):
-                    row[i] *= ph[i]
-                _c2c(row, row, axes, True, 1.0, 1)
-                for i in range(m):
-                    row[i] *= kin[i]
-                _c2c(row, row, axes, False, 1.0, 1)
-                for i in range(m):
-                    row[i] *= ph[i]
+                _split_row(psi[p, c], ph, kin, axes)
 
 
 def step_worlds_np(psi, owner, x_mid, x, base_phase, kin, kind, p1, p2, wpre, half_dt):
