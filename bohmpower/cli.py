@@ -300,7 +300,7 @@ def _run_open(args, comm, config, run_file, output, checkpoint) -> int:
                  solver.n_samples, comm.size)
     progress = _progress(solver.n_samples, args.quiet or not root, "worlds")
     try:
-        result = solver.run(comm=comm, progress=progress.update, checkpoint=checkpoint,
+        result = solver.run(comm=comm, progress=_Advance(progress), checkpoint=checkpoint,
                             resume=args.resume, max_wall_time=args.max_wall_time,
                             stop_requested=lambda: _STOP["signal"] is not None)
     finally:
@@ -376,7 +376,7 @@ def _run_locked(args, comm, config, run_file, output, checkpoint) -> int:
     if root and not args.quiet:
         solver.step_observer = _within_block(progress)
     try:
-        result = solver.run(progress=progress.update, comm=comm, checkpoint=checkpoint,
+        result = solver.run(progress=_Advance(progress), comm=comm, checkpoint=checkpoint,
                             resume=args.resume, max_wall_time=args.max_wall_time,
                             checkpoint_every=args.checkpoint_every,
                             checkpoint_interval=args.checkpoint_interval,
@@ -454,19 +454,46 @@ def _check_run_files(output: Path, checkpoint, args, inputs=()) -> tuple[str, st
     return None
 
 
+class _Advance:
+    """What an engine's ``progress`` argument gets: called with the work just finished, and
+    ``skip(n)`` with the work a resumed run reads back, which the rate and the ETA leave out."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    def __call__(self, n: int = 1) -> None:
+        self.sink.update(n)
+
+    def skip(self, n: int) -> None:
+        if isinstance(self.sink, _LogProgress):
+            self.sink.skip(n)
+        else:  # tqdm: its rate counts from ``initial``
+            self.sink.initial += n
+            self.sink.update(n)
+
+
 class _LogProgress:
     """Progress for non-interactive runs: a log line at every tenth of the total, with ETA."""
 
     def __init__(self, total: int, unit: str):
         self.total, self.unit, self.done = total, unit, 0
+        self.skipped = 0
         self.start = time.perf_counter()
         self.next = max(1, total // 10)
+
+    def skip(self, n: int) -> None:
+        """Work read back by a resumed run: counted as done, not in the rate."""
+        self.skipped += n
+        self.done += n
+        log.info("progress: %d/%d %s read back from the checkpoint", self.done, self.total,
+                 self.unit)
+        self.next = self.done + max(1, self.total // 10)
 
     def update(self, n: int = 1) -> None:
         self.done += n
         if self.done >= self.next or self.done == self.total:
             elapsed = time.perf_counter() - self.start
-            rate = self.done / max(elapsed, 1e-9)
+            rate = (self.done - self.skipped) / max(elapsed, 1e-9)
             eta = (self.total - self.done) / max(rate, 1e-9)
             log.info("progress: %d/%d %s, %.2f %s/s, ETA %.0f s", self.done, self.total,
                      self.unit, rate, self.unit, eta)

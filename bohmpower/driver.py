@@ -582,7 +582,7 @@ class CWSolver:
         done, done_ids = resume_on_root(checkpoint, resume, comm, self.n_samples, finished,
                                         "samples")
         if progress is not None and done:
-            progress(sum(n for _, n in done.values()))
+            getattr(progress, "skip", progress)(sum(n for _, n in done.values()))
         todo = [b for b in blocks if int(b[0]) not in done_ids]
         mine = my_blocks(todo, comm)
         # units of work: one block each (zeroth order), or all of a rank's blocks at once (the

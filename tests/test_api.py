@@ -226,3 +226,26 @@ def test_a_run_reports_the_steps_of_the_block_in_flight(tmp_path, monkeypatch, c
     cli._within_block(bar)(0, 7, 20)
     assert bar.postfix == "block from sample 0: step 7/20"
     bar.close()
+
+
+def test_resumed_work_is_counted_as_done_but_not_in_the_rate(monkeypatch, caplog):
+    """A resumed run reads finished blocks back; the progress line says so, and the rate (and
+    the ETA) that follows counts only what this run computed."""
+    import io
+
+    from tqdm import tqdm
+
+    from bohmpower import cli
+
+    clock = iter([0.0, 10.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    sink = cli._LogProgress(100, "worlds")  # started at t = 0
+    advance = cli._Advance(sink)
+    with caplog.at_level("INFO", logger="bohmpower"):
+        advance.skip(60)
+        advance(20)  # 20 worlds in 10 s
+    assert caplog.messages == ["progress: 60/100 worlds read back from the checkpoint",
+                               "progress: 80/100 worlds, 2.00 worlds/s, ETA 10 s"]
+    bar = tqdm(total=100, file=io.StringIO())
+    cli._Advance(bar).skip(60)
+    assert bar.n == 60 and bar.initial == 60  # tqdm's rate counts from ``initial``

@@ -1082,7 +1082,7 @@ class OpenSolver:
             covered[first:last + 1] = True
         todo_ids = ids[~covered]
         if progress is not None and comm.rank == 0 and covered.any():
-            progress(int(covered.sum()))
+            getattr(progress, "skip", progress)(int(covered.sum()))
         # every rank gets work even in small runs; each world's result does not depend on its block
         bs = max(1, min(self.block_size, -(-todo_ids.size // comm.size))) if todo_ids.size else 1
         runs = np.split(todo_ids, np.flatnonzero(np.diff(todo_ids) != 1) + 1) if todo_ids.size else []
