@@ -408,7 +408,7 @@ KEYS: tuple[KeySpec, ...] = (
     _b("method", "exchange", False),
     _i("method", "basis_size", None, "1 <= value <= 4096 (interacting scheme)",
        lambda v: 1 <= v <= 4096, default_text="512 for N <= 2, 256 for N >= 3"),
-    _f("method", "overlap_cutoff", "dimensionless", 1e-12,
+    _f("method", "overlap_cutoff", "dimensionless", 1e-10,
        "1e-16 <= value < 1 (relative eigenvalue of S kept; interacting scheme)",
        lambda v: 1e-16 <= v < 1),
     _f("method", "norm_tolerance", "dimensionless", 0.05,

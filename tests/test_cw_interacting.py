@@ -240,10 +240,12 @@ def test_error_falls_as_the_basis_grows_strong_collision():
 def test_norm_drift_stops_with_its_cause():
     cfg = _collision("fermion", lam=1.0, t_end=2.0)
     model = _model(cfg)
-    for cutoff, remedy in ((1e-12, "raise method.overlap_cutoff (now 1e-12) to 1e-8"),
+    for cutoff, remedy in ((1e-12, "overlap_cutoff (now 1e-12) to 1e-10 (the default)"),
+                           (1e-10, "raise method.overlap_cutoff (now 1e-10) to 1e-8"),
                            (1e-8, "raise method.basis_size")):
         # below 1e-8 the message names the cutoff (the measured cause of a runaway norm at large
-        # M, docs/interacting.md), at 1e-8 and above the basis size
+        # M, docs/interacting.md): the default from a smaller one, then 1e-8; at 1e-8 and above
+        # the basis size
         ens = InteractingEnsemble(model, np.array([[-5.0, 5.0]]), 8, seed=11, norm_tolerance=1e-13,
                                   overlap_cutoff=cutoff)
         with pytest.raises(NumericalError, match="norm of the reconstructed Psi drifted") as exc:

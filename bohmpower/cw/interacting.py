@@ -486,7 +486,7 @@ class InteractingEnsemble:
     """
 
     def __init__(self, model, X0: np.ndarray, n_basis: int, seed: int, *,
-                 overlap_cutoff: float = 1e-12, norm_tolerance: float = 0.05,
+                 overlap_cutoff: float = 1e-10, norm_tolerance: float = 0.05,
                  energy_tolerance: float = 0.05,
                  sample_ids: np.ndarray | None = None, workers: int = 1, comm=None) -> None:
         from bohmpower.cw.engine import CWEnsemble
@@ -594,6 +594,23 @@ class InteractingEnsemble:
     @property
     def t_now(self) -> float:
         return self.basis.state.t
+
+    def _norm_remedy(self) -> str:
+        """What to change when the norm of Psi runs away, by the measured effect of the cutoff
+        (docs/interacting.md, section 3)."""
+        c = self.overlap_cutoff
+        if c < 1e-10:
+            return ("the pseudo-inverse keeps near-singular directions of S; raise "
+                    f"method.overlap_cutoff (now {c:g}) to 1e-10 (the default), which held the "
+                    "norm where 1e-12 ran away and kept the pair correlation, or to 1e-8 "
+                    "(docs/interacting.md, section 3), or lower time.dt")
+        if c < 1e-8:
+            return ("the pseudo-inverse keeps near-singular directions of S; raise "
+                    f"method.overlap_cutoff (now {c:g}) to 1e-8, which holds the norm to 1e-3 at "
+                    "some cost in the pair correlation P_C (docs/interacting.md, section 3), or "
+                    "lower time.dt")
+        return (f"raise method.basis_size, lower time.dt or change method.overlap_cutoff "
+                f"(now {c:g})")
 
     def _fail(self, cause: str) -> None:
         raise NumericalError(self.step_index, self.t_now, f"interacting scheme: {cause}")
@@ -742,12 +759,7 @@ class InteractingEnsemble:
             self._fail(
                 f"the norm of the reconstructed Psi drifted by {drift:+.3g} (tolerance "
                 f"{self.norm_tolerance:g}; S rank {self.rank}, condition {self.condition:.2g}): "
-                + ("the pseudo-inverse keeps near-singular directions of S; raise "
-                   f"method.overlap_cutoff (now {self.overlap_cutoff:g}) to 1e-8, which held this "
-                   "norm to 1e-3 where 1e-12 ran away (docs/interacting.md, Limits), or lower "
-                   "time.dt" if self.overlap_cutoff < 1e-8 else
-                   f"raise method.basis_size, lower time.dt or change method.overlap_cutoff "
-                   f"(now {self.overlap_cutoff:g})"))
+                + self._norm_remedy())
         edge = self.basis.max_spectral_edge
         if edge > SPECTRAL_EDGE_TOLERANCE and not self._edge_warned:
             self._edge_warned = True
