@@ -468,7 +468,7 @@ class _Advance:
         if isinstance(self.sink, _LogProgress):
             self.sink.skip(n)
         else:  # tqdm: its rate counts from ``initial``
-            self.sink.initial += n
+            self.sink.initial = getattr(self.sink, "initial", 0) + n  # (a disabled bar has none)
             self.sink.update(n)
 
 
