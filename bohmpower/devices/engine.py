@@ -218,6 +218,13 @@ def is_transient(model) -> bool:
     return any(d.time_profile.kind != "constant" for d in model.drives)
 
 
+def drive_drops(model, injection: Injection) -> np.ndarray:
+    """Each drive's potential drop g_i(x_L) - g_i(x_R) between the injection points [hartree]."""
+    ends = np.array([r.x_inject for r in injection.reservoirs])
+    return np.array([float(np.subtract(*np.asarray(d.potential(ends), dtype=float)))
+                     for d in model.drives])
+
+
 def ramo_weights(model, injection: Injection, x: np.ndarray) -> np.ndarray:
     """The Ramo-Shockley weighting of the device's electrodes at positions x [1/bohr].
 
@@ -228,8 +235,7 @@ def ramo_weights(model, injection: Injection, x: np.ndarray) -> np.ndarray:
     w(X) v in the external circuit, and int w dx = 1 from lead to lead. Zero without a bias.
     """
     x = np.asarray(x, dtype=float)
-    ends = np.array([r.x_inject for r in injection.reservoirs])
-    v = sum(float(np.subtract(*np.asarray(d.potential(ends), dtype=float))) for d in model.drives)
+    v = float(np.sum(drive_drops(model, injection)))
     if not model.drives or v == 0:
         return np.zeros_like(x)
     return sum(np.asarray(d.force(x), dtype=float) for d in model.drives) / v
@@ -451,12 +457,9 @@ class OpenEnsemble:
             f[w, s] = ev["field_power"][w, rank]
             c[w, s] = ev["pair_power"][w, rank]
         for name, est in self.power.items():
-            if name == "transient":
-                est.record(self.step_index, self.slot_X, v, e, f, pair_power=c,
-                           energy_jump=jump if self.interacting else None)
-            elif steady:
-                est.record(k, self.slot_X, v, e, f, pair_power=c,
-                           energy_jump=jump if self.interacting else None)
+            if name == "transient" or steady:  # the transient one counts steps from t = 0
+                est.record(self.step_index if name == "transient" else k, self.slot_X, v, e, f,
+                           pair_power=c, energy_jump=jump if self.interacting else None)
         if self.transient:
             self._record_ramo()
 
@@ -818,10 +821,9 @@ class OpenResult:
             return a.mean(axis=0), se
 
         mid = 0.5 * (edges[1:] + edges[:-1])
-        ends = np.array([r.x_inject for r in self.injection.reservoirs])
         bias = np.zeros(mid.size)
-        for d in self.model.drives:
-            drop = float(np.subtract(*np.asarray(d.potential(ends), dtype=float)))
+        for d, drop in zip(self.model.drives, drive_drops(self.model, self.injection),
+                           strict=True):
             bias = bias + drop * np.asarray(d.profile(mid), dtype=float)
         out = {"t_start": edges[:-1], "t_end": edges[1:], "bias": bias}
         for name, a in (("current", cur), ("ramo_current", ramo), ("displacement_current", disp)):
