@@ -202,10 +202,11 @@ def cmd_exact(args) -> int:
              q(g["energy"][-1], "energy", digits=8))
     tm = result.timings
     if tm:
-        log.info("measured: observables %.1f s (%d quadrature nodes, %d frames), propagation and "
-                 "the rest %.1f s, set-up %.1f s, result file %.1f s (bohmpower check prints the "
-                 "estimate of each)", tm["observables"], tm["nodes"], len(result.time), tm["rest"],
-                 tm["setup"], wall - result.wall_time)
+        log.info("measured: observables %.1f s (%d quadrature nodes, %d edge-term nodes, %d "
+                 "frames), propagation and the rest %.1f s, set-up %.1f s, result file %.1f s "
+                 "(bohmpower check prints the estimate of each)", tm["observables"], tm["nodes"],
+                 tm.get("edge_nodes", 0), len(result.time), tm["rest"], tm["setup"],
+                 wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
     _record_overhead("exact", run_wall + t_est)
     return 0

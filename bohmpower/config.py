@@ -456,7 +456,8 @@ KEYS: tuple[KeySpec, ...] = (
     _i("numerics", "fft_workers", 1, ">= 1", lambda v: v >= 1),
     _s("numerics", "fft_backend", "auto", ("auto", "scipy", "pyfftw")),
     _s("numerics", "window_quadrature", "newton_cotes", ("newton_cotes", "every_step")),
-    _f("numerics", "window_node_phase", "dimensionless", 0.4, "> 0 (rad)", _positive),
+    _f("numerics", "window_node_phase", "dimensionless", 0.6, "> 0 (rad)", _positive),
+    _f("numerics", "edge_node_phase", "dimensionless", 0.4, "> 0 (rad)", _positive),
     _i("numerics", "edge_refinement", None, "1 <= value <= 64", lambda v: 1 <= v <= 64,
        default_text="32 for 2 electrons, 4 for 3", auto_comment=True),
     _f(
@@ -856,6 +857,7 @@ class NumericsConfig:
     fft_backend: str = _d("numerics", "fft_backend")
     window_quadrature: str = _d("numerics", "window_quadrature")
     window_node_phase: float = _d("numerics", "window_node_phase")
+    edge_node_phase: float = _d("numerics", "edge_node_phase")
     edge_refinement: int | None = _d("numerics", "edge_refinement")
 
     def _sections(self) -> tuple[str, ...]:

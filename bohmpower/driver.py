@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bohmpower.errors import BohmpowerError, ConfigError, NumericalError, StoppedEarly
-from bohmpower.exact.observables import FrameSetup
+from bohmpower.exact.observables import FrameSetup, edge_terms
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.exact.quadrature import node_stride, window_rule
@@ -173,14 +173,14 @@ class ExactSolver:
         frame_slots = {s: i for i, s in enumerate(tc.frame_steps)}
         frames = []
         health = HealthMonitor(m, self.dt)
-        windows = ExactWindows([v.name for v in m.volumes], self.window_steps, tc.n_steps, self.dt,
-                               rule=self.window_quadrature, stride=self.node_stride)
+        windows = self.windows()
         setup = FrameSetup(m, workers=self.workers,
                            fft_backend=m.config.numerics.fft_backend)
         traj = TrajectoryRun(self) if self.trajectories is not None else None
-        evaluate = set(frame_slots) | windows.node_steps
+        evaluate = set(frame_slots) | windows.node_steps | windows.edge_steps
         stepper = self.steps() if traj is not None else self._visits(sorted(evaluate))
-        spent = {"setup": _time.perf_counter() - start, "observables": 0.0, "nodes": 0}
+        spent = {"setup": _time.perf_counter() - start, "observables": 0.0, "nodes": 0,
+                 "edge_nodes": 0}
         for step, t, psi in stepper:
             is_frame = step in frame_slots
             if is_frame or step in windows.node_steps:
@@ -189,6 +189,11 @@ class ExactSolver:
                 windows.record(step, fr.volumes)
                 spent["observables"] += _time.perf_counter() - t_obs
                 spent["nodes"] += 0 if is_frame else 1
+            elif step in windows.edge_steps:
+                t_obs = _time.perf_counter()
+                windows.record_edges(step, edge_terms(psi, m, t, setup))
+                spent["observables"] += _time.perf_counter() - t_obs
+                spent["edge_nodes"] += 1
             if traj is not None:
                 traj.record(step, t, psi, frame_slots.get(step))
             if is_frame:
@@ -229,10 +234,29 @@ class ExactSolver:
 
     @property
     def node_stride(self) -> int:
-        """Node spacing in steps of the "newton_cotes" window quadrature (``exact.quadrature``)."""
+        """Node spacing in steps of the full observables in the "newton_cotes" window quadrature
+        (``exact.quadrature``; ``numerics.window_node_phase``)."""
+        return node_stride(self._phase_per_step, float(self.model.config.numerics.window_node_phase))
+
+    @property
+    def edge_node_stride(self) -> int:
+        """Node spacing in steps of the sharp volumes' edge terms (``numerics.edge_node_phase``),
+        at most :attr:`node_stride`."""
+        phase = float(self.model.config.numerics.edge_node_phase)
+        return min(node_stride(self._phase_per_step, phase), self.node_stride)
+
+    @property
+    def _phase_per_step(self) -> float:
         res = getattr(self.model, "resolution", None)
-        phase = float(res.phase) if res is not None else 0.0
-        return node_stride(phase, float(self.model.config.numerics.window_node_phase))
+        return float(res.phase) if res is not None else 0.0
+
+    def windows(self) -> ExactWindows:
+        """The run's window accumulator (its node steps tell which steps need observables)."""
+        m = self.model
+        return ExactWindows([v.name for v in m.volumes], self.window_steps,
+                            self.time_config.n_steps, self.dt, rule=self.window_quadrature,
+                            stride=self.node_stride, edge_stride=self.edge_node_stride,
+                            sharp=[v.name for v in m.volumes if v.sharp])
 
     @property
     def window_steps(self) -> int:
@@ -253,6 +277,12 @@ class ExactWindows:
     ``quantum_nonlocal`` is the window balance, so
     power = field_work + interaction + quantum_flux + quantum_nonlocal + boundary_flux - absorbed
     holds for the window averages too.
+
+    Two rules when ``edge_stride`` < ``stride`` (and the volumes in ``sharp`` exist): the edge terms
+    of the sharp volumes (``observables.EDGE_TERMS``: ratios by rho at the edge points, which change
+    on the time scale of a near-node crossing the edge) on nodes every ``edge_stride`` steps, from
+    the cheap edge-slice evaluation at the steps ``edge_steps``; every other term on the nodes
+    ``node_steps`` of the full evaluation, every ``stride`` steps.
     """
 
     TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed",
@@ -261,44 +291,78 @@ class ExactWindows:
     POWER_TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed")
 
     def __init__(self, names, window_steps: int, n_steps: int, dt: float,
-                 rule: str = "newton_cotes", stride: int = 1):
+                 rule: str = "newton_cotes", stride: int = 1, edge_stride: int | None = None,
+                 sharp=()):
+        from bohmpower.exact.observables import EDGE_TERMS
+
         self.names = list(names)
         self.window_steps = window_steps
         self.n_windows = n_steps // window_steps
         self.dt = dt
         self.rule = window_rule(window_steps, rule, stride)
-        n_nodes = self.rule.steps.shape[0]
-        # step -> [(window, node index)], shared window ends belong to two windows.
-        self._slots: dict[int, list[tuple[int, int]]] = {}
-        for w in range(self.n_windows):
-            for i, s in enumerate(self.rule.steps):
-                self._slots.setdefault(int(w * window_steps + s), []).append((w, i))
+        split = (rule == "newton_cotes" and edge_stride is not None and int(edge_stride) < stride
+                 and any(n in self.names for n in sharp))
+        self.edge_rule = window_rule(window_steps, rule, edge_stride) if split else self.rule
+        self.sharp = [n for n in self.names if n in sharp] if split else []
+        self.edge_terms = EDGE_TERMS if split else ()
+        self._slots = self._slots_of(self.rule)
+        self._edge_slots = self._slots_of(self.edge_rule) if split else {}
         self.node_steps = set(self._slots)
-        self.values = {n: {q: np.zeros((self.n_windows, n_nodes)) for q in self.TERMS + ("energy",)}
-                       for n in self.names}
+        #: steps that need the edge evaluation only (the full nodes give the edge terms too)
+        self.edge_steps = set(self._edge_slots) - self.node_steps
+        n_nodes, n_edge = self.rule.steps.shape[0], self.edge_rule.steps.shape[0]
+        self.values = {
+            n: {q: np.zeros((self.n_windows,
+                             n_edge if (n in self.sharp and q in self.edge_terms) else n_nodes))
+                for q in self.TERMS + ("energy",)}
+            for n in self.names}
+
+    def _slots_of(self, rule) -> dict[int, list[tuple[int, int]]]:
+        """step -> [(window, node index)]; shared window ends belong to two windows."""
+        slots: dict[int, list[tuple[int, int]]] = {}
+        for w in range(self.n_windows):
+            for i, s in enumerate(rule.steps):
+                slots.setdefault(int(w * self.window_steps + s), []).append((w, i))
+        return slots
+
+    def _split_term(self, name: str, q: str) -> bool:
+        return name in self.sharp and q in self.edge_terms
 
     def record(self, step: int, volumes: dict) -> None:
+        """Values of a full evaluation (``frame(...).volumes``) at ``step``."""
         for w, i in self._slots.get(step, ()):
             for name in self.names:
                 vol, store = volumes[name], self.values[name]
                 for q in self.TERMS + ("energy",):
-                    store[q][w, i] = vol[q]
+                    if not self._split_term(name, q):
+                        store[q][w, i] = vol[q]
+        self.record_edges(step, volumes)
+
+    def record_edges(self, step: int, volumes: dict) -> None:
+        """The sharp volumes' edge terms at ``step`` (``observables.edge_terms``, or a full frame)."""
+        for w, i in self._edge_slots.get(step, ()):
+            for name in self.sharp:
+                for q in self.edge_terms:
+                    self.values[name][q][w, i] = volumes[name][q]
 
     def results(self) -> dict:
         T = self.window_steps * self.dt
-        rule = self.rule
         out = {}
         for name in self.names:
             v = self.values[name]
+
+            def rule_of(q, name=name):
+                return self.edge_rule if self._split_term(name, q) else self.rule
+
             d = {"t_start": np.arange(self.n_windows) * T,
                  "power": (v["energy"][:, -1] - v["energy"][:, 0]) / T}
             for q in self.TERMS:
-                d[q] = v[q] @ rule.weights
+                d[q] = v[q] @ rule_of(q).weights
             d["quantum_nonlocal"] = (d["power"] - d["field_work"] - d["interaction"]
                                      - d["quantum_flux"] - d["boundary_flux"] + d["absorbed"])
             d["quantum"] = d["quantum_flux"] + d["quantum_nonlocal"]
             d["quadrature_error"] = np.array(
-                [sum(rule.error_estimate(v[q][w]) for q in self.POWER_TERMS)
+                [sum(rule_of(q).error_estimate(v[q][w]) for q in self.POWER_TERMS)
                  for w in range(self.n_windows)])
             out[name] = d
         return out

@@ -325,8 +325,8 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
     ``first_calls`` (the part of ``start`` that the first calls pay: numba loading, plans; a run
     in the same process after this has it paid already).
     """
-    from bohmpower.driver import ExactSolver, ExactWindows
-    from bohmpower.exact.observables import FrameSetup, frame
+    from bohmpower.driver import ExactSolver
+    from bohmpower.exact.observables import FrameSetup, edge_terms, frame
 
     if solver is None:
         solver = ExactSolver(config, workers=workers)
@@ -334,14 +334,14 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
     tc = solver.time_config
     t0 = clock()  # what run() builds: the observables' setup, the windows
     setup = FrameSetup(m, workers=solver.workers, fft_backend=m.config.numerics.fft_backend)
-    windows = ExactWindows([v.name for v in m.volumes], solver.window_steps, tc.n_steps, solver.dt,
-                           rule=solver.window_quadrature, stride=solver.node_stride)
+    windows = solver.windows()
     t_setup = clock() - t0
     frames = set(tc.frame_steps)
     n_nodes = len(windows.node_steps - frames)
+    n_edge_nodes = len(windows.edge_steps - frames)
     # run() advances from one evaluation step to the next: n_calls calls of about `gap` steps
     # (each call pays its own merged half steps at both ends).
-    n_calls = max(1, len((windows.node_steps | frames) - {0}))
+    n_calls = max(1, len((windows.node_steps | windows.edge_steps | frames) - {0}))
     gap = max(1, int(round(tc.n_steps / n_calls)))
     psi = solver.psi.copy()
 
@@ -390,10 +390,13 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
     call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
     node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
     frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
-    start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0)
+    edge, extra_e = (best(lambda: edge_terms(psi, m, 0.0, setup)) if n_edge_nodes
+                     else (0.0, 0.0))
+    start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0) + max(extra_e, 0.0)
     seconds = (start + (call / gap + traj_step) * tc.n_steps + n_nodes * node
-               + len(frames) * frm)
+               + n_edge_nodes * edge + len(frames) * frm)
     return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
+            "edge_node": edge, "n_edge_nodes": n_edge_nodes,
             "trajectory_step": traj_step, "n_steps": tc.n_steps, "n_nodes": n_nodes,
             "n_frames": len(frames), "start": start, "first_calls": start - t_setup,
             "samples": 0 if solver.trajectories is None else int(solver.trajectories.count)}
@@ -417,11 +420,16 @@ def _describe_exact(atomic, model, warnings) -> str:
         f"  peak memory: about {mem / 2**20:.0f} MiB",
         _phase_line(model),
         f"  steps: {cost['n_steps']:,}; stored frames: {cost['n_frames']}; observables also at "
-        f"{cost['n_nodes']:,} window-quadrature nodes",
+        f"{cost['n_nodes']:,} window-quadrature nodes"
+        + (f", sharp-volume edge terms alone at {cost['n_edge_nodes']:,} more"
+           if cost["n_edge_nodes"] else ""),
         f"  run time: about {_human(total)} on {atomic.numerics.fft_workers} FFT "
         f"thread(s), {with_traj}: kernels {_human(cost['seconds'])} (timed here: step "
         f"{cost['step'] * 1e3:.2f} ms, {traj_part}observables {cost['node'] * 1e3:.1f} ms at a "
-        f"node, {cost['frame'] * 1e3:.1f} ms at a frame; start-up {cost['start']:.1f} s){rest}",
+        f"node, {cost['frame'] * 1e3:.1f} ms at a frame"
+        + (f", {cost['edge_node'] * 1e3:.2f} ms for the edge terms alone"
+           if cost["n_edge_nodes"] else "")
+        + f"; start-up {cost['start']:.1f} s){rest}",
     ]
     if getattr(model, "absorber_report", None):
         lines.append(f"  absorbing layers: {model.absorber_report}")

@@ -459,17 +459,22 @@ def child_floor(n_x: int, order: int, dt: float) -> dict:
             psi[...] = keep
     return {"backend": backend, "floor_ms": 1e3 * min(floor), "step_ms": 1e3 * min(step),
             "pairs_per_step": int(prop.kinetic_stages), "node_stride": int(solver.node_stride),
+            "edge_node_stride": int(solver.edge_node_stride),
             "window_steps": int(solver.window_steps)}
 
 
 def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, repeats: int,
-                  extra: str = "") -> dict:
+                  extra: str = "", package_tree: str | None = None) -> dict:
     """Per-step wall time of the whole ``bohmpower exact RUN.toml`` command (a fresh process: imports,
     set-up, every observable at the window-quadrature nodes and the frames, the result file), as the
     difference of runs of ``steps`` and ``2 steps`` steps (start-up cancels), the minimum over
-    ``repeats`` pairs of runs, against the FFT floor times the method's FFT pairs per step."""
+    ``repeats`` pairs of runs, against the FFT floor times the method's FFT pairs per step.
+    ``package_tree``: run the command from this source tree instead (a baseline, e.g. an exported
+    older commit: ``git archive REV | tar -x -C DIR``); its node strides are then not probed."""
     env = dict(os.environ)
     env.update(THREAD_ENV)
+    if package_tree:
+        env["PYTHONPATH"] = str(package_tree)
     with tempfile.TemporaryDirectory() as d:
         files = {n: _write_command_case(Path(d), n_x, order, dt, n, save_every, extra)
                  for n in (steps, 2 * steps)}
@@ -481,6 +486,15 @@ def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, 
                            check=True, capture_output=True)
             return time.perf_counter() - t0
 
+        from bohmpower.config import load_config
+        from bohmpower.driver import ExactSolver
+
+        strides = {"node_stride": -1, "edge_node_stride": -1}
+        if not package_tree:
+            probe = ExactSolver(load_config(files[steps]), workers=1)  # this setting's strides
+            strides = {"node_stride": probe.node_stride,
+                       "edge_node_stride": probe.edge_node_stride}
+            del probe
         run(steps)  # warm: numba cache, FFTW wisdom on disk, page cache
         per_step = []
         for _ in range(repeats):
@@ -490,24 +504,37 @@ def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, 
     cmd_ms = 1e3 * min(per_step)
     return {"n_x": n_x, "order": order, "dt": dt, "save_every": save_every, "steps": steps,
             "command_ms_per_step": cmd_ms, "runs_ms_per_step": [1e3 * v for v in per_step],
-            **fl, "ratio": cmd_ms / (fl["floor_ms"] * fl["pairs_per_step"]),
+            **fl, **strides, "ratio": cmd_ms / (fl["floor_ms"] * fl["pairs_per_step"]),
             "step_ratio": fl["step_ms"] / (fl["floor_ms"] * fl["pairs_per_step"])}
 
 
-def whole_command_table(quick: bool, repeats: int) -> list[dict]:
+#: The window-node settings compared by ``--whole-command``: the defaults, and every observable on
+#: the nodes 0.4 rad apart (the defaults before the edge terms got their own, finer nodes).
+COMMAND_SETTINGS = (("default", ""),
+                    ("all at 0.4 rad", "window_node_phase = 0.4\nedge_node_phase = 0.4\n"))
+
+
+def whole_command_table(quick: bool, repeats: int, baseline: str | None = None) -> list[dict]:
     cases = [(160, 2, 0.02)] if quick else COMMAND_CASES
+    settings = [(label, extra, None) for label, extra in COMMAND_SETTINGS]
+    if baseline:
+        settings.append(("baseline tree", "", baseline))
     out = []
     print("\nwhole `bohmpower exact` (one sharp + one smooth volume, every observable, save_every 20),"
           " per step = (t(2n) - t(n)) / n; floor = FFT pair, same library, one thread")
-    print(f"{'case':>9} {'order':>5} {'cmd ms':>8} {'step ms':>8} {'floor ms':>9} {'pairs':>5} "
-          f"{'cmd/(floor*pairs)':>17} {'step/(floor*pairs)':>18} {'stride':>6}")
+    print(f"{'case':>9} {'order':>5} {'nodes':>15} {'cmd ms':>8} {'step ms':>8} {'floor ms':>9} "
+          f"{'pairs':>5} {'cmd/(floor*pairs)':>17} {'step/(floor*pairs)':>18} {'stride':>6} "
+          f"{'edge':>4}")
     for n_x, order, dt in cases:
-        r = whole_command(n_x, order, dt, steps=40 if quick else 80, save_every=20,
-                          repeats=repeats)
-        out.append(r)
-        print(f"{n_x:>5}^2 {order:>5} {r['command_ms_per_step']:8.2f} {r['step_ms']:8.2f} "
-              f"{r['floor_ms']:9.2f} {r['pairs_per_step']:>5} {r['ratio']:17.2f} "
-              f"{r['step_ratio']:18.2f} {r['node_stride']:>6}", flush=True)
+        for label, extra, tree in settings:
+            r = whole_command(n_x, order, dt, steps=40 if quick else 80, save_every=20,
+                              repeats=repeats, extra=extra, package_tree=tree)
+            r["setting"] = label
+            out.append(r)
+            print(f"{n_x:>5}^2 {order:>5} {label:>15} {r['command_ms_per_step']:8.2f} "
+                  f"{r['step_ms']:8.2f} {r['floor_ms']:9.2f} {r['pairs_per_step']:>5} "
+                  f"{r['ratio']:17.2f} {r['step_ratio']:18.2f} {r['node_stride']:>6} "
+                  f"{r['edge_node_stride']:>4}", flush=True)
     return out
 
 
@@ -635,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole-command", action="store_true",
                     help="only the whole-command table (`bohmpower exact` per step over the floor)")
     ap.add_argument("--command-repeats", type=int, default=2)
+    ap.add_argument("--baseline-tree", default=None, metavar="DIR",
+                    help="--whole-command: also time the command from this source tree (an older "
+                         "commit exported with git archive), side by side")
     ap.add_argument("--orders", nargs="*", default=None, metavar="CASE",
                     help="only the per-order error against the phase per step (ORDER_CASES; "
                          "names to pick some)")
@@ -651,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_floor(int(nx), int(order), float(dt))))
         return 0
     if args.whole_command:
-        res = whole_command_table(args.quick, args.command_repeats)
+        res = whole_command_table(args.quick, args.command_repeats, args.baseline_tree)
         if args.json:
             args.json.write_text(json.dumps({"whole_command": res}, indent=2, default=float))
         return 0

@@ -60,28 +60,47 @@ def test_node_stride_from_the_phase_per_step():
     assert node_stride(0.0, 0.4) == 1
 
 
-def _run(rule, phase=None, n=2):
+def _run(rule, phase=None, n=2, edge_phase=None):
     cfg = _driven_case(n, 128, dt=0.02, t_end=1.6, save_every=40)
     num = cfg.numerics if phase is None else dataclasses.replace(cfg.numerics,
                                                                 window_node_phase=phase)
+    if edge_phase is not None:
+        num = dataclasses.replace(num, edge_node_phase=edge_phase)
     cfg = dataclasses.replace(cfg, numerics=dataclasses.replace(num, window_quadrature=rule))
     solver = ExactSolver(cfg)
     return solver, solver.run()
 
 
+#: The smooth volume's edge terms: ratios by rho, integrated on the full nodes (module docs).
+RATIO_TERMS = ("quantum_flux", "boundary_flux", "quantum_nonlocal")
+
+
 def test_default_rule_agrees_with_every_step_and_keeps_the_exact_window_power():
-    """At the default settings (node_phase 0.4 rad: here a node every 2 steps) the window averages
-    of every term agree with the every-step rule to 1e-8 of the volume's largest term (measured
-    8.7e-9 sharp, 9.5e-9 smooth); the window power is (E(t+T) - E(t))/T on both, and the window
-    balance holds to round-off."""
+    """At the default settings (window_node_phase 0.6 rad: here the full observables every 3 steps;
+    edge_node_phase 0.4 rad: the sharp volume's edge terms every 2 steps) the window averages agree
+    with the every-step rule to 1e-8 of the volume's largest term: every term of the sharp volume
+    (measured <= 9.1e-9) and the bilinear terms of the smooth one (<= 2.3e-9 of the signal; 1.5e-8
+    at 0.8 rad, 1.4e-7 at 1.0). The smooth volume's ratio terms (P_S, P_B and the balance P_N) are
+    integrated on the full nodes: measured 6.6e-9 .. 6.4e-8, below 1e-6 and below the stored error
+    estimate. The window power is (E(t+T) - E(t))/T on both rules and the window balance holds to
+    round-off."""
     fast, b = _run("newton_cotes")
-    assert fast.window_quadrature == "newton_cotes" and fast.node_stride == 2
+    assert fast.window_quadrature == "newton_cotes"
+    assert (fast.node_stride, fast.edge_node_stride) == (3, 2)
+    assert b.timings["edge_nodes"] > 0
     _, a = _run("every_step")
     for name in a.windows:
         wa, wb = a.windows[name], b.windows[name]
         scale = max(np.abs(wa[q]).max() for q in POWER_TERMS)
+        smooth = name == "smooth"
         for q in POWER_TERMS + ("particle_flux",):
-            assert np.abs(wa[q] - wb[q]).max() < 1e-8 * scale, (name, q)
+            diff = np.abs(wa[q] - wb[q]).max()
+            if smooth and q in RATIO_TERMS:
+                assert diff < 1e-6 * scale, (name, q)
+                assert np.all(np.abs(wa[q] - wb[q]) <= wb["quadrature_error"]), (name, q)
+            else:
+                ref = np.abs(wa[q]).max() if q == "particle_flux" else scale
+                assert diff < 1e-8 * ref, (name, q, diff / ref)
         np.testing.assert_allclose(wb["power"], wa["power"], rtol=0, atol=1e-13 * scale)
         e = b.volumes[name]["energy"]  # frames = window ends here (save_every = window)
         np.testing.assert_allclose(wb["power"], np.diff(e) / (40 * 0.02), atol=1e-12 * scale)
@@ -93,11 +112,29 @@ def test_default_rule_agrees_with_every_step_and_keeps_the_exact_window_power():
         assert wb["quadrature_error"].shape == wb["t_start"].shape
 
 
+def test_edge_nodes_stand_in_for_full_evaluations_of_the_sharp_volume():
+    """The sharp volume's edge terms from the edge-only evaluation between the full nodes equal
+    those of a run that evaluates everything on the same (edge) nodes, to round-off; every other
+    term moves to the coarser full nodes only."""
+    split, b = _run("newton_cotes", phase=0.8, edge_phase=0.4)
+    same, a = _run("newton_cotes", phase=0.4, edge_phase=0.4)
+    assert split.edge_node_stride == same.node_stride == same.edge_node_stride == 2
+    assert split.node_stride == 4 and a.timings["edge_nodes"] == 0
+    wa, wb = a.windows["sharp"], b.windows["sharp"]
+    scale = max(np.abs(wa[q]).max() for q in POWER_TERMS)
+    for q in ("quantum_flux", "boundary_flux", "particle_flux"):
+        np.testing.assert_allclose(wb[q], wa[q], rtol=0, atol=1e-12 * scale)
+    assert np.abs(wb["field_work"] - wa["field_work"]).max() > 1e-13 * scale  # other nodes
+    # an edge phase above the full one is the full one
+    capped, _ = _run("newton_cotes", phase=0.4, edge_phase=0.8)
+    assert capped.edge_node_stride == capped.node_stride == 2
+
+
 @pytest.mark.slow
 def test_window_terms_converge_at_high_order_in_the_node_spacing():
     """Against the every-step rule, doubling the node spacing (stride 2 -> 4 -> 8) multiplies the
     difference of the window field work by >= 2^4 (Boole panels: 2^6 asymptotically; measured
-    24 and 11 on this run, whose nodes at stride 8 are a single panel)."""
+    27 and 407 on this run, whose nodes at stride 8 are a single panel of 5 nodes)."""
     _, a = _run("every_step")
     diffs = []
     for phase in (0.4, 0.8, 1.6):

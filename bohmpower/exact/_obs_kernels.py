@@ -253,3 +253,78 @@ def fine_marginals_np(
         acc[8] += sc.sum(axis=0)
     if absorbing:
         acc[9] += (2.0 * (gam1[None, :] + gamrow[:, None]) * erho).sum(axis=0)
+
+
+@njit(cache=True)
+def edge_sums_nb(
+    st: np.ndarray,
+    base: np.ndarray,
+    halfw: np.ndarray,
+    use_w: bool,
+    inv_m: float,
+    floor: float,
+    out: np.ndarray,
+) -> None:
+    """out[:, e] = sums over the points j of (j_E, L_k, J_k) on the edge slices of edge e.
+
+    ``st`` (5, E, M): Psi, d_k Psi, d_k^2 Psi, Phi and d_k Phi on the slice x_k = a_e at M points of
+    the other electron; ``base`` (E,) the one-body potential U0(a) + chi q phi(a, t) of h_k,
+    ``halfw`` (E, M) the half pair potential (1/2) W(a - y_j) (read when ``use_w``). Ratios by rho
+    are 0 where rho < ``floor``. With e = Re[Psi* h_k Psi] / rho and rho = |Psi|^2:
+
+        J_k = (1/m) Im[Psi* d_k Psi],   j_E = J_k e,
+        L_k = (1/4m) (d_k rho d_t rho / rho - 2 Im[Psi* d_k Phi + (d_k Psi)* Phi]).
+    """
+    n_e, n_pts = st.shape[1], st.shape[2]
+    for e in range(n_e):
+        s_je = 0.0
+        s_lk = 0.0
+        s_jk = 0.0
+        for j in range(n_pts):
+            p0 = st[0, e, j]
+            p1 = st[1, e, j]
+            p2 = st[2, e, j]
+            f0 = st[3, e, j]
+            f1 = st[4, e, j]
+            cp = p0.conjugate()
+            rho = p0.real * p0.real + p0.imag * p0.imag
+            cp1 = cp * p1
+            jk = cp1.imag * inv_m
+            v = base[e] + (halfw[e, j] if use_w else 0.0)
+            erho = (cp * p2).real * (-0.5 * inv_m) + v * rho
+            g = (cp * f1).imag + (p1.conjugate() * f0).imag
+            s_jk += jk
+            if rho >= floor:
+                s_je += jk * erho / rho
+                s_lk += 0.25 * inv_m * (2.0 * cp1.real * 2.0 * (cp * f0).imag / rho - 2.0 * g)
+            else:
+                s_lk += 0.25 * inv_m * (-2.0 * g)
+        out[0, e] = s_je
+        out[1, e] = s_lk
+        out[2, e] = s_jk
+
+
+def edge_sums_np(
+    st: np.ndarray,
+    base: np.ndarray,
+    halfw: np.ndarray,
+    use_w: bool,
+    inv_m: float,
+    floor: float,
+    out: np.ndarray,
+) -> None:
+    """numpy twin of :func:`edge_sums_nb`."""
+    p0, p1, p2, f0, f1 = st
+    cp = np.conj(p0)
+    rho = p0.real**2 + p0.imag**2
+    jk = (cp * p1).imag * inv_m
+    v = base[:, None] + (halfw if use_w else 0.0)
+    erho = (cp * p2).real * (-0.5 * inv_m) + v * rho
+    drho = 2.0 * (cp * p1).real
+    dtrho = 2.0 * (cp * f0).imag
+    g = (cp * f1).imag + (np.conj(p1) * f0).imag
+    ok = rho >= floor
+    inv = np.where(ok, 1.0 / np.where(ok, rho, 1.0), 0.0)
+    out[0] = (jk * erho * inv).sum(axis=1)
+    out[1] = (0.25 * inv_m * (drho * dtrho * inv - 2.0 * g)).sum(axis=1)
+    out[2] = jk.sum(axis=1)

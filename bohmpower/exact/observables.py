@@ -90,6 +90,9 @@ is interpolated (FFT zero-padding) onto the other electrons' grid refined R time
 there pointwise (with the cutoff) and summed, times (dx/R)^(N-1) (times N for fermions). The coarse sum
 (R = 1) is not spectrally accurate for these ratios (off by ~1e-4 on the test state, up to ~10 % where
 rho has sharper near-nodes). Edges are wrapped into the cell. Smooth volumes use the fine marginals.
+:func:`edge_terms` gives these edge values alone, without the fine marginals: the slices of Phi are
+contracted from Psi's (Phi @ w = (V - i Gamma_tot) Psi @ w + sum_{o != k} T_o (Psi @ w) + Psi @ (T_k w)),
+so the exact run can integrate them on finer window nodes than the other terms.
 
 P_S is the surface form of sum_k int Theta(x_k) rho d_t Q_k (rho d_t Q_k = d_k L_k, THEORY.md section 3).
 The diagnostic ``pn_direct`` is sum_k int dx^N Theta(x_k) sum_{j != k} rho (v_j d_j Q_k - v_k d_k Q_j),
@@ -120,7 +123,8 @@ from bohmpower.exact.fftbackend import resolve_fft_backend
 from bohmpower.exact.hamiltonian import one_body_sum, pair_sum
 from bohmpower.model.volume import quadrature_weights
 
-__all__ = ["FIELD_NAMES", "GLOBAL_NAMES", "VOLUME_TERMS", "Frame", "FrameSetup", "frame"]
+__all__ = ["EDGE_TERMS", "FIELD_NAMES", "GLOBAL_NAMES", "VOLUME_TERMS", "Frame", "FrameSetup", "edge_terms",
+           "frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -275,15 +279,16 @@ class _Transforms:
         self.workers = int(workers)
         self._plans: dict[tuple, Any] = {}
 
-    def _plan(self, shape: tuple[int, ...], axis: int, forward: bool) -> Any:
-        key = (shape, axis, forward)
+    def _plan(self, shape: tuple[int, ...], axis: int, forward: bool,
+              out_of_place: bool = False) -> Any:
+        key = (shape, axis, forward, out_of_place)
         plan = self._plans.get(key)
         if plan is None:
             import pyfftw
 
             # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch, run on the data.
             a = pyfftw.empty_aligned(shape, dtype=complex)
-            b = pyfftw.empty_aligned(shape, dtype=complex) if forward else a
+            b = pyfftw.empty_aligned(shape, dtype=complex) if (forward or out_of_place) else a
             plan = pyfftw.FFTW(
                 a,
                 b,
@@ -316,6 +321,13 @@ class _Transforms:
         out = sfft.fft(dst, axis=axis, overwrite_x=True, workers=self.workers)
         if out.ctypes.data != dst.ctypes.data:
             np.copyto(dst, out)
+
+    def backward_to(self, src: np.ndarray, dst: np.ndarray, axis: int) -> None:
+        """dst = n * IFFT(src) along ``axis`` (both contiguous, same shape; src unchanged)."""
+        if self.backend == "pyfftw":
+            self._run(self._plan(src.shape, axis, False, out_of_place=True), src, dst)
+            return
+        dst[...] = sfft.ifft(src, axis=axis, norm="forward", workers=self.workers)
 
     def backward(self, buf: np.ndarray, axis: int) -> None:
         """buf = n * IFFT(buf) along ``axis``, in place."""
@@ -533,6 +545,12 @@ class FrameSetup:
             e1[n // 2] = -kn * np.sin(kn * y)
             e2[n // 2] = -(kn**2) * np.cos(kn * y)
         self.edge_w = np.stack([np.fft.fft(e, axis=0) / n for e in (e0, e1, e2)])
+        # For the edge-only evaluation (`edge_terms`): (T_k X) @ w = X @ (T_k w), T_k the grid's
+        # kinetic operator along k (real, symmetric, circulant), so Phi's slice needs no H_eff X.
+        tkin = (self.kx**2 / (2.0 * self.mass))[:, None]
+        tw = [np.fft.ifft(tkin * np.fft.fft(w, axis=0), axis=0) for w in self.edge_w[:2]]
+        self.edge_wx = np.concatenate([self.edge_w[0], self.edge_w[1], self.edge_w[2]] + tw, axis=1)
+        self.edge_wq = np.concatenate([self.edge_w[0], self.edge_w[1]], axis=1)
         fn = getattr(model, "u0_at", None)
         self.edge_u0 = (
             np.asarray(fn(e_pos), dtype=float) if callable(fn) else self.u0 @ self.edge_w[0].real
@@ -548,11 +566,73 @@ class FrameSetup:
         self.edge_halfw = (
             None if self.w is None else 0.5 * np.asarray(self.w(e_pos[None, :] - y[:, None]))
         )
+        self.edge_halfw_t = (np.zeros((1, 1)) if self.edge_halfw is None
+                             else np.ascontiguousarray(self.edge_halfw.T))  # (E, R n)
+        if self.n_p == 2:  # N = 2 slice buffers: (5, E, n) values and spectra, (5, E, R n) refined
+            b = self.backend
+            self._edge_hat = _empty((5, n_e, n), b)
+            self._edge_hat_f = _empty((5, n_e, n), b)
+            self._edge_big = _empty((5, n_e, r_f * n), b)
+            self._edge_big[...] = 0.0
+            self._edge_fine = _empty((5, n_e, r_f * n), b)
 
-    def edge_densities(self, t_qphi: np.ndarray, rho_floor: float) -> tuple[np.ndarray, np.ndarray]:
-        """(j_E, L_k) at x_k = every edge point, summed over the other electrons' grid (E,) each, for
-        the moved wavefunction ``X`` and ``Q`` = H_eff X (X layout, axis k last), not yet times
-        dx^(N-1).
+    def edge_slices(self, psi: np.ndarray, qpot: np.ndarray, k: int) -> list:
+        """The five slices of :meth:`edge_densities` along axis ``k`` of ``psi`` itself (its own
+        layout), without H_eff Psi on the grid: ``qpot`` is (V - i Gamma_tot) psi (the potential
+        part of H_eff, symmetric in the electrons), and
+
+            Phi @ w = qpot @ w + sum_{o != k} T_o (psi @ w) + psi @ (T_k w)
+
+        contracted along k (the kinetic operators along different axes commute with the contraction).
+        Each slice has shape (n,)*(N-1) + (E,), the other electrons in their order.
+        """
+        n, n_p = self.n, self.n_p
+        n_e = self.edge_pos.shape[0]
+        if k == n_p - 1:
+            a = psi.reshape(-1, n) @ self.edge_wx
+            b = qpot.reshape(-1, n) @ self.edge_wq
+        elif k == 0:  # contract the leading axis without moving psi (BLAS reads it transposed)
+            a = (self.edge_wx.T @ psi.reshape(n, -1)).T
+            b = (self.edge_wq.T @ qpot.reshape(n, -1)).T
+        else:
+            a = np.moveaxis(psi, k, -1).reshape(-1, n) @ self.edge_wx
+            b = np.moveaxis(qpot, k, -1).reshape(-1, n) @ self.edge_wq
+        lead = (n,) * (n_p - 1) + (n_e,)
+        p0, p1, p2, t0, t1 = (a[:, i * n_e:(i + 1) * n_e].reshape(lead) for i in range(5))
+        f0 = b[:, :n_e].reshape(lead) + t0
+        f1 = b[:, n_e:].reshape(lead) + t1
+        if n_p > 1:
+            pp = np.stack([p0, p1])  # T_o of both slices in one transform per other axis
+            for o in range(1, n_p):
+                c = sfft.fft(pp, axis=o, workers=self.workers)
+                c *= _along(self.mul_t * n, pp.ndim, o)
+                t_o = sfft.ifft(c, axis=o, overwrite_x=True, workers=self.workers)
+                f0 = f0 + t_o[0]
+                f1 = f1 + t_o[1]
+        return [p0, p1, p2, f0, f1]
+
+    def _refine_edge_slices(self, st: np.ndarray) -> np.ndarray:
+        """The trigonometric interpolant of the slices ``st`` (5, E, n) at the R n refined points of
+        the other electron (N = 2): zero-padding in Fourier space, Nyquist split half-half."""
+        n, r_f = self.n, self.edge_refinement
+        hat, big = self._edge_hat_f, self._edge_big
+        self.fft.forward(st, hat, 2)
+        hat *= 1.0 / n  # the unnormalised inverse of R n points; the interpolant needs 1/n
+        n_pos, n_neg = (n + 1) // 2, n // 2
+        big[..., :n_pos] = hat[..., :n_pos]
+        big[..., r_f * n - n_neg:] = hat[..., n - n_neg:]
+        if n % 2 == 0:
+            big[..., n // 2] = 0.5 * hat[..., n // 2]
+            big[..., r_f * n - n // 2] *= 0.5
+        out = self._edge_fine
+        self.fft.backward_to(big, out, 2)
+        return out
+
+    def edge_densities(self, t_qphi: np.ndarray, rho_floor: float,
+                       vals: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(j_E, L_k, J_k) at x_k = every edge point, summed over the other electrons' grid (E,)
+        each, for the moved wavefunction ``X`` and ``Q`` = H_eff X (X layout, axis k last), or for
+        the five slices ``vals`` of :meth:`edge_slices`; not yet times dx^(N-1).
 
         Parameters
         ----------
@@ -569,31 +649,33 @@ class FrameSetup:
             j_E = J_k Re[Psi* h_k Psi] / rho,   L_k = (1/4m) (d_k rho d_t rho / rho - d_k d_t rho).
         """
         n, n_o = self.n, self.n_p - 1
-        x2 = self.X.reshape(-1, n)
-        q2 = self.Q.reshape(-1, n)
         wv, w1, w2 = self.edge_w
         n_e = wv.shape[1]
-        lead = (n,) * n_o + (n_e,)
-        vals = [(a @ w).reshape(lead) for a, w in ((x2, wv), (x2, w1), (x2, w2), (q2, wv), (q2, w1))]
+        if vals is None:
+            x2 = self.X.reshape(-1, n)
+            q2 = self.Q.reshape(-1, n)
+            lead = (n,) * n_o + (n_e,)
+            vals = [(a @ w).reshape(lead)
+                    for a, w in ((x2, wv), (x2, w1), (x2, w2), (q2, wv), (q2, w1))]
         base = self.edge_u0 + t_qphi  # (E,)
         r_f = self.edge_refinement
         hw = self.edge_halfw
-        if n_o == 0:
-            return self._edge_sums(*vals, base, rho_floor)
-        if n_o == 1:
-            if r_f > 1:  # the five slices in one transform, along their contiguous axis
-                st = np.ascontiguousarray(np.stack(vals).transpose(0, 2, 1))  # (5, E, n)
-                st = sfft.ifft(_pad(sfft.fft(st, axis=-1, workers=self.workers), 2, r_f), axis=-1,
-                               overwrite_x=True, workers=self.workers)
-                vals = list(st.transpose(0, 2, 1))  # (R n, E) views
-            v = base[None, :] + (hw if hw is not None else 0.0)
-            je, lk = self._edge_sums(*vals, v, rho_floor)
-            return je / r_f, lk / r_f
+        if n_o <= 1:
+            sums = np.zeros((3, n_e))
+            if n_o == 0:
+                st = np.stack(vals)[:, :, None]  # (5, E, 1)
+            else:
+                st = self._edge_hat  # the five slices, contiguous along the other electron
+                np.copyto(st, np.stack(vals).transpose(0, 2, 1))
+                if r_f > 1:  # refined in one out-of-place transform pair (module Notes)
+                    st = self._refine_edge_slices(st)
+            _obs_kernels.edge_sums_nb(st, base, self.edge_halfw_t, hw is not None, 1.0 / self.mass,
+                                      rho_floor, sums)
+            return sums[0] / r_f, sums[1] / r_f, sums[2] / r_f
         # N = 3: refine along the first other electron, then along the second block by block
         # (the refined plane is never held whole).
         vals = [_refine_axes(a, (0,), r_f) if r_f > 1 else a for a in vals]
-        je = np.zeros(n_e)
-        lk = np.zeros(n_e)
+        sums = np.zeros((3, n_e))
         block = max(1, (1 << 18) // (r_f * n * n_e))
         for i0 in range(0, r_f * n, block):
             sl = slice(i0, i0 + block)
@@ -601,13 +683,12 @@ class FrameSetup:
             v = base[None, None, :]
             if hw is not None:
                 v = v + hw[sl][:, None, :] + hw[None, :, :]
-            je_b, lk_b = self._edge_sums(*part, v, rho_floor)
-            je += je_b
-            lk += lk_b
-        return je / r_f**2, lk / r_f**2
+            sums += np.array(self._edge_sums(*part, v, rho_floor))
+        je, lk, jk = sums / r_f**2
+        return je, lk, jk
 
-    def _edge_sums(self, p0, p1, p2, f0, f1, v, rho_floor: float) -> tuple[np.ndarray, np.ndarray]:
-        """Sums over every axis but the last (edges) of j_E and L_k from the slice values."""
+    def _edge_sums(self, p0, p1, p2, f0, f1, v, rho_floor: float) -> tuple:
+        """Sums over every axis but the last (edges) of j_E, L_k and J_k from the slice values."""
         m = self.mass
         cp0 = np.conj(p0)
         rho = p0.real**2 + p0.imag**2
@@ -622,7 +703,7 @@ class FrameSetup:
         axes = tuple(range(rho.ndim - 1))
         je = (jk * erho * inv).sum(axis=axes)
         lk = (0.25 / m * (drho * dtrho * inv - 2.0 * g)).sum(axis=axes)
-        return je, lk
+        return je, lk, jk.sum(axis=axes)
 
     def matches(self, model: Any, workers: int | None = None) -> bool:
         """True when ``model`` is the one this setup was built for and is unchanged."""
@@ -642,28 +723,31 @@ class FrameSetup:
             self._gamma_copy,
         )
 
+    def drive_1d(self, model: Any, t: float) -> np.ndarray | None:
+        """q phi(x, t) on the grid (n,) [hartree], or None without a drive."""
+        if (self.drives is not None and self.drives) or (
+                self.drives is None and hasattr(model, "drive_potential")):
+            return np.asarray(model.drive_potential(t), dtype=float)
+        return None
+
     def drive_fields(self, model: Any, t: float) -> tuple:
         """(drive_1d, q phi, q E, q d_t phi) at time t; the last three at the fine points, (2n,)."""
         n = self.n
         qphi_f = np.zeros(2 * n)
         qe_f = np.zeros(2 * n)
         qdtphi_f = np.zeros(2 * n)
+        drive_1d = self.drive_1d(model, t)
         if self.drives is not None:
             for d, g, fo in zip(self.drives, self.drive_g_f, self.drive_force_f):
                 f_t, df_t = float(d.profile(t)), float(d.profile_dt(t))
                 qphi_f += f_t * g
                 qdtphi_f += df_t * g
                 qe_f += f_t * fo
-            drive_1d = np.asarray(model.drive_potential(t), dtype=float) if self.drives else None
-        else:
-            drive_1d = None
-            if hasattr(model, "drive_potential"):
-                drive_1d = np.asarray(model.drive_potential(t), dtype=float)
-                qphi_f = _refine_1d(drive_1d)
-                qe_f = _refine_1d(model.drive_force(t))
-                qdtphi_f = _refine_1d(model.drive_potential_dt(t))
+        elif drive_1d is not None:
+            qphi_f = _refine_1d(drive_1d)
+            qe_f = _refine_1d(model.drive_force(t))
+            qdtphi_f = _refine_1d(model.drive_potential_dt(t))
         return drive_1d, qphi_f, qe_f, qdtphi_f
-
 
     def edge_drive(self, model: Any, t: float, drive_1d: np.ndarray | None) -> np.ndarray:
         """chi q phi(a, t) at the sharp-edge points a, shape (E,) [hartree] (zeros when chi = 0)."""
@@ -837,17 +921,14 @@ def _axis_marginals(
     return acc.transpose(1, 2, 0).reshape(_obs_kernels.N_MARGS, 2 * n)
 
 
-def _hamiltonian_but_k(s: FrameSetup, drive_1d: np.ndarray | None) -> None:
-    """s.Q = H_eff X without the kinetic energy along the last axis (k); fills s.dX with d_j X.
-
-    H_eff = sum_j -(1/2m) d_j^2 + V_static + sum_j q phi(x_j, t) - i Gamma_tot (module Notes).
-    """
+def _potential_times(s: FrameSetup, src: np.ndarray, drive_1d: np.ndarray | None) -> None:
+    """s.Q = (V_static + sum_j q phi(x_j, t) - i Gamma_tot) src (any axis order: V is symmetric)."""
     n, n_p = s.n, s.n_p
     d = np.zeros(n) if drive_1d is None else drive_1d
     shape3 = (n if n_p == 3 else 1, n if n_p >= 2 else 1, n)
     g3 = s.gamma_tot.reshape(shape3) if s.absorbing else s.gamma_tot.reshape(1, 1, 1)
     _obs_kernels.potential_times_nb(
-        s.X.reshape(shape3),
+        src.reshape(shape3),
         s.v_static.reshape(shape3),
         g3,
         d,
@@ -855,6 +936,15 @@ def _hamiltonian_but_k(s: FrameSetup, drive_1d: np.ndarray | None) -> None:
         s.absorbing,
         s.Q.reshape(shape3),
     )
+
+
+def _hamiltonian_but_k(s: FrameSetup, drive_1d: np.ndarray | None) -> None:
+    """s.Q = H_eff X without the kinetic energy along the last axis (k); fills s.dX with d_j X.
+
+    H_eff = sum_j -(1/2m) d_j^2 + V_static + sum_j q phi(x_j, t) - i Gamma_tot (module Notes).
+    """
+    n_p = s.n_p
+    _potential_times(s, s.X, drive_1d)
     for o in range(n_p - 1):
         s.fft.forward(s.X, s.C, o)
         if s.dX is not None:
@@ -1009,7 +1099,7 @@ def frame(
             st2 = np.empty(psi.shape, dtype=complex)
         total += _axis_marginals(s, v1, rho_floor, st1, st2)
         if n_edges:
-            je_k, l_k = s.edge_densities(edge_qphi, rho_floor)
+            je_k, l_k, _ = s.edge_densities(edge_qphi, rho_floor)
             edge_je += je_k
             edge_l += l_k
         if st1 is not None:
@@ -1091,3 +1181,52 @@ def frame(
             "pn_direct_minus_balance": pn_direct - pn_bal,
         }
     return Frame(t=float(t), fields=fields, volumes=volumes, globals=glob)
+
+
+#: Terms of a sharp volume that :func:`edge_terms` gives (the edge values of frame's volumes).
+EDGE_TERMS = ("quantum_flux", "boundary_flux", "particle_flux")
+
+
+def edge_terms(psi: np.ndarray, model: Any, t: float, setup: FrameSetup) -> dict[str, dict[str, float]]:
+    """P_S, P_B and the particle flux of every sharp volume at time ``t``, from the edge slices alone.
+
+    The same numbers as ``frame(psi, model, t, setup=setup).volumes[name][term]`` for the sharp
+    volumes (to round-off), at a fraction of its cost: no fine marginals, no H_eff Psi on the grid.
+    Per electron axis k, Psi, d_k Psi, d_k^2 Psi, Phi and d_k Phi are contracted along k onto the
+    edge points (:meth:`FrameSetup.edge_slices`, one pass over Psi and one over its potential part),
+    then refined and summed as in :func:`frame`. The exact solver evaluates these at every step,
+    where the rest of the observables are needed at a few quadrature nodes only: j_E and L are
+    ratios by rho and vary on the time scale of a near-node crossing the edge.
+
+    Returns
+    -------
+    dict
+        Per sharp volume name, ``EDGE_TERMS`` [particle_flux: 1/time; the others: hartree/time].
+    """
+    s = setup
+    n_edges = s.edge_pos.shape[0]
+    if not n_edges:
+        return {}
+    psi = np.ascontiguousarray(psi, dtype=complex)
+    n, n_p = s.n, s.n_p
+    fermion = getattr(model, "statistics", "fermion") == "fermion"
+    axes = [0] if fermion else list(range(n_p))
+    weight = float(n_p) if fermion else 1.0
+    drive_1d = s.drive_1d(model, t)
+    edge_qphi = s.edge_drive(model, t, drive_1d)
+    _, rho_max = _obs_kernels.abs2_sum_max_nb(psi.reshape(-1, n))
+    rho_floor = _density_cutoff(model) * rho_max
+    _potential_times(s, psi, drive_1d)
+    sums = np.zeros((3, n_edges))
+    for k in axes:
+        vals = s.edge_slices(psi, s.Q, k)
+        sums += np.array(s.edge_densities(edge_qphi, rho_floor, vals))
+    sums *= weight * s.dx ** (n_p - 1)
+    je, lk, jk = sums
+    vals = s.edge_sign @ np.stack([lk, je, jk]).T  # (n_volumes, 3)
+    out = {}
+    for name, sharp, (l_edge, je_edge, j_edge) in zip(s.volume_names, s.edge_sharp, vals):
+        if sharp:
+            out[name] = {"quantum_flux": float(-l_edge), "boundary_flux": float(je_edge),
+                         "particle_flux": float(j_edge)}
+    return out

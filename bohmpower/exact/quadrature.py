@@ -4,12 +4,17 @@ A window [t_s, t_s + T] holds ``window_steps`` = W steps of length dt. The grid 
 time (their frequencies are energy differences of the state, bounded by the phase per step over dt), so
 their window averages need them at a few of the step times only:
 
-- ``"newton_cotes"`` (default): the window is cut into panels of about 4 node intervals of ``stride``
-  steps each; on each panel the Lagrange interpolant through its 5 nodes is integrated exactly
-  (Boole's rule when the nodes are evenly spaced, exact for polynomials of degree 5, error
-  O(h^7 f^(6)) per panel, h = stride dt). Node steps are whole steps, placed symmetrically in the panel.
+- ``"newton_cotes"`` (default): the window is cut into panels of 4 to 7 intervals, each with evenly
+  spaced nodes h <= stride steps apart, using the fewest nodes (:func:`_uniform_panels`: about
+  W / stride evaluations per window); each panel is integrated by its closed Newton-Cotes rule
+  (Boole's for 4 intervals: exact for degree 5, error O(h^7 f^(6)) per panel; 5, 6 and 7 intervals:
+  exact for degree 5, 7 and 7; every weight positive).
 - ``"every_step"``: every step is a node; panels of 4 to 7 steps, each integrated by its closed
   Newton-Cotes rule (Boole's for 4 steps), so the every-step rule has the same order with h = dt.
+
+The exact run uses two spacings (``bohmpower.driver.ExactWindows``): the full observables every
+``numerics.window_node_phase`` of phase, the sharp volumes' edge terms (ratios by rho, which change
+faster) every ``numerics.edge_node_phase``, from ``observables.edge_terms`` in between.
 
 Error estimate per window: on each panel the difference between the rule and the embedded 3-node rule
 (Simpson's, the panel's two ends and its middle node), summed over the panels and divided by T. It
@@ -75,13 +80,32 @@ def _interpolatory_weights(nodes: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.linalg.solve(vander, moments) * h
 
 
-def _panel_nodes(length: int, n_intervals: int) -> np.ndarray:
-    """Node steps of a panel of ``length`` steps with ``n_intervals`` intervals, symmetric, distinct."""
-    if length <= n_intervals:
-        return np.arange(length + 1)
-    half = [int(math.floor(length * i / n_intervals + 0.5)) for i in range(n_intervals // 2 + 1)]
-    nodes = set(half) | {length - s for s in half}
-    return np.array(sorted(nodes))
+def _uniform_panels(w_steps: int, stride: int) -> list[tuple[int, int]]:
+    """The window as panels (intervals p, spacing h): p in 4..7, h <= stride, sum p h = W, with the
+    fewest intervals (evaluations), then the fewest odd panels; a window shorter than 4 steps is one
+    panel of every step. Each panel's nodes are evenly spaced, so its rule is the closed Newton-Cotes
+    rule of p + 1 points (positive weights for p <= 7)."""
+    if w_steps < 4:
+        return [(w_steps, 1)]
+    # cost[L] = (intervals, odd panels) of the best cover of L steps; choice[L] = its last panel
+    big = (1 << 30, 0)
+    cost = [(0, 0)] + [big] * w_steps
+    choice: list[tuple[int, int] | None] = [None] * (w_steps + 1)
+    options = [(p, h) for h in range(1, stride + 1) for p in (4, 5, 6, 7)]
+    for length in range(4, w_steps + 1):
+        for p, h in options:
+            rest = length - p * h
+            if rest < 0 or cost[rest] == big:
+                continue
+            c = (cost[rest][0] + p, cost[rest][1] + p % 2)
+            if c < cost[length]:
+                cost[length], choice[length] = c, (p, h)
+    out, length = [], w_steps
+    while length:
+        p, h = choice[length]
+        out.append((p, h))
+        length -= p * h
+    return sorted(out, key=lambda ph: -ph[1])  # widest spacing first (any order is valid)
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -109,10 +133,9 @@ def window_rule(window_steps: int, rule: str = "newton_cotes", stride: int = 1) 
         lengths = _split(w_steps, n_panels)  # panels of 4..7 steps (or W < 4: one panel)
         per_panel = [np.arange(n + 1) for n in lengths]
     elif rule == "newton_cotes":
-        stride = max(1, int(stride))
-        n_panels = max(1, -(-w_steps // (4 * stride)))  # node spacing <= stride
-        lengths = _split(w_steps, n_panels)
-        per_panel = [_panel_nodes(n, 4) for n in lengths]
+        panels = _uniform_panels(w_steps, max(1, int(stride)))
+        lengths = [p * h for p, h in panels]
+        per_panel = [h * np.arange(p + 1) for p, h in panels]
     else:
         raise ValueError(f"unknown window quadrature {rule!r}")
     steps: list[int] = [0]
