@@ -208,18 +208,20 @@ def cmd_exact(args) -> int:
                  tm.get("edge_nodes", 0), len(result.time), tm["rest"], tm["setup"],
                  wall - result.wall_time)
     log.info("result: %s  (inspect: bohmpower info %s)", path, path)
-    _record_overhead("exact", run_wall + t_est)
+    _record_overhead("exact", run_wall + t_est,
+                     int(solver.model.grid.n_x) ** int(solver.model.n_particles))
     return 0
 
 
-def _record_overhead(command: str, modelled: float) -> None:
+def _record_overhead(command: str, modelled: float, points: int | None = None) -> None:
     """Keep this command's fixed cost (its whole wall time less the run and less its own estimate,
-    which `check` adds as it measures them) for `check` on this machine."""
+    which `check` adds as it measures them) for `check` on this machine, by the run's size
+    (``points`` grid values) too."""
     from bohmpower.estimates import process_elapsed, record_command_overhead
 
     total = process_elapsed()
     if total is not None:
-        record_command_overhead(command, total - modelled)
+        record_command_overhead(command, total - modelled, points)
 
 
 def _default_output(run_file: Path, suffix: str) -> Path:

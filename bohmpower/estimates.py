@@ -41,16 +41,28 @@ def process_elapsed() -> float | None:
         return None
 
 
-def record_command_overhead(command: str, seconds: float) -> None:
+def size_class(points: int | None) -> str | None:
+    """The record key's size class of a run with ``points`` grid values (n_x^N for an exact run):
+    factors of 4. The fixed cost grows with the grid (the propagator's FFT plans, building the
+    initial state, the result file): a 1D run and a 512^2 one differ by seconds."""
+    if not points or points < 1:
+        return None
+    return f"~4^{int(round(np.log(float(points)) / np.log(4.0)))}"
+
+
+def record_command_overhead(command: str, seconds: float, points: int | None = None) -> None:
     """Keep the fixed cost of one finished command ("exact" or "run") for later estimates: the
-    process's whole wall time less the kernels' share the estimate models. Never fails a run."""
+    process's whole wall time less the kernels' share the estimate models, under the command and
+    under its size class (``size_class(points)``). Never fails a run."""
     if not (np.isfinite(seconds) and seconds >= 0):
         return
     path = _cache_file()
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
-        rows = [float(v) for v in data.get(command, [])][-(OVERHEAD_RECORDS - 1):]
-        data[command] = rows + [round(float(seconds), 3)]
+        cls = size_class(points)
+        for key in (command,) + ((f"{command}:{cls}",) if cls else ()):
+            rows = [float(v) for v in data.get(key, [])][-(OVERHEAD_RECORDS - 1):]
+            data[key] = rows + [round(float(seconds), 3)]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}")
         tmp.write_text(json.dumps(data))
@@ -59,14 +71,21 @@ def record_command_overhead(command: str, seconds: float) -> None:
         pass
 
 
-def command_overhead(command: str) -> tuple[float, str]:
+def command_overhead(command: str, points: int | None = None) -> tuple[float, str]:
     """The fixed cost of ``command`` on this machine [s] and where it comes from: the median of the
-    last recorded runs, or, before any, the imports of a run timed in a child process."""
+    last recorded runs of the same size class (``size_class(points)``), else of any size, or,
+    before any, the imports of a run timed in a child process."""
     try:
         data = json.loads(_cache_file().read_text())
     except (OSError, ValueError):
         data = {}
-    rows = data.get(command, []) if isinstance(data, dict) else []
+    data = data if isinstance(data, dict) else {}
+    cls = size_class(points)
+    rows = data.get(f"{command}:{cls}", []) if cls else []
+    if rows:
+        return (float(np.median(rows)),
+                f"median of this machine's last {len(rows)} run(s) of this size, {cls} grid values")
+    rows = data.get(command, [])
     if rows:
         return float(np.median(rows)), f"median of this machine's last {len(rows)} run(s)"
     source = "the imports of a run, timed in a child process: no run recorded on this machine yet"
@@ -253,8 +272,8 @@ def run_command_seconds(solver) -> float:
     return cw_run_cost(config, solver=solver)["seconds"]
 
 
-def whole_command(cost_of, command: str, first_calls: str | None = None
-                  ) -> tuple[dict, float, str]:
+def whole_command(cost_of, command: str, first_calls: str | None = None,
+                  points: int | None = None) -> tuple[dict, float, str]:
     """Time ``cost_of()`` (one of the ``*_run_cost`` functions) and add to its kernels' estimate
     the rest of the command: the fixed cost recorded on this machine (``command_overhead``) and the
     in-run estimate, which times the same kernels as this call did (its duration, less the
@@ -263,7 +282,7 @@ def whole_command(cost_of, command: str, first_calls: str | None = None
     t0 = time.perf_counter()
     cost = cost_of()
     timing = time.perf_counter() - t0
-    fixed, source = command_overhead(command)
+    fixed, source = command_overhead(command, points)
     own = max(timing - (cost[first_calls] if first_calls else 0.0), 0.0)
     total = cost["seconds"] + fixed + own
     return cost, total, (f" + the command's fixed cost {_human(fixed)} (imports, set-up, result "
@@ -407,7 +426,8 @@ def _describe_exact(atomic, model, warnings) -> str:
 
     n, n_x = model.n_particles, model.grid.n_x
     mem = exact_memory_bytes(n_x, n)
-    cost, total, rest = whole_command(lambda: exact_run_cost(atomic), "exact", "first_calls")
+    cost, total, rest = whole_command(lambda: exact_run_cost(atomic), "exact", "first_calls",
+                                      points=n_x**n)
     if cost["samples"]:
         with_traj = f"with {cost['samples']:,} exact Bohmian trajectories"
         traj_part = f"trajectories {cost['trajectory_step'] * 1e3:.2f} ms per step, "

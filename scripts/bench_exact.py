@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -355,6 +356,8 @@ def command_per_step(run_file: Path, n_steps: int, repeats: int = 2) -> dict:
 # ----------------------------------------------------------------------- the whole `bohmpower exact`
 #: Cases of the whole-command figure: (n_x, order, dt).
 COMMAND_CASES = [(256, 2, 0.02), (256, 4, 0.05), (512, 2, 0.02), (512, 4, 0.05)]
+#: Steps n of the (2n, n) pair per case (~1-5 s of difference at the measured costs).
+COMMAND_STEPS = {(256, 2): 600, (256, 4): 240, (512, 2): 160, (512, 4): 80}
 
 COMMAND_RUN_FILE = """schema = "bohmpower-run/1"
 title = "bench: two fermions colliding at a barrier in a bias"
@@ -470,7 +473,9 @@ def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, 
     difference of runs of ``steps`` and ``2 steps`` steps (start-up cancels), the minimum over
     ``repeats`` pairs of runs, against the FFT floor times the method's FFT pairs per step.
     ``package_tree``: run the command from this source tree instead (a baseline, e.g. an exported
-    older commit: ``git archive REV | tar -x -C DIR``); its node strides are then not probed."""
+    older commit: ``git archive REV | tar -x -C DIR``); its node strides are then not probed. The
+    commands run in the scratch folder: ``python -m`` puts the working directory first on the path,
+    which would shadow the tree from a checkout."""
     env = dict(os.environ)
     env.update(THREAD_ENV)
     if package_tree:
@@ -482,7 +487,7 @@ def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, 
         def run(n: int) -> float:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "bohmpower", "exact", str(files[n]), "-o",
-                            str(Path(d) / f"out{n}.h5"), "--overwrite", "-q"], env=env,
+                            str(Path(d) / f"out{n}.h5"), "--overwrite", "-q"], env=env, cwd=d,
                            check=True, capture_output=True)
             return time.perf_counter() - t0
 
@@ -501,7 +506,7 @@ def whole_command(n_x: int, order: int, dt: float, steps: int, save_every: int, 
             a, b = run(steps), run(2 * steps)
             per_step.append((b - a) / steps)
     fl = _run_child(["--child-floor", str(n_x), str(order), str(dt)])
-    cmd_ms = 1e3 * min(per_step)
+    cmd_ms = 1e3 * statistics.median(per_step)  # start-up jitter enters with both signs
     return {"n_x": n_x, "order": order, "dt": dt, "save_every": save_every, "steps": steps,
             "command_ms_per_step": cmd_ms, "runs_ms_per_step": [1e3 * v for v in per_step],
             **fl, **strides, "ratio": cmd_ms / (fl["floor_ms"] * fl["pairs_per_step"]),
@@ -527,7 +532,9 @@ def whole_command_table(quick: bool, repeats: int, baseline: str | None = None) 
           f"{'edge':>4}")
     for n_x, order, dt in cases:
         for label, extra, tree in settings:
-            r = whole_command(n_x, order, dt, steps=40 if quick else 80, save_every=20,
+            # n steps worth a few seconds: the fresh process's start-up jitters by ~0.2 s
+            r = whole_command(n_x, order, dt, steps=40 if quick else COMMAND_STEPS[(n_x, order)],
+                              save_every=20,
                               repeats=repeats, extra=extra, package_tree=tree)
             r["setting"] = label
             out.append(r)

@@ -125,6 +125,15 @@ def test_the_commands_fixed_cost_is_kept_per_machine_as_the_median_of_the_last_r
     value, source = estimates.command_overhead("exact")
     assert value == 100.0 + 15 and "last 9 run(s)" in source  # the last 9: 111 .. 119
     assert estimates.command_overhead("run")[1].startswith("the imports")  # per command
+    # by size class: a 512^2 run's plans do not price a 1D run's start-up
+    for v in (0.8, 1.0, 1.2):
+        estimates.record_command_overhead("exact", v, points=1280)
+    estimates.record_command_overhead("exact", 5.0, points=512**2)
+    small, source = estimates.command_overhead("exact", points=1000)
+    assert small == 1.0 and "of this size" in source
+    assert estimates.command_overhead("exact", points=600**2)[0] == 5.0
+    # no record of that size: the last 9 of any size (115 .. 119 and the four above)
+    assert estimates.command_overhead("exact", points=4096**2)[0] == 115.0
     (tmp_path / "command_overhead.json").write_text("{not json")
     assert estimates.command_overhead("exact")[0] > 0  # a damaged file is no failure
     up = estimates.process_elapsed()
