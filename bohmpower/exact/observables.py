@@ -669,8 +669,8 @@ class FrameSetup:
                 np.copyto(st, np.stack(vals).transpose(0, 2, 1))
                 if r_f > 1:  # refined in one out-of-place transform pair (module Notes)
                     st = self._refine_edge_slices(st)
-            _obs_kernels.edge_sums_nb(st, base, self.edge_halfw_t, hw is not None, 1.0 / self.mass,
-                                      rho_floor, sums)
+            _obs_kernels.edge_sums_nb(st, base, self.edge_halfw_t, hw is not None and n_o == 1,
+                                      1.0 / self.mass, rho_floor, sums)
             return sums[0] / r_f, sums[1] / r_f, sums[2] / r_f
         # N = 3: refine along the first other electron, then along the second block by block
         # (the refined plane is never held whole).

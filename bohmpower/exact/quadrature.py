@@ -91,7 +91,12 @@ def _uniform_panels(w_steps: int, stride: int) -> list[tuple[int, int]]:
     big = (1 << 30, 0)
     cost = [(0, 0)] + [big] * w_steps
     choice: list[tuple[int, int] | None] = [None] * (w_steps + 1)
-    options = [(p, h) for h in range(1, stride + 1) for p in (4, 5, 6, 7)]
+    # a spacing above W / 4 leaves no 4-interval panel: the phase can allow any stride (a slow
+    # state), the window bounds it
+    # (the widest four spacings and the three narrowest, which fill any remainder: W x 28 work)
+    h_max = max(1, min(stride, w_steps // 4))
+    spacings = sorted(set(range(max(1, h_max - 3), h_max + 1)) | {h for h in (1, 2, 3) if h <= h_max})
+    options = [(p, h) for h in spacings for p in (4, 5, 6, 7)]
     for length in range(4, w_steps + 1):
         for p, h in options:
             rest = length - p * h
