@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bohmpower.errors import BohmpowerError, ConfigError, NumericalError, StoppedEarly
-from bohmpower.exact.observables import FrameSetup, edge_terms
+from bohmpower.exact.observables import EDGE_TERMS, FrameSetup, edge_terms
 from bohmpower.exact.observables import frame as grid_frame
 from bohmpower.exact.propagator import SplitOperator
 from bohmpower.exact.quadrature import node_stride, window_rule
@@ -293,8 +293,6 @@ class ExactWindows:
     def __init__(self, names, window_steps: int, n_steps: int, dt: float,
                  rule: str = "newton_cotes", stride: int = 1, edge_stride: int | None = None,
                  sharp=()):
-        from bohmpower.exact.observables import EDGE_TERMS
-
         self.names = list(names)
         self.window_steps = window_steps
         self.n_windows = n_steps // window_steps

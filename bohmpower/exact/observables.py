@@ -198,30 +198,32 @@ def _along(v: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     return v.reshape(shape)
 
 
-def _pad(c: np.ndarray, axis: int, factor: int = 2) -> np.ndarray:
-    """Unnormalised FFT ``c`` (n along ``axis``) zero-padded to factor * n, Nyquist split, scaled so
-    that the inverse FFT of the result gives the interpolant at the ``factor``-times refined points
-    x_min + i dx / factor."""
+def _pad(c: np.ndarray, axis: int, factor: int = 2, out: np.ndarray | None = None,
+         scale: float | None = None) -> np.ndarray:
+    """Unnormalised FFT ``c`` (n along ``axis``) zero-padded to factor * n, Nyquist split, times
+    ``scale`` (default ``factor``: then the inverse FFT of the result gives the interpolant at the
+    ``factor``-times refined points x_min + i dx / factor). ``out``: a buffer of the padded shape
+    whose entries between the modes are zero already (they are not written)."""
     n = c.shape[axis]
     shape = list(c.shape)
     shape[axis] = factor * n
-    big = np.zeros(shape, dtype=complex)
+    big = np.zeros(shape, dtype=complex) if out is None else out
+    mul = float(factor) if scale is None else float(scale)  # ifft's 1/(factor n); the interpolant 1/n
     n_pos = (n + 1) // 2  # modes 0 .. n_pos - 1 are >= 0 (and < n/2)
     n_neg = n // 2  # modes -n_neg .. -1 (for even n, -n/2 is the Nyquist)
 
     def ix(sl: slice) -> tuple:
-        out = [slice(None)] * c.ndim
-        out[axis] = sl
-        return tuple(out)
+        out_ix = [slice(None)] * c.ndim
+        out_ix[axis] = sl
+        return tuple(out_ix)
 
     big_n = factor * n
-    big[ix(slice(0, n_pos))] = c[ix(slice(0, n_pos))]
-    big[ix(slice(big_n - n_neg, big_n))] = c[ix(slice(n - n_neg, n))]
+    np.multiply(c[ix(slice(0, n_pos))], mul, out=big[ix(slice(0, n_pos))])
+    np.multiply(c[ix(slice(n - n_neg, n))], mul, out=big[ix(slice(big_n - n_neg, big_n))])
     if n % 2 == 0:
-        half = 0.5 * c[ix(slice(n // 2, n // 2 + 1))]
+        half = 0.5 * mul * c[ix(slice(n // 2, n // 2 + 1))]
         big[ix(slice(n // 2, n // 2 + 1))] = half  # +N
         big[ix(slice(big_n - n // 2, big_n - n // 2 + 1))] = half  # -N
-    big *= float(factor)  # ifft normalises by 1/(factor n); the interpolant needs 1/n
     return big
 
 
@@ -614,16 +616,10 @@ class FrameSetup:
     def _refine_edge_slices(self, st: np.ndarray) -> np.ndarray:
         """The trigonometric interpolant of the slices ``st`` (5, E, n) at the R n refined points of
         the other electron (N = 2): zero-padding in Fourier space, Nyquist split half-half."""
-        n, r_f = self.n, self.edge_refinement
         hat, big = self._edge_hat_f, self._edge_big
         self.fft.forward(st, hat, 2)
-        hat *= 1.0 / n  # the unnormalised inverse of R n points; the interpolant needs 1/n
-        n_pos, n_neg = (n + 1) // 2, n // 2
-        big[..., :n_pos] = hat[..., :n_pos]
-        big[..., r_f * n - n_neg:] = hat[..., n - n_neg:]
-        if n % 2 == 0:
-            big[..., n // 2] = 0.5 * hat[..., n // 2]
-            big[..., r_f * n - n // 2] *= 0.5
+        # the unnormalised inverse of R n points: the interpolant needs 1/n
+        _pad(hat, 2, self.edge_refinement, out=big, scale=1.0 / self.n)
         out = self._edge_fine
         self.fft.backward_to(big, out, 2)
         return out
@@ -673,37 +669,22 @@ class FrameSetup:
                                       1.0 / self.mass, rho_floor, sums)
             return sums[0] / r_f, sums[1] / r_f, sums[2] / r_f
         # N = 3: refine along the first other electron, then along the second block by block
-        # (the refined plane is never held whole).
+        # (the refined plane is never held whole); each block's points flattened for the kernel.
         vals = [_refine_axes(a, (0,), r_f) if r_f > 1 else a for a in vals]
         sums = np.zeros((3, n_e))
+        part_sums = np.zeros((3, n_e))
+        zero = np.zeros(n_e)
         block = max(1, (1 << 18) // (r_f * n * n_e))
         for i0 in range(0, r_f * n, block):
             sl = slice(i0, i0 + block)
-            part = [_refine_axes(a[sl], (1,), r_f) if r_f > 1 else a[sl] for a in vals]
-            v = base[None, None, :]
-            if hw is not None:
-                v = v + hw[sl][:, None, :] + hw[None, :, :]
-            sums += np.array(self._edge_sums(*part, v, rho_floor))
+            part = np.stack([_refine_axes(a[sl], (1,), r_f) if r_f > 1 else a[sl] for a in vals])
+            st = np.ascontiguousarray(np.moveaxis(part, -1, 1).reshape(5, n_e, -1))
+            v = base[None, None, :] + (0.0 if hw is None else hw[sl][:, None, :] + hw[None, :, :])
+            v = np.ascontiguousarray(np.broadcast_to(v, part.shape[1:]).reshape(-1, n_e).T)
+            _obs_kernels.edge_sums_nb(st, zero, v, True, 1.0 / self.mass, rho_floor, part_sums)
+            sums += part_sums
         je, lk, jk = sums / r_f**2
         return je, lk, jk
-
-    def _edge_sums(self, p0, p1, p2, f0, f1, v, rho_floor: float) -> tuple:
-        """Sums over every axis but the last (edges) of j_E, L_k and J_k from the slice values."""
-        m = self.mass
-        cp0 = np.conj(p0)
-        rho = p0.real**2 + p0.imag**2
-        jk = (cp0 * p1).imag / m
-        erho = (cp0 * (-0.5 / m) * p2).real + v * rho
-        drho = 2.0 * (cp0 * p1).real
-        dtrho = 2.0 * (cp0 * f0).imag
-        g = (cp0 * f1).imag + (np.conj(p1) * f0).imag
-        ok = rho >= rho_floor
-        inv = np.zeros_like(rho)
-        np.divide(1.0, rho, out=inv, where=ok)
-        axes = tuple(range(rho.ndim - 1))
-        je = (jk * erho * inv).sum(axis=axes)
-        lk = (0.25 / m * (drho * dtrho * inv - 2.0 * g)).sum(axis=axes)
-        return je, lk, jk.sum(axis=axes)
 
     def matches(self, model: Any, workers: int | None = None) -> bool:
         """True when ``model`` is the one this setup was built for and is unchanged."""
@@ -795,6 +776,14 @@ def _setup_for(model: Any, workers: int) -> FrameSetup:
     setup = FrameSetup(model, workers=workers, fft_backend=backend)
     _LAST_SETUP.append((model, setup))
     return setup
+
+
+def _marginal_axes(model: Any, n_p: int) -> tuple[list[int], float]:
+    """The electron axes whose marginals are summed and their weight: identical fermions give equal
+    marginals, so axis 0 times N (module Notes); distinguishable electrons every axis once."""
+    if getattr(model, "statistics", "fermion") == "fermion":
+        return [0], float(n_p)
+    return list(range(n_p)), 1.0
 
 
 def _density_cutoff(model: Any) -> float:
@@ -1072,12 +1061,10 @@ def frame(
         raise ValueError(f"psi has shape {psi.shape}, expected {(n_model,) * n_p_model}")
     s = setup if setup is not None else _setup_for(model, workers)
     n, n_p, m = s.n, s.n_p, s.mass
-    fermion = getattr(model, "statistics", "fermion") == "fermion"
     drive_1d, qphi_f, qe_f, qdtphi_f = s.drive_fields(model, t)
     v1 = s.u0_f + s.chi * qphi_f
 
-    axes = [0] if fermion else list(range(n_p))
-    weight = float(n_p) if fermion else 1.0
+    axes, weight = _marginal_axes(model, n_p)
     d1: dict[int, np.ndarray] = {}
     d2: dict[int, np.ndarray] = {}
     total = np.zeros((len(_MARGS), 2 * n))
@@ -1194,8 +1181,8 @@ def edge_terms(psi: np.ndarray, model: Any, t: float, setup: FrameSetup) -> dict
     volumes (to round-off), at a fraction of its cost: no fine marginals, no H_eff Psi on the grid.
     Per electron axis k, Psi, d_k Psi, d_k^2 Psi, Phi and d_k Phi are contracted along k onto the
     edge points (:meth:`FrameSetup.edge_slices`, one pass over Psi and one over its potential part),
-    then refined and summed as in :func:`frame`. The exact solver evaluates these at every step,
-    where the rest of the observables are needed at a few quadrature nodes only: j_E and L are
+    then refined and summed as in :func:`frame`. The exact solver evaluates these on the window
+    nodes of ``numerics.edge_node_phase``, finer than the full evaluations' nodes: j_E and L are
     ratios by rho and vary on the time scale of a near-node crossing the edge.
 
     Returns
@@ -1209,9 +1196,7 @@ def edge_terms(psi: np.ndarray, model: Any, t: float, setup: FrameSetup) -> dict
         return {}
     psi = np.ascontiguousarray(psi, dtype=complex)
     n, n_p = s.n, s.n_p
-    fermion = getattr(model, "statistics", "fermion") == "fermion"
-    axes = [0] if fermion else list(range(n_p))
-    weight = float(n_p) if fermion else 1.0
+    axes, weight = _marginal_axes(model, n_p)
     drive_1d = s.drive_1d(model, t)
     edge_qphi = s.edge_drive(model, t, drive_1d)
     _, rho_max = _obs_kernels.abs2_sum_max_nb(psi.reshape(-1, n))
