@@ -283,6 +283,8 @@ class ExactWindows:
     on the time scale of a near-node crossing the edge) on nodes every ``edge_stride`` steps, from
     the cheap edge-slice evaluation at the steps ``edge_steps``; every other term on the nodes
     ``node_steps`` of the full evaluation, every ``stride`` steps.
+
+    Without volumes there is nothing to average: no nodes, the run evaluates its frames only.
     """
 
     TERMS = ("field_work", "interaction", "quantum_flux", "boundary_flux", "absorbed",
@@ -303,7 +305,8 @@ class ExactWindows:
         self.edge_rule = window_rule(window_steps, rule, edge_stride) if split else self.rule
         self.sharp = [n for n in self.names if n in sharp] if split else []
         self.edge_terms = EDGE_TERMS if split else ()
-        self._slots = self._slots_of(self.rule)
+        # no volumes, no window averages: no evaluation between the frames
+        self._slots = self._slots_of(self.rule) if self.names else {}
         self._edge_slots = self._slots_of(self.edge_rule) if split else {}
         self.node_steps = set(self._slots)
         #: steps that need the edge evaluation only (the full nodes give the edge terms too)

@@ -23,6 +23,8 @@ import numpy as np
 
 #: Records of each command's fixed cost kept in the per-machine file (the median is used).
 OVERHEAD_RECORDS = 9
+#: Extra steps of the longer timed propagator call of `exact_run_cost` (per-step cost by difference).
+_STEP_SPAN = 4
 
 
 def _cache_file() -> Path:
@@ -406,15 +408,33 @@ def exact_run_cost(config, workers: int | None = None, repeats: int = 3,
             move()
         traj_step = (clock() - t1) / span
         t_setup += max(extra_t - traj_step, 0.0)
-    call, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, gap))
-    node, extra_n = best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup))
+    # Each advance call costs a + b g for g steps (its merged half steps at both ends, then b per
+    # step). A run with few evaluations has long calls (gap ~ n_steps): time short calls of g1 < g2
+    # steps, never the run's own (the estimate once propagated four whole runs).
+    g1 = min(gap, 2)
+    g2 = min(gap, g1 + _STEP_SPAN)
+    c1, extra_p = best(lambda: solver.propagator.advance(psi, 0.0, g1))
+    per_step = c1 / g1
+    per_call = 0.0
+    if g2 > g1:  # warm already (the g1 calls): no extra warm-up call
+        runs = []
+        for _ in range(repeats):
+            t1 = clock()
+            solver.propagator.advance(psi, 0.0, g2)
+            runs.append(clock() - t1)
+        c2 = float(np.mean(runs))
+        per_step = max((c2 - c1) / (g2 - g1), 0.0) or c2 / g2
+        per_call = max(c1 - per_step * g1, 0.0)
+    call = per_call + per_step * gap  # one call of the run's length
+    node, extra_n = (best(lambda: frame(psi, m, 0.0, diagnostics=False, setup=setup)) if n_nodes
+                     else (0.0, 0.0))
     frm, extra_f = best(lambda: frame(psi, m, 0.0, diagnostics=True, setup=setup))
     edge, extra_e = (best(lambda: edge_terms(psi, m, 0.0, setup)) if n_edge_nodes
                      else (0.0, 0.0))
     start = t_setup + max(extra_n, 0.0) + max(extra_f, 0.0) + max(extra_e, 0.0)
-    seconds = (start + (call / gap + traj_step) * tc.n_steps + n_nodes * node
+    seconds = (start + n_calls * per_call + (per_step + traj_step) * tc.n_steps + n_nodes * node
                + n_edge_nodes * edge + len(frames) * frm)
-    return {"seconds": seconds, "step": call / gap, "node": node, "frame": frm,
+    return {"seconds": seconds, "step": call / gap, "per_call": per_call, "node": node, "frame": frm,
             "edge_node": edge, "n_edge_nodes": n_edge_nodes,
             "trajectory_step": traj_step, "n_steps": tc.n_steps, "n_nodes": n_nodes,
             "n_frames": len(frames), "start": start, "first_calls": start - t_setup,

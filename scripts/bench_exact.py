@@ -545,6 +545,120 @@ def whole_command_table(quick: bool, repeats: int, baseline: str | None = None) 
     return out
 
 
+# ------------------------------------------------- the command against WavePacket (issue target >= 10x)
+def _case_run_file(case: dict, n_x: int, dt: float, order: int, t_end: float | None = None,
+                   max_phase: float = 4.0) -> str:
+    """A run file of a ``_wavepacket_case`` case (same physics as its arrays; periodic grid, no
+    volumes, frames at 0 and t_end only). ``max_phase`` = 4 lets order 4 take up to 6 rad per step
+    (``resolution``: 3 max_phase^(1/2)): the setting a user who asks for 1e-6, not for order 2's
+    accuracy at 1 rad, may choose, like WavePacket's rtol."""
+    t_end = case["t_end"] if t_end is None else t_end
+    fld = case["field"]
+    lines = ['schema = "bohmpower-run/1"', 'title = "WavePacket comparison case"',
+             '[units]', 'system = "atomic"',
+             '[particles]', f'count = {case["n_particles"]}', f'mass = {case["mass"]}',
+             f'statistics = "{case["statistics"]}"',
+             '[grid]', f'x_min = {case["x_min"]}', f'x_max = {case["x_max"]}', f'points = {n_x}',
+             'boundary = "periodic"',
+             '[time]', f'dt = {dt!r}', f't_end = {t_end!r}',
+             f'save_every = {int(round(t_end / dt))}',
+             '[numerics]', f'order = {order}', f'max_phase = {max_phase!r}',
+             '[interaction]', f'kind = "{case["interaction"]["kind"]}"',
+             f'softening = {case["interaction"]["softening"]}',
+             f'relative_permittivity = {case["interaction"]["relative_permittivity"]}']
+    for pot in case["potential"]:
+        lines += ['[[potential]]'] + [f'{k} = {v!r}' if not isinstance(v, str) else f'{k} = "{v}"'
+                                      for k, v in pot.items()]
+    lines += ['[[field]]'] + [f'{k} = {v!r}' if not isinstance(v, str) else f'{k} = "{v}"'
+                              for k, v in fld.items()]
+    for pk in case["packets"]:
+        lines += ['[[initial.packet]]'] + [f'{k} = {v!r}' for k, v in pk.items()]
+    return "\n".join(lines) + "\n"
+
+
+def command_vs_wavepacket(case_name: str, repeats: int = 3) -> dict:
+    """The whole ``bohmpower exact`` command at bohmpower's cheapest passing setting against
+    WavePacket's cheapest, both from one ``run_comparison`` scan in this process.
+
+    The command runs the same physics from a run file (no volumes: frames at 0 and t_end). Its
+    output is checked against ``bohmpower_run`` (``SplitOperator`` on the script's own arrays) at
+    the same setting, so it passes the 1e-6 criterion exactly when that run does. Times, medians
+    of ``repeats`` fresh processes in a scratch folder: ``whole`` (the command's wall time),
+    ``imports`` (``python -c "import bohmpower.cli, bohmpower.driver"``), ``short`` (the same run
+    file with t_end = 2 dt: every fixed cost -- imports, set-up, the in-run estimate, frames, the
+    result file). Reported: whole - short (the issue's "start-up subtracted") and whole - imports
+    (every fixed cost but the interpreter's imports counted)."""
+    import h5py
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    import _wavepacket_case as wpc
+    from _numpy_split_case import bohmpower_run, internal_energy
+    sys.path.pop(0)
+
+    comp = wpc.run_comparison(include_bohmpower=True, case_name=case_name)
+    res = comp["results"]
+    wp = res["WavePacket DOP853"]
+    name, order = "bohmpower blanes_moan_4", 4
+    best = res[name]
+    case = wpc.CASES[case_name]["case"]
+    n_x, dt = int(best["n_x"]), float(best["knob"])
+    env = dict(os.environ)
+    env.update(THREAD_ENV)
+    with tempfile.TemporaryDirectory() as d:
+        dpath = Path(d)
+        full = dpath / "full.toml"
+        full.write_text(_case_run_file(case, n_x, dt, order))
+        short = dpath / "short.toml"
+        short.write_text(_case_run_file(case, n_x, dt, order, t_end=2 * dt))
+
+        def run(args: list[str]) -> float:
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, *args], env=env, cwd=d, capture_output=True,
+                                  text=True)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
+            return time.perf_counter() - t0
+
+        def cmd(f: Path) -> list[str]:
+            return ["-m", "bohmpower", "exact", str(f), "-o", str(dpath / (f.stem + ".h5")),
+                    "--overwrite", "-q"]
+
+        run(cmd(full))  # warm: numba cache, FFTW wisdom, page cache
+        t_whole, t_short, t_imp = [], [], []
+        for _ in range(repeats):
+            t_whole.append(run(cmd(full)))
+            t_short.append(run(cmd(short)))
+            t_imp.append(run(["-c", "import bohmpower.cli, bohmpower.driver"]))
+        with h5py.File(dpath / "full.h5", "r") as f:
+            e_cmd = float(f["global/energy"][-1])
+            n_cmd = np.asarray(f["fields/density"][-1])
+    psi, e_run, _ = bohmpower_run(case, n_x, dt, method="blanes_moan_4")
+    dx = (case["x_max"] - case["x_min"]) / n_x
+    n_run = (np.abs(psi) ** 2).sum(axis=1) * dx * 2.0  # both electrons' marginals (fermions)
+    same = {"energy": abs(e_cmd - internal_energy(psi, case)) / abs(e_run),
+            "density": float(np.abs(n_cmd - n_run).max() / n_run.max())}
+    med = statistics.median
+    whole, shrt, imp = med(t_whole), med(t_short), med(t_imp)
+    out = {"case": case_name, "n_x": n_x, "dt": dt, "order": order,
+           "wavepacket_s": wp["wall_time"], "wavepacket_setting": {"n_x": wp["n_x"],
+                                                                   "rtol": wp["knob"]},
+           "propagator_s": best["wall_time"], "errors": best["errors"],
+           "command_whole_s": whole, "command_short_s": shrt, "imports_s": imp,
+           "command_minus_short_s": whole - shrt, "command_minus_imports_s": whole - imp,
+           "command_vs_splitoperator": same,
+           "speedup_minus_short": wp["wall_time"] / (whole - shrt),
+           "speedup_minus_imports": wp["wall_time"] / (whole - imp)}
+    print(f"\n{case_name}: command at n_x={n_x} dt={dt:.4g} order {order}: whole {whole:.2f} s, "
+          f"short (t_end = 2 dt) {shrt:.2f} s, imports {imp:.2f} s; WavePacket {wp['wall_time']:.2f} s"
+          f" (n_x={wp['n_x']}, rtol {wp['knob']:.0e}); SplitOperator alone {best['wall_time']:.3f} s")
+    print(f"  WavePacket / (whole - short) = {out['speedup_minus_short']:.1f}x, "
+          f"WavePacket / (whole - imports) = {out['speedup_minus_imports']:.1f}x; "
+          f"command vs SplitOperator: dE/E {same['energy']:.1e}, dn {same['density']:.1e}",
+          flush=True)
+    return out
+
+
 # ------------------------------------------------------------- orders: error per phase per step
 #: Cases of the per-order phase rule (`--orders`): (name, run file, grid points, t_end). The grids are
 #: the smallest the resolution rule allows (rounded up), the errors are in time only (same grid for
@@ -675,8 +789,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", nargs="*", default=None, metavar="CASE",
                     help="only the per-order error against the phase per step (ORDER_CASES; "
                          "names to pick some)")
+    ap.add_argument("--wavepacket-command", nargs="*", default=None, metavar="CASE",
+                    help="only the whole command against WavePacket at each code's cheapest "
+                         "setting (cases 'bound', 'scattering'; about 7 minutes)")
     args = ap.parse_args(argv)
 
+    if args.wavepacket_command is not None:
+        res = [command_vs_wavepacket(c) for c in (args.wavepacket_command or ["bound", "scattering"])]
+        if args.json:
+            args.json.write_text(json.dumps({"wavepacket_command": res}, indent=2, default=float))
+        return 0
     if args.orders is not None:
         res = orders_table(args.orders)
         if args.json:

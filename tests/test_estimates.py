@@ -182,3 +182,34 @@ def test_check_predicts_the_whole_command_with_its_fixed_cost(tmp_path):
     estimate = float(m.group(1))
     measured = child("exact", str(run), "-o", str(tmp_path / "b.h5"))[0]
     assert measured / 1.5 < estimate < 1.5 * measured, (estimate, measured, text)
+
+
+def test_exact_estimate_of_a_run_with_frames_only_times_a_few_steps():
+    """Without volumes a run evaluates its frames only (no window nodes) and advances in one long
+    call between them; the estimate times short calls (per call and per step by difference), not
+    the run's own length (it once propagated the whole run four times over), and still matches the
+    run within 1.5x (CPU times, as above)."""
+    import dataclasses
+
+    cfg = _driven_case(2, 128, dt=0.02, t_end=4.0, save_every=200)
+    cfg = dataclasses.replace(cfg, volume=()).validated()
+    solver = ExactSolver(cfg)
+    assert not solver.windows().node_steps and not solver.windows().edge_steps
+    exact_run_cost(cfg)  # numba kernels loaded into this process (see the first test)
+    timed = []
+    advance = solver.propagator.advance
+
+    def counting(psi, t, n_steps):
+        timed.append(n_steps)
+        return advance(psi, t, n_steps)
+
+    solver.propagator.advance = counting
+    cost = exact_run_cost(cfg, solver=solver, clock=time.process_time)
+    assert cost["n_nodes"] == 0 and cost["n_frames"] == 2 and cost["n_steps"] == 200
+    assert sum(timed) <= 40, timed  # a few short calls, whatever the run's length
+    solver.propagator.advance = advance
+    t0 = time.process_time()
+    res = solver.run()
+    measured = time.process_time() - t0
+    assert res.timings["nodes"] == 0 and res.windows == {}
+    assert measured / 1.5 < cost["seconds"] < 1.5 * measured, (cost, measured)

@@ -553,6 +553,7 @@ class FrameSetup:
         tw = [np.fft.ifft(tkin * np.fft.fft(w, axis=0), axis=0) for w in self.edge_w[:2]]
         self.edge_wx = np.concatenate([self.edge_w[0], self.edge_w[1], self.edge_w[2]] + tw, axis=1)
         self.edge_wq = np.concatenate([self.edge_w[0], self.edge_w[1]], axis=1)
+        self.edge_w3 = np.ascontiguousarray(self.edge_wx[:, :3 * n_e])  # Psi, d_k Psi, d_k^2 Psi
         fn = getattr(model, "u0_at", None)
         self.edge_u0 = (
             np.asarray(fn(e_pos), dtype=float) if callable(fn) else self.u0 @ self.edge_w[0].real
@@ -645,14 +646,14 @@ class FrameSetup:
             j_E = J_k Re[Psi* h_k Psi] / rho,   L_k = (1/4m) (d_k rho d_t rho / rho - d_k d_t rho).
         """
         n, n_o = self.n, self.n_p - 1
-        wv, w1, w2 = self.edge_w
-        n_e = wv.shape[1]
+        n_e = self.edge_w.shape[2]
         if vals is None:
             x2 = self.X.reshape(-1, n)
             q2 = self.Q.reshape(-1, n)
             lead = (n,) * n_o + (n_e,)
-            vals = [(a @ w).reshape(lead)
-                    for a, w in ((x2, wv), (x2, w1), (x2, w2), (q2, wv), (q2, w1))]
+            a, b = x2 @ self.edge_w3, q2 @ self.edge_wq  # one pass over X and one over Q
+            vals = [a[:, i * n_e:(i + 1) * n_e].reshape(lead) for i in range(3)]
+            vals += [b[:, i * n_e:(i + 1) * n_e].reshape(lead) for i in range(2)]
         base = self.edge_u0 + t_qphi  # (E,)
         r_f = self.edge_refinement
         hw = self.edge_halfw
