@@ -42,6 +42,24 @@ def abs2_sum_max_np(psi2: np.ndarray) -> tuple[float, float]:
 
 
 @njit(cache=True)
+def spectral_products_nb(src: np.ndarray, muls: np.ndarray, out: np.ndarray) -> None:
+    """out[j, m, r] = src[m, r] muls[j, r]: one pass over the spectra ``src`` (rows, n) for every
+    multiplier (K, n) (derivatives, half-step shifts), each into its own (rows, n) buffer of ``out``
+    (K, rows, n), ready for its inverse FFT."""
+    n_mul = muls.shape[0]
+    for m in range(src.shape[0]):
+        for r in range(src.shape[1]):
+            z = src[m, r]
+            for j in range(n_mul):
+                out[j, m, r] = z * muls[j, r]
+
+
+def spectral_products_np(src: np.ndarray, muls: np.ndarray, out: np.ndarray) -> None:
+    """numpy twin of :func:`spectral_products_nb`."""
+    np.multiply(src[None, :, :], muls[:, None, :], out=out)
+
+
+@njit(cache=True)
 def potential_times_nb(
     x3: np.ndarray,
     v3: np.ndarray,

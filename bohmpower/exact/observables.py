@@ -490,6 +490,12 @@ class FrameSetup:
         self.dX = _empty((max(n_o, 1),) + shape, b) if (self.dw is not None and n_o) else None
         sl = (per, n)
         self.slab = {name: _empty(sl, b) for name in _SLAB_BUFFERS}
+        # The products of X's and Phi's spectra with their multipliers, one buffer per factor
+        # (each (per, n) slice contiguous and aligned: one FFT plan for all).
+        self.x_products = _empty((len(_X_FACTORS), per, n), b)
+        self.phi_products = _empty((len(_PHI_FACTORS), per, n), b)
+        self.x_muls = np.ascontiguousarray([getattr(self, mul) for mul in _X_FACTORS.values()])
+        self.phi_muls = np.ascontiguousarray([getattr(self, mul) for mul in _PHI_FACTORS.values()])
         self.djo = _empty((max(n_o, 1), per, n), b)
         self._no_dj = np.zeros((1, 1, 1), dtype=complex)
 
@@ -760,7 +766,13 @@ def edge_refinement_of(model: Any) -> int:
     return EDGE_REFINEMENT.get(int(model.n_particles), 1)
 
 
-_SLAB_BUFFERS = ("A", "F", "D", "te", "p0o", "p1e", "p1o", "to", "f0o", "f1e", "f1o")
+_SLAB_BUFFERS = ("A", "F", "D")
+#: The interpolated factors of the fine marginals (module Notes) and their spectral multipliers:
+#: from X's spectrum -(1/2m) d^2 X at the grid points (te), X, d X at the midpoints (p0o, p1o),
+#: d X at the grid points (p1e), -(1/2m) d^2 X at the midpoints (to); from Phi's the same for
+#: Phi, d Phi (f0o, f1e, f1o).
+_X_FACTORS = {"te": "mul_t", "p0o": "mul_s0", "p1e": "mul_e1", "p1o": "mul_s1", "to": "mul_s2"}
+_PHI_FACTORS = {"f0o": "mul_s0", "f1e": "mul_e1", "f1o": "mul_s1"}
 
 # One-entry cache for frame() calls without an explicit setup: [(model, setup)].
 _LAST_SETUP: list = []
@@ -835,28 +847,23 @@ def _axis_marginals(
     per = s.slab_rows
     vpar = (np.ascontiguousarray(v1[0::2]), np.ascontiguousarray(v1[1::2]))
 
-    def inverse(dst: str, src: np.ndarray, mul: np.ndarray) -> np.ndarray:
-        out = b[dst]
-        np.multiply(src, mul, out=out)
-        fft.backward(out, 1)
-        return out
+    products = _obs_kernels.spectral_products_nb
+    xp, fp = s.x_products, s.phi_products
 
     for r0 in range(0, s.n_rows, per):
         sl = slice(r0, r0 + per)
         x2, q2 = X2[sl], Q2[sl]
         fft.forward(x2, b["A"], 1)
-        a_hat = b["A"]
-        te = inverse("te", a_hat, s.mul_t)
+        products(b["A"], s.x_muls, xp)  # te, p0o, p1e, p1o, to (_X_FACTORS) in one pass
+        for buf in xp:
+            fft.backward(buf, 1)
+        te, p0o, p1e, p1o, to = xp
         np.add(q2, te, out=q2)  # q2 is now Phi = H_eff X on these rows
         fft.forward(q2, b["F"], 1)
-        f_hat = b["F"]
-        p0o = inverse("p0o", a_hat, s.mul_s0)
-        p1e = inverse("p1e", a_hat, s.mul_e1)
-        p1o = inverse("p1o", a_hat, s.mul_s1)
-        to = inverse("to", a_hat, s.mul_s2)
-        f0o = inverse("f0o", f_hat, s.mul_s0)
-        f1e = inverse("f1e", f_hat, s.mul_e1)
-        f1o = inverse("f1o", f_hat, s.mul_s1)
+        products(b["F"], s.phi_muls, fp)  # f0o, f1e, f1o (_PHI_FACTORS)
+        for buf in fp:
+            fft.backward(buf, 1)
+        f0o, f1e, f1o = fp
         if use_dw:
             dje = dX2[:, sl]
             djo = s.djo
