@@ -519,9 +519,10 @@ COMMAND_SETTINGS = (("default", ""),
                     ("all at 0.4 rad", "window_node_phase = 0.4\nedge_node_phase = 0.4\n"))
 
 
-def whole_command_table(quick: bool, repeats: int, baseline: str | None = None) -> list[dict]:
+def whole_command_table(quick: bool, repeats: int, baseline: str | None = None,
+                        default_only: bool = False) -> list[dict]:
     cases = [(160, 2, 0.02)] if quick else COMMAND_CASES
-    settings = [(label, extra, None) for label, extra in COMMAND_SETTINGS]
+    settings = [(label, extra, None) for label, extra in COMMAND_SETTINGS[:1 if default_only else None]]
     if baseline:
         settings.append(("baseline tree", "", baseline))
     out = []
@@ -786,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-tree", default=None, metavar="DIR",
                     help="--whole-command: also time the command from this source tree (an older "
                          "commit exported with git archive), side by side")
+    ap.add_argument("--default-only", action="store_true",
+                    help="--whole-command: the default node settings only (and the baseline tree)")
     ap.add_argument("--orders", nargs="*", default=None, metavar="CASE",
                     help="only the per-order error against the phase per step (ORDER_CASES; "
                          "names to pick some)")
@@ -810,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_floor(int(nx), int(order), float(dt))))
         return 0
     if args.whole_command:
-        res = whole_command_table(args.quick, args.command_repeats, args.baseline_tree)
+        res = whole_command_table(args.quick, args.command_repeats, args.baseline_tree,
+                                  args.default_only)
         if args.json:
             args.json.write_text(json.dumps({"whole_command": res}, indent=2, default=float))
         return 0
