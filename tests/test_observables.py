@@ -498,6 +498,21 @@ def test_edge_terms_alone_equal_the_frames_sharp_volume_values(n_p, statistics, 
             assert abs(alone["sharp"][q] - vol[q]) < 1e-11 * scale, (t, q)
 
 
+@pytest.mark.parametrize("shape, k, j", [((1, 12, 12), 1, 2), ((1, 12, 12), 2, 1), ((6, 7, 8), 0, 2),
+                                         ((6, 7, 8), 2, 1)])
+def test_pn_direct_kernel_matches_numpy_twin(shape, k, j):
+    rng = np.random.default_rng(6)
+    arrays = [_crandom(rng, *shape) for _ in range(6)]
+    arrays[0][0, :3] *= 1e-9  # some points below the density cutoff
+    a = np.full(max(shape), 0.5)  # (6, 7, 8): each axis its own length, so a wrong axis shows
+    b = a.copy()
+    _obs_kernels.pn_direct_nb(*arrays, k, j, 0.7, 1e-6, a)
+    _obs_kernels.pn_direct_np(*arrays, k, j, 0.7, 1e-6, b)
+    # Same pointwise products, summed in a different order: round-off of the O(100) sums.
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
+    assert np.any(a != 0.5)
+
+
 @pytest.mark.parametrize("n_p", [1, 2, 3])
 @pytest.mark.parametrize("absorbing", [True, False])
 def test_potential_and_norm_kernels_match_numpy_twins(n_p, absorbing):

@@ -346,3 +346,77 @@ def edge_sums_np(
     out[0] = (jk * erho * inv).sum(axis=1)
     out[1] = (0.25 * inv_m * (drho * dtrho * inv - 2.0 * g)).sum(axis=1)
     out[2] = jk.sum(axis=1)
+
+
+@njit(cache=True)
+def pn_direct_nb(
+    p: np.ndarray,
+    dk: np.ndarray,
+    dkk: np.ndarray,
+    dj: np.ndarray,
+    dkj: np.ndarray,
+    dkkj: np.ndarray,
+    k: int,
+    j: int,
+    mass: float,
+    floor: float,
+    out: np.ndarray,
+) -> None:
+    """out[i_k] += X_kj and out[i_j] -= X_kj summed over the grid (the direct P_N integrand's pair
+    (k, j) marginals, observables._pn_direct_marginal), in one pass.
+
+    Arrays (n0, n1, n2) (a leading axis of length 1 for N = 2): Psi and its spectral derivatives
+    d_k, d_k^2, d_j, d_k d_j, d_k^2 d_j; ``k``, ``j`` are their axes in this view. With the ratios
+    r_a = Psi* a / rho (0 where rho < ``floor``), v_k = Im r_k / m,
+    d_j v_k = Im(r_kj - r_k r_j) / m, d_j Q_k = -(1/2m) Re(r_kkj - r_kk r_j) - m v_k d_j v_k and
+    X_kj = rho v_j d_j Q_k.
+    """
+    n0, n1, n2 = p.shape
+    inv_m = 1.0 / mass
+    for a in range(n0):
+        for b in range(n1):
+            for c in range(n2):
+                z = p[a, b, c]
+                rho = z.real * z.real + z.imag * z.imag
+                if rho < floor:
+                    continue
+                cz = z.conjugate() / rho
+                r_k = cz * dk[a, b, c]
+                r_kk = cz * dkk[a, b, c]
+                r_j = cz * dj[a, b, c]
+                r_kj = cz * dkj[a, b, c]
+                r_kkj = cz * dkkj[a, b, c]
+                v_k = r_k.imag * inv_m
+                dv = (r_kj - r_k * r_j).imag * inv_m
+                dq = -0.5 * inv_m * (r_kkj - r_kk * r_j).real - mass * v_k * dv
+                x = rho * r_j.imag * inv_m * dq
+                ik = a if k == 0 else (b if k == 1 else c)
+                ij = a if j == 0 else (b if j == 1 else c)
+                out[ik] += x
+                out[ij] -= x
+
+
+def pn_direct_np(
+    p: np.ndarray,
+    dk: np.ndarray,
+    dkk: np.ndarray,
+    dj: np.ndarray,
+    dkj: np.ndarray,
+    dkkj: np.ndarray,
+    k: int,
+    j: int,
+    mass: float,
+    floor: float,
+    out: np.ndarray,
+) -> None:
+    """numpy twin of :func:`pn_direct_nb`."""
+    rho = p.real**2 + p.imag**2
+    ok = rho >= floor
+    cz = np.where(ok, np.conj(p) / np.where(ok, rho, 1.0), 0.0)
+    r_k, r_kk, r_j, r_kj, r_kkj = (cz * d for d in (dk, dkk, dj, dkj, dkkj))
+    v_k = r_k.imag / mass
+    dv = (r_kj - r_k * r_j).imag / mass
+    dq = -0.5 / mass * (r_kkj - r_kk * r_j).real - mass * v_k * dv
+    x = rho * (r_j.imag / mass) * dq
+    out[:p.shape[k]] += x.sum(axis=tuple(a for a in range(3) if a != k))
+    out[:p.shape[j]] -= x.sum(axis=tuple(a for a in range(3) if a != j))

@@ -952,35 +952,14 @@ def _hamiltonian_but_k(s: FrameSetup, drive_1d: np.ndarray | None) -> None:
         np.add(s.Q, s.C, out=s.Q)
 
 
-def _safe_ratio(num: np.ndarray, rho: np.ndarray, floor: float) -> np.ndarray:
-    """num / rho where rho >= floor, 0 elsewhere (SPEC.md density cutoff)."""
-    ok = rho >= floor
-    out = np.zeros_like(num)
-    np.divide(num, rho, out=out, where=ok)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------
 # Direct P_N on the original grid (diagnostic)
 
 
-def _marg_coarse(arr: np.ndarray, k: int, dx: float) -> np.ndarray:
-    others = tuple(a for a in range(arr.ndim) if a != k)
-    return np.sum(arr, axis=others) * dx ** (arr.ndim - 1) if others else arr
-
-
-def _pn_direct_marginal(
-    psi: np.ndarray,
-    rho: np.ndarray,
-    d1: dict[int, np.ndarray],
-    d2: dict[int, np.ndarray],
-    dpsi: dict[int, np.ndarray],
-    axes: list[int],
-    s: FrameSetup,
-    rho_floor: float,
-    workers: int,
-) -> np.ndarray:
-    """Original-grid marginal (n,) of the direct P_N integrand (module Notes), before the 1/N weight.
+def _pn_direct_pairs(s: FrameSetup, d1: np.ndarray, d2: np.ndarray, rho_floor: float) -> np.ndarray:
+    """Original-grid marginal (n,) of the direct P_N integrand's pairs (k, j), j != k, for the axis k
+    that ``s.X`` holds last (X layout, after :func:`_axis_marginals`), before the 1/N weight;
+    ``d1``, ``d2`` are d_k X and d_k^2 X.
 
     Notes
     -----
@@ -992,34 +971,29 @@ def _pn_direct_marginal(
         d_j Q_k = -(1/2m) Re[psi_kkj/psi - (psi_kk/psi)(psi_j/psi)] - m v_k d_j v_k,
         d_j v_k = (1/m) Im[psi_kj/psi - (psi_k/psi)(psi_j/psi)].
 
-    For fermions only k = 0 is summed (the caller multiplies by N, as for every marginal).
+    Per pair: the FFTs along j of d_k X and d_k^2 X (and of X unless ``s.dX`` holds d_j X already)
+    and one fused pass (:func:`bohmpower.exact._obs_kernels.pn_direct_nb`). For fermions only k = 0
+    is summed (the caller multiplies by N, as for every marginal).
     """
-    n_p, m = s.n_p, s.mass
+    n_p = s.n_p
     out = np.zeros(s.n)
-    if n_p < 2:
-        return out
-    cpsi = np.conj(psi)
-
-    def ratio(a: np.ndarray) -> np.ndarray:
-        return _safe_ratio(cpsi * a, rho.astype(complex), rho_floor)
-
-    for k in axes:
-        r_k = ratio(d1[k])
-        r_kk = ratio(d2[k])
-        v_k = r_k.imag / m
-        for j in range(n_p):
-            if j == k:
+    lead = 3 - n_p  # the kernel's view is 3D: a leading axis of length 1 for N = 2
+    view = (1,) * lead + s.X.shape
+    work = (s.C, _empty(s.X.shape, s.backend), _empty(s.X.shape, s.backend))
+    for o in range(n_p - 1):  # the other electrons' axes in the X layout
+        mul = _along(s.mul_e1, n_p, o)
+        d_j = []
+        for src, dst in zip((s.X, d1, d2), work):
+            if src is s.X and s.dX is not None:
+                d_j.append(s.dX[o])  # from _hamiltonian_but_k
                 continue
-            d_j = dpsi[j] if j in dpsi else _deriv(psi, s.kx, j, workers)
-            r_j = ratio(d_j)
-            del d_j
-            r_kj = ratio(_deriv(d1[k], s.kx, j, workers))
-            r_kkj = ratio(_deriv(d2[k], s.kx, j, workers))
-            dv = (r_kj - r_k * r_j).imag / m
-            dq = -0.5 / m * (r_kkj - r_kk * r_j).real - m * v_k * dv
-            x_kj = rho * (r_j.imag / m) * dq
-            out += _marg_coarse(x_kj, k, s.dx) - _marg_coarse(x_kj, j, s.dx)
-    return out
+            s.fft.forward(src, dst, o)
+            np.multiply(dst, mul, out=dst)
+            s.fft.backward(dst, o)
+            d_j.append(dst)
+        _obs_kernels.pn_direct_nb(*(a.reshape(view) for a in (s.X, d1, d2, *d_j)), n_p - 1 + lead,
+                                  o + lead, s.mass, rho_floor, out)
+    return out * s.dx ** (n_p - 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1050,8 +1024,9 @@ def frame(
     workers : int
         FFT threads (ignored when ``setup`` is given: the setup's own count is used).
     diagnostics : bool
-        Compute ``pn_direct`` and ``pn_direct_minus_balance`` (about as much again as the rest);
-        when False they are NaN. Every reported term is computed either way.
+        Compute ``pn_direct`` and ``pn_direct_minus_balance`` (three FFT pairs along the other
+        axes per pair of electrons and one fused pass: ~0.3 of the rest at 256^2, ~0.15 at 512^2,
+        benchmarks/README.md); when False they are NaN. Every reported term is computed either way.
     setup : FrameSetup, optional
         The model's reusable setup (build it once per run: ``FrameSetup(model, workers)``). Without it
         the setup of the last model seen is reused if that model is unchanged, else rebuilt.
@@ -1073,8 +1048,7 @@ def frame(
     v1 = s.u0_f + s.chi * qphi_f
 
     axes, weight = _marginal_axes(model, n_p)
-    d1: dict[int, np.ndarray] = {}
-    d2: dict[int, np.ndarray] = {}
+    pn = np.zeros(n)
     total = np.zeros((len(_MARGS), 2 * n))
     n_edges = s.edge_pos.shape[0]
     edge_je = np.zeros(n_edges)
@@ -1090,28 +1064,22 @@ def frame(
         _hamiltonian_but_k(s, drive_1d)
         st1 = st2 = None
         if n_p >= 2 and diagnostics:
-            st1 = np.empty(psi.shape, dtype=complex)
-            st2 = np.empty(psi.shape, dtype=complex)
+            st1 = _empty(psi.shape, s.backend)
+            st2 = _empty(psi.shape, s.backend)
         total += _axis_marginals(s, v1, rho_floor, st1, st2)
         if n_edges:
             je_k, l_k, _ = s.edge_densities(edge_qphi, rho_floor)
             edge_je += je_k
             edge_l += l_k
         if st1 is not None:
-            d1[k] = np.moveaxis(st1, -1, k)
-            d2[k] = np.moveaxis(st2, -1, k)
+            pn += _pn_direct_pairs(s, st1, st2, rho_floor)
+        del st1, st2
     total *= weight * s.dx ** (n_p - 1)
     edge_je *= weight * s.dx ** (n_p - 1)
     edge_l *= weight * s.dx ** (n_p - 1)
     tot = dict(zip(_MARGS, total))
 
-    if diagnostics:
-        rho_c = psi.real**2 + psi.imag**2
-        pn = _pn_direct_marginal(psi, rho_c, d1, d2, {}, axes, s, rho_floor, s.workers)
-        pn_f = _refine_1d(weight * pn)
-    else:
-        pn_f = np.full(2 * n, np.nan)
-    del d1, d2
+    pn_f = _refine_1d(weight * pn) if diagnostics else np.full(2 * n, np.nan)
 
     # Assemble the fine marginals.
     kf = s.kf
