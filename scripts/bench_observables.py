@@ -186,11 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from bohmpower.exact import observables as obs
+    from bohmpower.exact.fftbackend import resolve_fft_backend
 
     base = load_module(args.baseline) if args.baseline else None
     print(
         f"one thread; numpy {np.__version__}; FrameSetup FFT backend: "
-        f"{obs._resolve_backend('auto')}"
+        f"{resolve_fft_backend('auto')}"
     )
     print(
         f"numba compile of the observables kernels (cold cache, separate process): "
