@@ -66,6 +66,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from bohmpower.config import parse_config
+
 ROOT = Path(__file__).resolve().parent.parent
 THREAD_ENV = {
     "NUMBA_NUM_THREADS": "1",
@@ -95,56 +97,6 @@ DEFAULT_EDGE_NODE_PHASE = 0.4
 WINDOW_TERMS = ("power", "field_work", "interaction", "quantum", "quantum_flux", "quantum_nonlocal",
                 "boundary_flux", "absorbed")
 TOL = 1e-9
-
-
-# ----------------------------------------------------------------------------------------- TOML out
-def _key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
-
-
-def _scalar(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, list):
-        return "[" + ", ".join(_scalar(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_scalar(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"no TOML for {type(v)}")
-
-
-def _is_table_array(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def dump_toml(data: dict) -> str:
-    """The run file's dict as TOML (tables, arrays of tables, scalars, lists; what run files use)."""
-    out: list[str] = []
-
-    def emit(path: list[str], table: dict, header: str | None) -> None:
-        if header is not None:
-            out.append("")
-            out.append(header)
-        for k, v in table.items():
-            if not isinstance(v, dict) and not _is_table_array(v):
-                out.append(f"{_key(k)} = {_scalar(v)}")
-        for k, v in table.items():
-            p = path + [_key(k)]
-            if isinstance(v, dict):
-                emit(p, v, "[" + ".".join(p) + "]")
-            elif _is_table_array(v):
-                for item in v:
-                    emit(p, item, "[[" + ".".join(p) + "]]")
-
-    emit([], data, None)
-    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------------------------ the run files
@@ -213,8 +165,9 @@ def run_exact(cfg: dict, name: str, scratch: Path, env: dict, log) -> dict:
     notes = []
     for _attempt in range(3):
         toml = scratch / f"{name}.toml"
-        toml.write_text(dump_toml(cfg))
-        assert tomllib.loads(toml.read_text()) == cfg
+        resolved = parse_config(cfg, ROOT)  # (no case names a file) written by the package's own to_toml
+        toml.write_text(resolved.to_toml())
+        assert parse_config(tomllib.loads(toml.read_text()), ROOT) == resolved
         out = scratch / f"{name}.h5"
         wall, proc = run_cmd(["exact", str(toml), "-o", str(out), "--overwrite"], scratch, env)
         text = proc.stdout + proc.stderr
