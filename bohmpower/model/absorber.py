@@ -22,7 +22,11 @@ with transfer matrices on a fine piecewise-constant (midpoint) grid of n_slabs s
 Gamma_j, q_j = sqrt(2m (E + i Gamma_j)) and (psi, psi') is advanced exactly. The wave is integrated
 backwards from the transmitted side, psi = t e^{ikd} on the far side, where it grows, so that tiny
 transmissions keep full relative precision; at d = 0 it is split into incident and reflected waves. The
-error is O(h^2) in the slab width h (the test halves h).
+error is O(h^2) in the slab width h (the test halves h). The sweep is one numba pass per wavenumber
+(:mod:`bohmpower.model._absorber_kernels`); the slab matrices come from their Taylor series in (q h)^2
+(no complex cos, sin or sqrt) where |q h| <= 0.2, which the default slab count guarantees, so the
+strength search that `build_model` runs at every command start costs 0.07-0.3 s (0.5-2 s before,
+benchmarks/README.md).
 (``wrap=False`` gives the single layer followed by free space, for comparison.)
 
 Choice of the wavenumber range of a run (`absorber_k_range`):
@@ -52,6 +56,8 @@ import logging
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from . import _absorber_kernels
 
 __all__ = [
     "ABSORBER_TOLERANCE",
@@ -151,38 +157,8 @@ def absorber_reflection_transmission(
     h = path / n_slabs
     s_mid = (np.arange(n_slabs) + 0.5) * h
     g = _path_profile(s_mid, width, strength, wrap)  # (n_slabs,)
-    energy = k_arr**2 / (2.0 * mass)  # (n_k,)
-    q = np.sqrt(2.0 * mass * (energy[None, :] + 1j * g[:, None]))  # (n_slabs, n_k), Re q > 0
-    c = np.cos(q * h)
-    sq = np.sin(q * h)
-    # Backward step over one slab: (psi, psi')(s) = [[c, -sin/q], [q sin, c]] (psi, psi')(s + h).
-    m11, m12, m21, m22 = c, -sq / q, q * sq, c.copy()
-    log_scale = np.zeros(k_arr.shape)
-    # Product M_1 M_2 ... M_n (slab 1 nearest the inner edge) by pairwise reduction: vectorised, and equal
-    # to sequential application up to round-off. Each level is rescaled by its largest entry (the growth
-    # exp(integral of Im q) would overflow for strong layers); the logs are summed per wavenumber.
-    while m11.shape[0] > 1:
-        if m11.shape[0] % 2:  # odd count: fold the last matrix into its neighbour
-            a11, a12, a21, a22 = m11[-2], m12[-2], m21[-2], m22[-2]
-            b11, b12, b21, b22 = m11[-1], m12[-1], m21[-1], m22[-1]
-            m11[-2], m12[-2] = a11 * b11 + a12 * b21, a11 * b12 + a12 * b22
-            m21[-2], m22[-2] = a21 * b11 + a22 * b21, a21 * b12 + a22 * b22
-            m11, m12, m21, m22 = m11[:-1], m12[:-1], m21[:-1], m22[:-1]
-            continue
-        a11, a12, a21, a22 = m11[0::2], m12[0::2], m21[0::2], m22[0::2]
-        b11, b12, b21, b22 = m11[1::2], m12[1::2], m21[1::2], m22[1::2]
-        m11, m12 = a11 * b11 + a12 * b21, a11 * b12 + a12 * b22
-        m21, m22 = a21 * b11 + a22 * b21, a21 * b12 + a22 * b22
-        norm = np.maximum.reduce([np.abs(m11), np.abs(m12), np.abs(m21), np.abs(m22)])
-        m11, m12, m21, m22 = m11 / norm, m12 / norm, m21 / norm, m22 / norm
-        log_scale += np.log(norm).sum(axis=0)
-    ik = 1j * k_arr
-    psi0 = m11[0] + m12[0] * ik
-    dpsi0 = m21[0] + m22[0] * ik
-    a = 0.5 * (psi0 + dpsi0 / ik)
-    b = 0.5 * (psi0 - dpsi0 / ik)
-    # R = |b/a|^2 (scale-free); T = 1/|a_true|^2 with |a_true| = |a| exp(log_scale).
-    out = np.abs(b / a) ** 2 + np.exp(-2.0 * (np.log(np.abs(a)) + log_scale))
+    out = np.empty(k_arr.shape)
+    _absorber_kernels.path_rt_nb(g, h, float(mass), k_arr, out)
     return out if np.ndim(k) else out[0]
 
 
